@@ -1,0 +1,20 @@
+// Conversion between absl::Status (used inside every library) and grpc::Status (used
+// on the wire). Abseil's and gRPC's canonical codes have the same numbering, so the
+// conversion is one to one and keeps the message.
+//
+// Thread-safe: pure functions.
+#ifndef PS_COMMON_STATUS_UTIL_H_
+#define PS_COMMON_STATUS_UTIL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+
+namespace ps {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace ps
+
+#endif  // PS_COMMON_STATUS_UTIL_H_
