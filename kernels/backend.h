@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -64,6 +66,19 @@ class Buffer {
 using FloatBuffer = Buffer<float>;
 using IntBuffer = Buffer<int32_t>;
 
+// Returns `n` zero-filled floats of 64-byte-aligned host memory (whole cache lines).
+inline absl::StatusOr<FloatBuffer> AllocAlignedHost(int64_t n) {
+  if (n < 0) return absl::InvalidArgumentError("negative allocation size " + std::to_string(n));
+  if (n == 0) return FloatBuffer();
+  const size_t bytes = ((static_cast<size_t>(n) * sizeof(float) + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError("cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  std::memset(p, 0, bytes);
+  return FloatBuffer(static_cast<float*>(p), n, [](void* q) { std::free(q); });
+}
+
 class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
@@ -79,6 +94,13 @@ class ComputeBackend {
   virtual absl::Status CopyToDeviceInt(const int32_t* host, int32_t* dst, int64_t n) = 0;
   virtual absl::Status CopyToHost(const float* src, float* host, int64_t n) = 0;
   virtual absl::Status Synchronize() = 0;
+
+  // Host memory for staging copies, zero-filled. On CUDA it is page-locked, so
+  // CopyToDevice/CopyToHost from it run at full PCIe/NVLink speed and CopyToDevice is
+  // truly asynchronous: do not overwrite the source until Synchronize() or a later
+  // CopyToHost has returned. Elsewhere it is plain 64-byte-aligned host memory. Free
+  // pinned buffers outside hot loops: releasing page-locked memory synchronises the device.
+  virtual absl::StatusOr<FloatBuffer> AllocHostPinned(int64_t n) { return AllocAlignedHost(n); }
 
   // C = alpha * op(A) * op(B) + beta * C with op(X) = X or X^T; op(A) is m x k, op(B)
   // is k x n, C is m x n, all row-major and densely packed.

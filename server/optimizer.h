@@ -41,7 +41,13 @@ class Optimizer {
   virtual void Apply(float* p, const float* g, int64_t n, float* const* slots,
                      int64_t step) const = 0;
 
-  // The learning rate the schedule gives at 1-based `step`.
+  // The learning rate the schedule gives at 1-based `step` t (t < 1 counts as 1), so each
+  // schedule starts at the first update applied:
+  //   CONSTANT       lr
+  //   STEP           lr * gamma^floor((t - 1) / step_size)
+  //   COSINE         min_lr + (lr - min_lr) * (1 + cos(pi * min(t - 1, total_steps) /
+  //                  total_steps)) / 2, i.e. lr at t = 1 and min_lr from t = total_steps + 1
+  //   LINEAR_WARMUP  lr * min(1, t / warmup_steps), i.e. lr / warmup_steps at t = 1
   float LearningRate(int64_t step) const;
 
  protected:

@@ -1,0 +1,197 @@
+#include "server/dense_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/placement.h"
+#include "server/initializer.h"
+
+namespace ps {
+
+absl::StatusOr<int64_t> DenseElementCount(const v1::TableSpec& spec) {
+  if (spec.shape_size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table '", spec.name(), "': a dense table needs a non-empty shape"));
+  }
+  int64_t n = 1;
+  for (int64_t d : spec.shape()) {
+    if (d <= 0 || n > kMaxDenseElements / d) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table '", spec.name(), "': shape [", absl::StrJoin(spec.shape(), ","),
+          "] needs positive dimensions and at most ", kMaxDenseElements, " elements"));
+    }
+    n *= d;
+  }
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSpec& spec,
+                                                               int shard, int num_shards) {
+  absl::StatusOr<int64_t> n = DenseElementCount(spec);
+  if (!n.ok()) return n.status();
+  if (absl::Status s = ValidateInitializer(spec.initializer()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': ", s.message()));
+  }
+  if (spec.consistency() != v1::SYNC && spec.consistency() != v1::ASYNC) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", spec.name(), "': consistency mode ",
+        v1::ConsistencyMode_Name(spec.consistency()), " is not supported; use SYNC or ASYNC"));
+  }
+  if (spec.backup_workers() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': backup_workers=",
+                                                   spec.backup_workers(), " is negative"));
+  }
+  absl::StatusOr<std::unique_ptr<Optimizer>> opt = Optimizer::Create(spec.optimizer());
+  if (!opt.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table '", spec.name(), "': ", opt.status().message()));
+  }
+  const ShardRange r = LocalRange(spec.name(), *n, num_shards, shard);
+  return std::unique_ptr<DenseTable>(
+      new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt)));
+}
+
+DenseTable::DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
+                       int64_t local_size, std::unique_ptr<Optimizer> optimizer)
+    : spec_(spec),
+      num_elements_(num_elements),
+      offset_(offset),
+      optimizer_(std::move(optimizer)),
+      params_(local_size) {
+  FillInitial(spec_.initializer(), offset_, local_size, params_.data());
+  slots_.resize(optimizer_->num_slots(), std::vector<float>(local_size, 0.0f));
+  std::vector<float*> slot_ptrs;
+  for (auto& s : slots_) slot_ptrs.push_back(s.data());
+  optimizer_->InitSlots(slot_ptrs.data(), local_size);
+}
+
+absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_values) const {
+  const int64_t begin = slice.offset(), length = slice.length();
+  if (begin < 0 || length <= 0 || begin > num_elements_ - length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': range [", begin, ", ", begin + length,
+        ") is empty or outside the table's ", num_elements_, " elements"));
+  }
+  if (begin < offset_ || begin + length > offset_ + local_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': range [", begin, ", ", begin + length,
+        ") is not held by this shard, which holds [", offset_, ", ", offset_ + local_size(),
+        ")"));
+  }
+  if (!with_values) return absl::OkStatus();
+  if (static_cast<int64_t>(slice.values().size()) != length * 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': slice at ", begin, " carries ", slice.values().size(),
+        " bytes but its length ", length, " needs ", length * 4));
+  }
+  const char* bytes = slice.values().data();
+  for (int64_t i = 0; i < length; ++i) {
+    float v;
+    std::memcpy(&v, bytes + 4 * i, 4);
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(absl::StrCat("table '", name(),
+                                                     "': non-finite gradient ", v,
+                                                     " at element ", begin + i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DenseTable::Read(int64_t offset, int64_t length, std::string* out) const {
+  out->resize(length * 4);
+  std::memcpy(out->data(), params_.data() + (offset - offset_), length * 4);
+}
+
+absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
+                                   const v1::DenseSlice& slice) const {
+  if (!is_sync()) return absl::OkStatus();
+  if (!worker_live) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table '", name(), "': worker ", worker,
+        " is not registered with this shard; sync pushes need a live worker"));
+  }
+  if (step != version_) {
+    return absl::FailedPreconditionError(absl::StrCat("table '", name(), "': push for step ",
+                                                      step, " but the current step is ",
+                                                      version_));
+  }
+  auto it = step_contrib_.find(worker);
+  if (it != step_contrib_.end()) {
+    const int64_t b = slice.offset() - offset_, e = b + slice.length();
+    for (const auto& [sb, se] : it->second.spans) {
+      if (b < se && sb < e) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "table '", name(), "': worker ", worker, " already pushed elements [",
+            offset_ + std::max(b, sb), ", ", offset_ + std::min(e, se), ") for step ", step));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n) {
+  float* slot_ptrs[4];
+  for (size_t i = 0; i < slots_.size(); ++i) slot_ptrs[i] = slots_[i].data() + local_begin;
+  optimizer_->Apply(params_.data() + local_begin, grad, n, slot_ptrs, version_ + 1);
+  ++version_;
+}
+
+void DenseTable::Push(int worker, const v1::DenseSlice& slice) {
+  ++pushes_;
+  const int64_t b = slice.offset() - offset_, n = slice.length();
+  const float* grad = reinterpret_cast<const float*>(slice.values().data());
+  if (!is_sync()) {
+    ApplyUpdate(b, grad, n);
+    return;
+  }
+  if (step_sum_.empty()) step_sum_.assign(local_size(), 0.0f);
+  Contribution& c = step_contrib_[worker];
+  if (c.covered == 0 && n == local_size()) {
+    // Fast path: the whole range in one slice goes straight into the sum.
+    for (int64_t i = 0; i < n; ++i) step_sum_[i] += grad[i];
+  } else {
+    if (c.partial.empty()) c.partial.assign(local_size(), 0.0f);
+    std::memcpy(c.partial.data() + b, grad, n * 4);
+    if (c.covered + n == local_size()) {
+      for (int64_t i = 0; i < local_size(); ++i) step_sum_[i] += c.partial[i];
+      std::vector<float>().swap(c.partial);
+    }
+  }
+  c.spans.emplace_back(b, b + n);
+  c.covered += n;
+  if (c.covered == local_size()) ++step_full_;
+}
+
+bool DenseTable::MaybeFinishStep(const std::vector<int>& live) {
+  if (!is_sync() || step_full_ == 0) return false;
+  int live_full = 0;
+  for (int w : live) {
+    auto it = step_contrib_.find(w);
+    if (it != step_contrib_.end() && it->second.covered == local_size()) ++live_full;
+  }
+  const int needed = std::max(0, static_cast<int>(live.size()) - spec_.backup_workers());
+  if (live_full < needed) return false;
+  const float inv = 1.0f / static_cast<float>(step_full_);
+  for (float& g : step_sum_) g *= inv;
+  ApplyUpdate(0, step_sum_.data(), local_size());
+  std::fill(step_sum_.begin(), step_sum_.end(), 0.0f);
+  step_full_ = 0;
+  step_contrib_.clear();
+  return true;
+}
+
+void DenseTable::FillStatus(v1::TableStatus* status) const {
+  *status->mutable_spec() = spec_;
+  status->set_offset(offset_);
+  status->set_elements_on_shard(local_size());
+  status->set_bytes_on_shard(local_size() * 4 * (1 + static_cast<int64_t>(slots_.size())));
+  status->set_version(version_);
+  status->set_pushes(pushes_);
+  status->set_pulls(pulls_);
+  status->set_rejected_pushes(rejected_);
+}
+
+}  // namespace ps

@@ -1,0 +1,109 @@
+// DenseTable: one shard's contiguous range of a dense table, its optimizer state, and
+// the table's consistency rules (see docs/consistency.md).
+//
+// - ASYNC: every pushed slice is applied on arrival; each applied slice is one update
+//   (version += 1, and the optimizer's step count).
+// - SYNC: gradients for step == version are summed per worker; when every live worker
+//   (all but `backup_workers` of them) has pushed its whole range, the average is applied
+//   once and version becomes step + 1. A worker's chunked push is held apart until the
+//   worker has covered the range, so a worker that dies mid-push never skews the average.
+//
+// Thread safety: the caller holds mu() around every method marked ABSL_EXCLUSIVE_LOCKS_
+// REQUIRED; ParameterStore takes several tables' locks in name order.
+#ifndef PS_SERVER_DENSE_TABLE_H_
+#define PS_SERVER_DENSE_TABLE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/v1/ps.pb.h"
+#include "server/optimizer.h"
+
+namespace ps {
+
+class DenseTable {
+ public:
+  // Validates `spec` (shape, initializer, optimizer) and builds this shard's part.
+  static absl::StatusOr<std::unique_ptr<DenseTable>> Create(const v1::TableSpec& spec,
+                                                            int shard, int num_shards);
+
+  const v1::TableSpec& spec() const { return spec_; }
+  const std::string& name() const { return spec_.name(); }
+  int64_t num_elements() const { return num_elements_; }
+  // This shard's range [offset(), offset() + local_size()) of the flattened table.
+  int64_t offset() const { return offset_; }
+  int64_t local_size() const { return static_cast<int64_t>(params_.size()); }
+  bool is_sync() const { return spec_.consistency() == v1::SYNC; }
+
+  absl::Mutex* mu() const ABSL_LOCK_RETURNED(mu_) { return &mu_; }
+
+  // Checks a slice's range (and, with values, its byte length and finiteness) against
+  // this shard's part. Needs no lock: it reads only immutable fields.
+  absl::Status CheckSlice(const v1::DenseSlice& slice, bool with_values) const;
+
+  int64_t version() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return version_; }
+  // Copies a checked slice's current values into `out` (length * 4 bytes).
+  void Read(int64_t offset, int64_t length, std::string* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks that `worker` may push `slice` for `step` now (sync: the current step, a live
+  // worker, no element pushed twice). Changes nothing.
+  absl::Status CheckPush(int worker, bool worker_live, int64_t step,
+                         const v1::DenseSlice& slice) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies (async) or accumulates (sync) a slice that passed CheckSlice and CheckPush.
+  void Push(int worker, const v1::DenseSlice& slice) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sync: applies the pending step if the workers in `live` (ascending) have all pushed
+  // (up to backup_workers). Returns true if the version advanced.
+  bool MaybeFinishStep(const std::vector<int>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Counters and sizes for status reports.
+  void FillStatus(v1::TableStatus* status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountPull() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pulls_; }
+  void CountRejected() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++rejected_; }
+
+ private:
+  DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
+             int64_t local_size, std::unique_ptr<Optimizer> optimizer);
+
+  // A sync step's gradient from one worker, while it arrives in chunks.
+  struct Contribution {
+    int64_t covered = 0;                            // elements pushed so far
+    std::vector<std::pair<int64_t, int64_t>> spans;  // [begin, end) local, pushed so far
+    std::vector<float> partial;                     // gradient until covered == size
+  };
+
+  void ApplyUpdate(int64_t local_begin, const float* grad, int64_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const v1::TableSpec spec_;
+  const int64_t num_elements_;
+  const int64_t offset_;
+  const std::unique_ptr<Optimizer> optimizer_;
+
+  mutable absl::Mutex mu_;
+  std::vector<float> params_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<float>> slots_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  // Sync: the summed gradients of workers that covered the range for step version_.
+  std::vector<float> step_sum_ ABSL_GUARDED_BY(mu_);
+  int step_full_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, Contribution> step_contrib_ ABSL_GUARDED_BY(mu_);
+  int64_t pushes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t pulls_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Elements in a dense spec's shape; INVALID_ARGUMENT for an empty or non-positive shape
+// or more than kMaxDenseElements.
+absl::StatusOr<int64_t> DenseElementCount(const v1::TableSpec& spec);
+inline constexpr int64_t kMaxDenseElements = int64_t{1} << 32;
+
+}  // namespace ps
+
+#endif  // PS_SERVER_DENSE_TABLE_H_

@@ -1,0 +1,243 @@
+#include "server/parameter_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace ps {
+namespace {
+
+// Names what differs between two specs of the same table, for ALREADY_EXISTS messages.
+std::string DescribeSpecDifference(const v1::TableSpec& a, const v1::TableSpec& b) {
+  if (a.kind() != b.kind()) return "kind differs";
+  if (!std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end())) {
+    return absl::StrCat("shape [", absl::StrJoin(a.shape(), ","), "] vs requested [",
+                        absl::StrJoin(b.shape(), ","), "]");
+  }
+  if (a.consistency() != b.consistency()) {
+    return absl::StrCat("consistency ", v1::ConsistencyMode_Name(a.consistency()),
+                        " vs requested ", v1::ConsistencyMode_Name(b.consistency()));
+  }
+  if (!google::protobuf::util::MessageDifferencer::Equals(a.optimizer(), b.optimizer())) {
+    return "optimizer settings differ";
+  }
+  if (!google::protobuf::util::MessageDifferencer::Equals(a.initializer(), b.initializer())) {
+    return "initializer differs";
+  }
+  return "settings differ";
+}
+
+}  // namespace
+
+ParameterStore::ParameterStore(const StoreOptions& options, WorkerRegistry* registry)
+    : options_(options), registry_(registry) {}
+
+absl::StatusOr<DenseTable*> ParameterStore::Find(const std::string& name) const {
+  absl::MutexLock lock(&tables_mu_);
+  auto it = tables_.find(name);
+  if (it == tables_.end()) {
+    return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
+                                            options_.shard_index));
+  }
+  return it->second.get();
+}
+
+absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
+                                         v1::CreateTableResponse* response) {
+  const v1::TableSpec& spec = request.spec();
+  if (spec.name().empty()) return absl::InvalidArgumentError("table name is empty");
+  if (spec.kind() != v1::DENSE) {
+    return absl::UnimplementedError(absl::StrCat("table '", spec.name(), "': kind ",
+                                                 v1::TableKind_Name(spec.kind()),
+                                                 " is not supported; use DENSE"));
+  }
+  {
+    absl::MutexLock lock(&tables_mu_);
+    auto it = tables_.find(spec.name());
+    if (it != tables_.end()) {
+      const v1::TableSpec& have = it->second->spec();
+      if (!google::protobuf::util::MessageDifferencer::Equals(have, spec)) {
+        return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
+                                                     "' already exists with a different spec: ",
+                                                     DescribeSpecDifference(have, spec)));
+      }
+      absl::MutexLock table_lock(it->second->mu());
+      response->set_created(false);
+      response->set_version(it->second->version());
+      response->set_elements_on_shard(it->second->local_size());
+      return absl::OkStatus();
+    }
+  }
+  // Build outside the map lock: initialising a large table takes a while.
+  absl::StatusOr<std::unique_ptr<DenseTable>> table =
+      DenseTable::Create(spec, options_.shard_index, options_.num_shards);
+  if (!table.ok()) return table.status();
+  absl::MutexLock lock(&tables_mu_);
+  auto [it, inserted] = tables_.emplace(spec.name(), *std::move(table));
+  if (!inserted && !google::protobuf::util::MessageDifferencer::Equals(it->second->spec(), spec)) {
+    return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
+                                                 "' already exists with a different spec: ",
+                                                 DescribeSpecDifference(it->second->spec(), spec)));
+  }
+  response->set_created(inserted);
+  response->set_version(0);
+  response->set_elements_on_shard(it->second->local_size());
+  if (inserted) {
+    LOG(INFO) << "created table '" << spec.name() << "' shape ["
+              << absl::StrJoin(spec.shape(), ",") << "] "
+              << v1::ConsistencyMode_Name(spec.consistency()) << " "
+              << v1::OptimizerSpec::Kind_Name(spec.optimizer().kind()) << ": elements ["
+              << it->second->offset() << ", " << it->second->offset() + it->second->local_size()
+              << ") on shard " << options_.shard_index;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
+                                  v1::PullResponse* response) {
+  if (request.sparse_size() > 0) {
+    return absl::UnimplementedError("sparse pulls are not supported yet");
+  }
+  int64_t bytes = 0;
+  std::vector<DenseTable*> tables;
+  for (const v1::DenseSlice& slice : request.dense()) {
+    absl::StatusOr<DenseTable*> t = Find(slice.table());
+    if (!t.ok()) return t.status();
+    if (absl::Status s = (*t)->CheckSlice(slice, /*with_values=*/false); !s.ok()) return s;
+    bytes += slice.length() * 4;
+    tables.push_back(*t);
+  }
+  if (bytes > options_.max_request_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "pull of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
+        " bytes per request; split it into chunks"));
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    DenseTable* t = tables[i];
+    const v1::DenseSlice& slice = request.dense(i);
+    const int64_t want = request.min_version();
+    struct Ready {
+      DenseTable* t;
+      int64_t want;
+      const std::atomic<bool>* shutdown;
+      bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return t->version() >= want || shutdown->load();
+      }
+    } ready{t, want, &shutdown_};
+    if (!t->mu()->LockWhenWithDeadline(absl::Condition(&ready), deadline)) {
+      const int64_t have = t->version();
+      t->mu()->Unlock();
+      return absl::DeadlineExceededError(absl::StrCat(
+          "table '", t->name(), "': version ", want, " not reached before the deadline (at ",
+          have, ")"));
+    }
+    if (shutdown_.load()) {
+      t->mu()->Unlock();
+      return absl::UnavailableError("shard is shutting down");
+    }
+    v1::DenseSlice* out = response->add_dense();
+    out->set_table(slice.table());
+    out->set_offset(slice.offset());
+    out->set_length(slice.length());
+    out->set_version(t->version());
+    t->Read(slice.offset(), slice.length(), out->mutable_values());
+    t->CountPull();
+    t->mu()->Unlock();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response) {
+  if (request.sparse_size() > 0) {
+    return absl::UnimplementedError("sparse pushes are not supported yet");
+  }
+  if (request.dense_size() == 0) return absl::InvalidArgumentError("push carries no slices");
+  int64_t bytes = 0;
+  std::vector<DenseTable*> tables;
+  for (const v1::DenseSlice& slice : request.dense()) {
+    absl::StatusOr<DenseTable*> t = Find(slice.table());
+    if (!t.ok()) return t.status();
+    bytes += static_cast<int64_t>(slice.values().size());
+    tables.push_back(*t);
+  }
+  if (bytes > options_.max_request_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "push of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
+        " bytes per request; split it into chunks"));
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    if (absl::Status s = tables[i]->CheckSlice(request.dense(i), /*with_values=*/true); !s.ok()) {
+      return s;
+    }
+  }
+  // Two slices of one request must not overlap either.
+  for (size_t i = 0; i < tables.size(); ++i) {
+    for (size_t j = i + 1; j < tables.size(); ++j) {
+      const v1::DenseSlice& a = request.dense(i);
+      const v1::DenseSlice& b = request.dense(j);
+      if (tables[i] == tables[j] && a.offset() < b.offset() + b.length() &&
+          b.offset() < a.offset() + a.length()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "table '", a.table(), "': push carries overlapping ranges at ", a.offset(),
+            " and ", b.offset()));
+      }
+    }
+  }
+  std::vector<DenseTable*> order = tables;
+  std::sort(order.begin(), order.end(),
+            [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  const bool live = registry_->IsLive(request.worker_index());
+  for (DenseTable* t : order) t->mu()->Lock();
+  absl::Status status;
+  for (size_t i = 0; i < tables.size() && status.ok(); ++i) {
+    status = tables[i]->CheckPush(request.worker_index(), live, request.step(), request.dense(i));
+    if (!status.ok()) tables[i]->CountRejected();
+  }
+  if (status.ok()) {
+    for (size_t i = 0; i < tables.size(); ++i) tables[i]->Push(request.worker_index(), request.dense(i));
+    const std::vector<int> live_workers = registry_->LiveWorkers();
+    for (DenseTable* t : order) t->MaybeFinishStep(live_workers);
+    for (DenseTable* t : tables) response->add_dense_versions(t->version());
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu()->Unlock();
+  return status;
+}
+
+void ParameterStore::OnMembershipChange() {
+  const std::vector<int> live = registry_->LiveWorkers();
+  std::vector<DenseTable*> all;
+  {
+    absl::MutexLock lock(&tables_mu_);
+    for (auto& [name, t] : tables_) all.push_back(t.get());
+  }
+  for (DenseTable* t : all) {
+    absl::MutexLock lock(t->mu());
+    if (t->MaybeFinishStep(live)) {
+      LOG(INFO) << "table '" << t->name() << "': step finished without departed workers, now at version "
+                << t->version();
+    }
+  }
+}
+
+void ParameterStore::Shutdown() {
+  shutdown_.store(true);
+  absl::MutexLock lock(&tables_mu_);
+  // Taking and releasing each table's lock makes waiting pulls re-evaluate their condition.
+  for (auto& [name, t] : tables_) absl::MutexLock table_lock(t->mu());
+}
+
+void ParameterStore::FillStatus(v1::GetStatusResponse* response) const {
+  response->set_shard_index(options_.shard_index);
+  response->set_num_shards(options_.num_shards);
+  absl::MutexLock lock(&tables_mu_);
+  for (const auto& [name, t] : tables_) {
+    absl::MutexLock table_lock(t->mu());
+    t->FillStatus(response->add_tables());
+  }
+}
+
+}  // namespace ps

@@ -1,0 +1,75 @@
+// ParameterStore: every table one shard holds, and the request-level rules for creating,
+// pulling and pushing them. Knows nothing of gRPC: the service adapter passes protobuf
+// messages in and turns the returned absl::Status into a gRPC status.
+//
+// A push is all-or-nothing: every slice is checked (table, range, bytes, finiteness,
+// step, duplicates) under the locks of all the tables it names, taken in name order,
+// before any slice is applied. A pull waits until each table it names reaches the
+// requested version, or the deadline passes (DEADLINE_EXCEEDED).
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef PS_SERVER_PARAMETER_STORE_H_
+#define PS_SERVER_PARAMETER_STORE_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "proto/v1/ps.pb.h"
+#include "server/dense_table.h"
+#include "server/worker_registry.h"
+
+namespace ps {
+
+struct StoreOptions {
+  int shard_index = 0;
+  int num_shards = 1;
+  // Largest payload one push or pull may carry.
+  int64_t max_request_bytes = 64 << 20;
+};
+
+class ParameterStore {
+ public:
+  // `registry` must outlive the store.
+  ParameterStore(const StoreOptions& options, WorkerRegistry* registry);
+
+  const StoreOptions& options() const { return options_; }
+
+  // Creates this shard's part of a table. An identical spec already present is not an
+  // error (created = false), so every worker may create the tables it uses; a different
+  // spec under the same name is ALREADY_EXISTS.
+  absl::Status CreateTable(const v1::CreateTableRequest& request,
+                           v1::CreateTableResponse* response);
+  absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
+                    v1::PullResponse* response);
+  absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response);
+
+  // Re-checks every sync table after the live set shrank, so a dropped or departed
+  // worker never holds a step back.
+  void OnMembershipChange();
+  // Wakes every waiting pull with UNAVAILABLE; later pulls fail at once.
+  void Shutdown();
+
+  void FillStatus(v1::GetStatusResponse* response) const;
+
+ private:
+  // Returns the table, or NOT_FOUND naming it.
+  absl::StatusOr<DenseTable*> Find(const std::string& name) const;
+
+  const StoreOptions options_;
+  WorkerRegistry* const registry_;
+  std::atomic<bool> shutdown_{false};
+  mutable absl::Mutex tables_mu_;
+  // Tables are never removed, so their pointers stay valid without the lock.
+  std::map<std::string, std::unique_ptr<DenseTable>> tables_ ABSL_GUARDED_BY(tables_mu_);
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_PARAMETER_STORE_H_

@@ -1,0 +1,55 @@
+// ParameterServerService: the thin gRPC adapter over ParameterStore and WorkerRegistry.
+// Each method converts the call, delegates, and returns the status one to one; request
+// counters for status reports are kept here.
+//
+// Thread-safe: gRPC calls the methods from many threads at once.
+#ifndef PS_SERVER_PS_SERVICE_H_
+#define PS_SERVER_PS_SERVICE_H_
+
+#include <atomic>
+
+#include "absl/time/time.h"
+#include "proto/v1/ps.grpc.pb.h"
+#include "server/parameter_store.h"
+#include "server/worker_registry.h"
+
+namespace ps {
+
+class ParameterServerService final : public v1::ParameterServer::Service {
+ public:
+  // `store` and `registry` must outlive the service. A pull waits at most
+  // `max_pull_wait` for its version when the call itself has no deadline.
+  ParameterServerService(ParameterStore* store, WorkerRegistry* registry,
+                         absl::Duration heartbeat_interval, absl::Duration max_pull_wait);
+
+  grpc::Status CreateTable(grpc::ServerContext* context, const v1::CreateTableRequest* request,
+                           v1::CreateTableResponse* response) override;
+  grpc::Status Pull(grpc::ServerContext* context, const v1::PullRequest* request,
+                    v1::PullResponse* response) override;
+  grpc::Status Push(grpc::ServerContext* context, const v1::PushRequest* request,
+                    v1::PushResponse* response) override;
+  grpc::Status RegisterWorker(grpc::ServerContext* context,
+                              const v1::RegisterWorkerRequest* request,
+                              v1::RegisterWorkerResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
+  grpc::Status LeaveWorker(grpc::ServerContext* context, const v1::LeaveWorkerRequest* request,
+                           v1::LeaveWorkerResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
+                         v1::GetStatusResponse* response) override;
+
+ private:
+  ParameterStore* const store_;
+  WorkerRegistry* const registry_;
+  const absl::Duration heartbeat_interval_;
+  const absl::Duration max_pull_wait_;
+  const absl::Time start_ = absl::Now();
+  std::atomic<int64_t> push_requests_{0};
+  std::atomic<int64_t> pull_requests_{0};
+  std::atomic<int64_t> bytes_received_{0};
+  std::atomic<int64_t> bytes_sent_{0};
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_PS_SERVICE_H_

@@ -1,0 +1,93 @@
+// ps_server: one parameter-server shard. Every flag can also be given in the environment
+// as PS_<FLAG> (e.g. PS_SHARD_INDEX), so one container image serves every shard.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "common/flags_env.h"
+#include "glog/logging.h"
+#include "server/ps_server.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free one (see --port_file).");
+ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here once serving.");
+ABSL_FLAG(int, shard_index, 0, "This shard's index in --servers.");
+ABSL_FLAG(std::string, servers, "", "Comma-separated host:port of every shard; its length is the shard count.");
+ABSL_FLAG(int, num_shards, 0, "Shard count, when --servers is not given.");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1), "How often workers should heartbeat.");
+ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10), "Silence after which a worker is dropped.");
+ABSL_FLAG(absl::Duration, max_pull_wait, absl::Minutes(5), "Longest a pull waits for its version.");
+ABSL_FLAG(int64_t, max_request_bytes, 64 << 20, "Largest push or pull payload accepted.");
+
+namespace {
+
+int NumShards() {
+  const std::string servers = absl::GetFlag(FLAGS_servers);
+  if (!servers.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(servers, ',', absl::SkipEmpty());
+    return static_cast<int>(parts.size());
+  }
+  return absl::GetFlag(FLAGS_num_shards) > 0 ? absl::GetFlag(FLAGS_num_shards) : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("ps_server: one shard of the parameter server.");
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+  if (absl::Status s = ps::SetFlagsFromEnv({"host", "port", "port_file", "shard_index", "servers",
+                                            "num_shards", "heartbeat_interval", "heartbeat_timeout",
+                                            "max_pull_wait", "max_request_bytes"});
+      !s.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals here so every thread inherits the mask; one thread waits.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  ps::ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.shard_index = absl::GetFlag(FLAGS_shard_index);
+  options.num_shards = NumShards();
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  options.max_pull_wait = absl::GetFlag(FLAGS_max_pull_wait);
+  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  absl::StatusOr<std::unique_ptr<ps::PsServer>> server = ps::PsServer::Start(options);
+  if (!server.ok()) {
+    LOG(ERROR) << "cannot start: " << server.status();
+    return 1;
+  }
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      LOG(ERROR) << "cannot write --port_file " << port_file;
+      return 1;
+    }
+  }
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    LOG(INFO) << "received signal " << sig;
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_thread.detach();
+  return 0;
+}

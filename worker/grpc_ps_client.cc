@@ -1,0 +1,257 @@
+// The gRPC implementation of PsClient.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "common/placement.h"
+#include "common/status_util.h"
+#include "proto/v1/ps.grpc.pb.h"
+#include "worker/ps_client.h"
+
+namespace ps {
+namespace {
+
+// One slice of one tensor in one chunk request: elements [begin, begin + length).
+struct Piece {
+  const DenseTensor* tensor;
+  int64_t begin;
+  int64_t length;
+};
+
+// A request to one shard with the pieces it carries, in order.
+struct Chunk {
+  int shard;
+  std::vector<Piece> pieces;
+};
+
+class GrpcPsClient final : public PsClient {
+ public:
+  GrpcPsClient(const std::vector<std::string>& servers, const ClientOptions& options)
+      : servers_(servers), options_(options) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
+    args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+    for (const std::string& address : servers_) {
+      stubs_.push_back(v1::ParameterServer::NewStub(
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+    }
+  }
+
+  int num_shards() const override { return static_cast<int>(servers_.size()); }
+
+  absl::Status CreateTable(const v1::TableSpec& spec) override {
+    v1::CreateTableRequest request;
+    *request.mutable_spec() = spec;
+    return ForEachShard<v1::CreateTableResponse>(
+        [&](int s, grpc::ClientContext* ctx, v1::CreateTableResponse* resp) {
+          return stubs_[s]->CreateTable(ctx, request, resp);
+        },
+        /*wait_for_ready=*/true);
+  }
+
+  absl::Status RegisterWorker(int worker, const std::string& host,
+                              const std::string& device) override {
+    v1::RegisterWorkerRequest request;
+    request.set_worker_index(worker);
+    request.set_host(host);
+    request.set_device(device);
+    return ForEachShard<v1::RegisterWorkerResponse>(
+        [&](int s, grpc::ClientContext* ctx, v1::RegisterWorkerResponse* resp) {
+          return stubs_[s]->RegisterWorker(ctx, request, resp);
+        },
+        /*wait_for_ready=*/true);
+  }
+
+  absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) override {
+    v1::HeartbeatRequest request;
+    request.set_worker_index(worker);
+    *request.mutable_stats() = stats;
+    return ForEachShard<v1::HeartbeatResponse>(
+        [&](int s, grpc::ClientContext* ctx, v1::HeartbeatResponse* resp) {
+          return stubs_[s]->Heartbeat(ctx, request, resp);
+        },
+        /*wait_for_ready=*/false);
+  }
+
+  absl::Status LeaveWorker(int worker) override {
+    v1::LeaveWorkerRequest request;
+    request.set_worker_index(worker);
+    return ForEachShard<v1::LeaveWorkerResponse>(
+        [&](int s, grpc::ClientContext* ctx, v1::LeaveWorkerResponse* resp) {
+          return stubs_[s]->LeaveWorker(ctx, request, resp);
+        },
+        /*wait_for_ready=*/false);
+  }
+
+  absl::StatusOr<std::vector<v1::GetStatusResponse>> GetStatus() override {
+    std::vector<v1::GetStatusResponse> out(servers_.size());
+    v1::GetStatusRequest request;
+    absl::Status s = ForEachShard<v1::GetStatusResponse>(
+        [&](int shard, grpc::ClientContext* ctx, v1::GetStatusResponse* resp) {
+          grpc::Status st = stubs_[shard]->GetStatus(ctx, request, resp);
+          out[shard] = *resp;
+          return st;
+        },
+        /*wait_for_ready=*/false);
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  absl::StatusOr<int64_t> Pull(const std::vector<DenseTensor>& tensors, int64_t min_version,
+                               int worker) override {
+    const std::vector<Chunk> chunks = Plan(tensors);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::PullRequest request;
+      v1::PullResponse response;
+      grpc::Status status;
+    };
+    std::vector<Call> calls(chunks.size());
+    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      Call& c = calls[i];
+      c.request.set_worker_index(worker);
+      c.request.set_min_version(min_version);
+      for (const Piece& p : chunks[i].pieces) {
+        v1::DenseSlice* d = c.request.add_dense();
+        d->set_table(p.tensor->table);
+        d->set_offset(p.begin);
+        d->set_length(p.length);
+      }
+      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      stubs_[chunks[i].shard]->async()->Pull(&c.ctx, &c.request, &c.response,
+                                             [&c, &done](grpc::Status s) {
+                                               c.status = std::move(s);
+                                               done.DecrementCount();
+                                             });
+    }
+    done.Wait();
+    int64_t version = std::numeric_limits<int64_t>::max();
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "pull", calls[i].status);
+      const v1::PullResponse& r = calls[i].response;
+      if (r.dense_size() != static_cast<int>(chunks[i].pieces.size())) {
+        return absl::InternalError(absl::StrCat("shard ", chunks[i].shard, " answered ",
+                                                r.dense_size(), " slices for ",
+                                                chunks[i].pieces.size()));
+      }
+      for (int j = 0; j < r.dense_size(); ++j) {
+        const Piece& p = chunks[i].pieces[j];
+        const std::string& values = r.dense(j).values();
+        if (static_cast<int64_t>(values.size()) != p.length * 4) {
+          return absl::InternalError(absl::StrCat("shard ", chunks[i].shard, " sent ",
+                                                  values.size(), " bytes for table '",
+                                                  p.tensor->table, "' slice of ", p.length));
+        }
+        std::memcpy(p.tensor->data + p.begin, values.data(), values.size());
+        bytes_pulled_.fetch_add(values.size(), std::memory_order_relaxed);
+        version = std::min(version, r.dense(j).version());
+      }
+    }
+    return chunks.empty() ? 0 : version;
+  }
+
+  absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step, int worker) override {
+    const std::vector<Chunk> chunks = Plan(tensors);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::PushRequest request;
+      v1::PushResponse response;
+      grpc::Status status;
+    };
+    std::vector<Call> calls(chunks.size());
+    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      Call& c = calls[i];
+      c.request.set_worker_index(worker);
+      c.request.set_step(step);
+      for (const Piece& p : chunks[i].pieces) {
+        v1::DenseSlice* d = c.request.add_dense();
+        d->set_table(p.tensor->table);
+        d->set_offset(p.begin);
+        d->set_length(p.length);
+        d->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin), p.length * 4);
+        bytes_pushed_.fetch_add(p.length * 4, std::memory_order_relaxed);
+      }
+      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      stubs_[chunks[i].shard]->async()->Push(&c.ctx, &c.request, &c.response,
+                                             [&c, &done](grpc::Status s) {
+                                               c.status = std::move(s);
+                                               done.DecrementCount();
+                                             });
+    }
+    done.Wait();
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "push", calls[i].status);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // Cuts tensors into per-shard chunk requests of at most max_chunk_bytes each.
+  std::vector<Chunk> Plan(const std::vector<DenseTensor>& tensors) const {
+    const int64_t max_elems = std::max<int64_t>(1, options_.max_chunk_bytes / 4);
+    std::vector<std::vector<Chunk>> per_shard(servers_.size());
+    std::vector<int64_t> fill(servers_.size(), 0);
+    for (const DenseTensor& t : tensors) {
+      for (const ShardRange& r : PlaceDense(t.table, t.num_elements, num_shards())) {
+        for (int64_t b = r.begin; b < r.end;) {
+          std::vector<Chunk>& cs = per_shard[r.shard];
+          if (cs.empty() || fill[r.shard] >= max_elems) {
+            cs.push_back({r.shard, {}});
+            fill[r.shard] = 0;
+          }
+          const int64_t n = std::min(r.end - b, max_elems - fill[r.shard]);
+          cs.back().pieces.push_back({&t, b, n});
+          fill[r.shard] += n;
+          b += n;
+        }
+      }
+    }
+    std::vector<Chunk> out;
+    for (auto& cs : per_shard)
+      for (auto& c : cs) out.push_back(std::move(c));
+    return out;
+  }
+
+  absl::Status ShardError(int shard, const char* what, const grpc::Status& s) const {
+    absl::Status st = FromGrpcStatus(s);
+    return absl::Status(st.code(), absl::StrCat(what, " to shard ", shard, " (", servers_[shard],
+                                                "): ", st.message()));
+  }
+
+  // Runs one unary call per shard, one after another: these control calls are rare.
+  template <typename Response>
+  absl::Status ForEachShard(
+      const std::function<grpc::Status(int, grpc::ClientContext*, Response*)>& call,
+      bool wait_for_ready) {
+    for (int s = 0; s < num_shards(); ++s) {
+      grpc::ClientContext ctx;
+      ctx.set_wait_for_ready(wait_for_ready);
+      ctx.set_deadline(absl::ToChronoTime(
+          absl::Now() + (wait_for_ready ? options_.connect_timeout : absl::Seconds(10))));
+      Response response;
+      grpc::Status st = call(s, &ctx, &response);
+      if (!st.ok()) return ShardError(s, "call", st);
+    }
+    return absl::OkStatus();
+  }
+
+  const std::vector<std::string> servers_;
+  const ClientOptions options_;
+  std::vector<std::unique_ptr<v1::ParameterServer::Stub>> stubs_;
+};
+
+}  // namespace
+
+std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,
+                                          const ClientOptions& options) {
+  return std::make_unique<GrpcPsClient>(servers, options);
+}
+
+}  // namespace ps

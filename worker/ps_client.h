@@ -1,0 +1,78 @@
+// PsClient: how a worker talks to the parameter servers.
+//
+// Calls take whole tensors; the client cuts them by placement (common/placement.h) into
+// per-shard slices, splits those into chunks of at most `max_chunk_bytes`, and sends
+// every chunk to every shard at once, so a large tensor never meets gRPC's message limit
+// and all shards work in parallel. Errors keep their gRPC code and name the shard.
+//
+// Thread safety: methods may be called concurrently; counters are atomic.
+#ifndef PS_WORKER_PS_CLIENT_H_
+#define PS_WORKER_PS_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/v1/ps.pb.h"
+
+namespace ps {
+
+// A whole dense table as the worker holds it.
+struct DenseTensor {
+  std::string table;
+  int64_t num_elements = 0;
+  float* data = nullptr;
+};
+
+struct ClientOptions {
+  int64_t max_chunk_bytes = 1 << 20;
+  // Deadline for one pull or push (a sync pull waits for the slowest worker).
+  absl::Duration rpc_timeout = absl::Minutes(5);
+  // How long the first calls wait for servers that are still starting.
+  absl::Duration connect_timeout = absl::Seconds(60);
+};
+
+class PsClient {
+ public:
+  virtual ~PsClient() = default;
+
+  virtual int num_shards() const = 0;
+
+  // Creates the table on every shard (idempotent for an identical spec).
+  virtual absl::Status CreateTable(const v1::TableSpec& spec) = 0;
+  virtual absl::Status RegisterWorker(int worker, const std::string& host,
+                                      const std::string& device) = 0;
+  virtual absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) = 0;
+  virtual absl::Status LeaveWorker(int worker) = 0;
+
+  // Fills each tensor's data with the servers' values once every table has reached
+  // `min_version`. Returns the smallest version among the slices received.
+  virtual absl::StatusOr<int64_t> Pull(const std::vector<DenseTensor>& tensors,
+                                       int64_t min_version, int worker) = 0;
+  // Sends each tensor's data as the gradient of `step`.
+  virtual absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step,
+                            int worker) = 0;
+  // One status reply per shard, in shard order.
+  virtual absl::StatusOr<std::vector<v1::GetStatusResponse>> GetStatus() = 0;
+
+  // Tensor payload bytes sent (pushes) and received (pulls) so far.
+  int64_t bytes_pushed() const { return bytes_pushed_.load(); }
+  int64_t bytes_pulled() const { return bytes_pulled_.load(); }
+
+ protected:
+  std::atomic<int64_t> bytes_pushed_{0};
+  std::atomic<int64_t> bytes_pulled_{0};
+};
+
+// A client over gRPC to `servers` (host:port, in shard order).
+std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,
+                                          const ClientOptions& options = ClientOptions());
+
+}  // namespace ps
+
+#endif  // PS_WORKER_PS_CLIENT_H_

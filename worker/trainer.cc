@@ -1,0 +1,217 @@
+#include "worker/trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace ps {
+namespace {
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+// Indices of this worker's shard: a contiguous block of a fixed global permutation, so
+// shards are disjoint, cover the data set, and differ in size by at most one.
+std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t seed) {
+  std::vector<int64_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(all.begin(), all.end(), rng);
+  const int64_t begin = n * worker / workers, end = n * (worker + 1) / workers;
+  return std::vector<int64_t>(all.begin() + begin, all.begin() + end);
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainerOptions& options, PsClient* client, Mlp* model,
+                 const Dataset* train, const Dataset* test, const std::string& device_name)
+    : options_(options),
+      client_(client),
+      model_(model),
+      train_(train),
+      test_(test),
+      device_name_(device_name) {}
+
+absl::StatusOr<double> Trainer::Evaluate(int64_t min_version) {
+  if (test_ == nullptr) return absl::FailedPreconditionError("no test set loaded");
+  absl::StatusOr<int64_t> v = client_->Pull(model_->host_params(), min_version, -1);
+  if (!v.ok()) return v.status();
+  if (absl::Status s = model_->Upload(); !s.ok()) return s;
+  absl::StatusOr<kernels::ComputeBackend::LossResult> r =
+      model_->Evaluate(test_->features.data(), test_->labels.data(), test_->size);
+  if (!r.ok()) return r.status();
+  return static_cast<double>(r->correct) / static_cast<double>(test_->size);
+}
+
+absl::Status Trainer::WaitForWorkers() {
+  const absl::Time give_up = absl::Now() + options_.start_timeout;
+  absl::Time next_log = absl::Now();
+  while (true) {
+    absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client_->GetStatus();
+    if (!status.ok()) return status.status();
+    int live = options_.num_workers;
+    bool started = false;
+    for (const v1::GetStatusResponse& shard : *status) {
+      int shard_live = 0;
+      for (const v1::WorkerStatus& w : shard.workers()) shard_live += w.live();
+      live = std::min(live, shard_live);
+      for (const v1::TableStatus& t : shard.tables()) started |= t.version() > 0;
+    }
+    if (live >= options_.num_workers || started) return absl::OkStatus();
+    if (absl::Now() > give_up) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "only ", live, " of ", options_.num_workers, " workers registered within ",
+          absl::FormatDuration(options_.start_timeout)));
+    }
+    if (absl::Now() >= next_log) {
+      LOG(INFO) << "waiting for workers: " << live << " of " << options_.num_workers
+                << " registered";
+      next_log = absl::Now() + absl::Seconds(5);
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+absl::StatusOr<TrainResult> Trainer::Run() {
+  const int worker = options_.worker_index;
+  const bool sync = options_.mode == v1::SYNC;
+  if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_); !s.ok()) {
+    return s;
+  }
+  // A job starts once every worker is there (or has already started without this one,
+  // which then rejoins at the current version), so no step runs short-handed.
+  if (absl::Status s = WaitForWorkers(); !s.ok()) return s;
+
+  // Heartbeats carry the figures the operator sees in status reports.
+  absl::Mutex stats_mu;
+  v1::WorkerStats stats;
+  stats.set_device(device_name_);
+  absl::Notification stop_heartbeat;
+  std::thread heartbeat([&] {
+    while (!stop_heartbeat.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      v1::WorkerStats copy;
+      {
+        absl::MutexLock lock(&stats_mu);
+        copy = stats;
+      }
+      absl::Status s = client_->Heartbeat(worker, copy);
+      if (absl::IsNotFound(s)) {
+        LOG(WARNING) << "a shard no longer knows this worker (" << s << "); registering again";
+        s = client_->RegisterWorker(worker, HostName(), device_name_);
+      }
+      if (!s.ok()) LOG(WARNING) << "heartbeat failed: " << s;
+    }
+  });
+  struct StopHeartbeat {
+    absl::Notification* n;
+    std::thread* t;
+    ~StopHeartbeat() {
+      n->Notify();
+      t->join();
+    }
+  } stop_guard{&stop_heartbeat, &heartbeat};
+
+  std::vector<int64_t> shard =
+      ShardIndices(train_->size, worker, options_.num_workers, options_.seed);
+  LOG(INFO) << "worker " << worker << "/" << options_.num_workers << ": " << shard.size()
+            << " training examples, batch " << options_.batch_size << ", "
+            << v1::ConsistencyMode_Name(options_.mode) << ", device " << device_name_;
+  const int dim = train_->dim;
+  std::vector<float> x(static_cast<size_t>(options_.batch_size) * dim);
+  std::vector<int32_t> y(options_.batch_size);
+  const int64_t steps_per_epoch =
+      (static_cast<int64_t>(shard.size()) + options_.batch_size - 1) / options_.batch_size;
+
+  TrainResult result;
+  std::mt19937_64 rng(options_.seed * 7919 + worker);
+  int64_t next_version = 0;  // sync: the version this worker's next step needs
+  double window_loss = 0;
+  int64_t window_samples = 0;
+  absl::Time window_start = absl::Now();
+  const absl::Time start = absl::Now();
+  bool first_window = true;
+  for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+    std::shuffle(shard.begin(), shard.end(), rng);
+    for (int64_t step = 0; step < steps_per_epoch; ++step) {
+      if (options_.max_steps > 0 && result.steps >= options_.max_steps) break;
+      const int64_t first = step * options_.batch_size;
+      const int batch = static_cast<int>(
+          std::min<int64_t>(options_.batch_size, static_cast<int64_t>(shard.size()) - first));
+      for (int i = 0; i < batch; ++i) {
+        const int64_t idx = shard[first + i];
+        std::copy_n(train_->features.data() + idx * dim, dim, x.data() + i * dim);
+        y[i] = train_->labels[idx];
+      }
+      absl::StatusOr<int64_t> version =
+          client_->Pull(model_->host_params(), sync ? next_version : 0, worker);
+      if (!version.ok()) return version.status();
+      if (absl::Status s = model_->Upload(); !s.ok()) return s;
+      absl::StatusOr<kernels::ComputeBackend::LossResult> loss =
+          model_->TrainStep(x.data(), y.data(), batch);
+      if (!loss.ok()) return loss.status();
+      absl::Status pushed = client_->Push(model_->host_grads(), *version, worker);
+      if (absl::IsFailedPrecondition(pushed) && sync) {
+        // This worker was dropped or fell behind: its gradient is discarded, and it
+        // rejoins at the servers' current version.
+        LOG(WARNING) << "step " << *version << " gradient discarded: " << pushed.message();
+        if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_); !s.ok()) {
+          return s;
+        }
+        next_version = 0;
+        continue;
+      }
+      if (!pushed.ok()) return pushed;
+      next_version = *version + 1;
+      result.steps++;
+      result.samples += batch;
+      window_loss += loss->loss_sum;
+      window_samples += batch;
+      if (result.steps % options_.log_every == 0 || step + 1 == steps_per_epoch) {
+        const double secs = absl::ToDoubleSeconds(absl::Now() - window_start);
+        const double mean = window_loss / std::max<int64_t>(1, window_samples);
+        const double rate = window_samples / std::max(1e-9, secs);
+        if (first_window) result.first_loss = mean;
+        first_window = false;
+        result.last_loss = mean;
+        LOG(INFO) << "worker " << worker << " epoch " << epoch + 1 << "/" << options_.epochs
+                  << " step " << step + 1 << "/" << steps_per_epoch << " loss " << mean
+                  << " samples/s " << static_cast<int64_t>(rate);
+        absl::MutexLock lock(&stats_mu);
+        stats.set_clock(result.steps);
+        stats.set_epoch(epoch + 1);
+        stats.set_loss(static_cast<float>(mean));
+        stats.set_samples_per_sec(rate);
+        window_loss = 0;
+        window_samples = 0;
+        window_start = absl::Now();
+      }
+    }
+    if (options_.max_steps > 0 && result.steps >= options_.max_steps) break;
+    if (worker == 0 && options_.evaluate_each_epoch && test_ != nullptr) {
+      absl::StatusOr<double> acc = Evaluate(sync ? next_version : 0);
+      if (!acc.ok()) return acc.status();
+      result.test_accuracy = *acc;
+      LOG(INFO) << "worker 0 epoch " << epoch + 1 << " test_accuracy " << *acc;
+    }
+  }
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (absl::Status s = client_->LeaveWorker(worker); !s.ok()) {
+    LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;
+  }
+  return result;
+}
+
+}  // namespace ps

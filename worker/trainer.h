@@ -1,0 +1,75 @@
+// Trainer: one data-parallel replica's training loop.
+//
+// Each step pulls the parameters (sync: waiting for the version of its step), computes
+// the gradient of one mini-batch of its data shard, and pushes it. A background thread
+// heartbeats to every shard with the worker's figures. Progress lines go to the log;
+// worker 0 evaluates test accuracy after every epoch.
+//
+// Thread safety: Run() is called once, from one thread.
+#ifndef PS_WORKER_TRAINER_H_
+#define PS_WORKER_TRAINER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "kernels/backend.h"
+#include "proto/v1/ps.pb.h"
+#include "worker/mlp.h"
+#include "worker/mnist.h"
+#include "worker/ps_client.h"
+
+namespace ps {
+
+struct TrainerOptions {
+  int worker_index = 0;
+  int num_workers = 1;
+  int batch_size = 64;
+  int epochs = 5;
+  // Stop after this many steps in total (0: no limit), for tests and smoke runs.
+  int64_t max_steps = 0;
+  v1::ConsistencyMode mode = v1::SYNC;
+  uint64_t seed = 1;
+  int log_every = 100;
+  bool evaluate_each_epoch = true;
+  // How long to wait at start for all num_workers to register.
+  absl::Duration start_timeout = absl::Seconds(120);
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t samples = 0;
+  double seconds = 0;
+  double first_loss = 0;  // mean loss over the first log window
+  double last_loss = 0;   // mean loss over the last log window
+  double test_accuracy = -1;  // after the last epoch; -1 if not evaluated
+};
+
+class Trainer {
+ public:
+  // All pointers must outlive the trainer. `test` may be null (no evaluation).
+  Trainer(const TrainerOptions& options, PsClient* client, Mlp* model, const Dataset* train,
+          const Dataset* test, const std::string& device_name);
+
+  // Registers, trains every epoch of this worker's shard, and leaves.
+  absl::StatusOr<TrainResult> Run();
+
+  // Pulls the current parameters and returns test accuracy.
+  absl::StatusOr<double> Evaluate(int64_t min_version);
+
+ private:
+  // Blocks until every shard sees num_workers live workers, or training has started.
+  absl::Status WaitForWorkers();
+
+  const TrainerOptions options_;
+  PsClient* const client_;
+  Mlp* const model_;
+  const Dataset* const train_;
+  const Dataset* const test_;
+  const std::string device_name_;
+};
+
+}  // namespace ps
+
+#endif  // PS_WORKER_TRAINER_H_
