@@ -202,7 +202,11 @@ class GrpcPsClient final : public PsClient {
       for (const ShardRange& r : PlaceDense(t.table, t.num_elements, num_shards())) {
         for (int64_t b = r.begin; b < r.end;) {
           std::vector<Chunk>& cs = per_shard[r.shard];
-          if (cs.empty() || fill[r.shard] >= max_elems) {
+          // A slice that fits in one chunk is never split (in async mode every piece is
+          // one update), so it starts a new chunk when the current one lacks room.
+          const bool fits_alone = r.end - b <= max_elems;
+          if (cs.empty() || fill[r.shard] >= max_elems ||
+              (fits_alone && fill[r.shard] + (r.end - b) > max_elems)) {
             cs.push_back({r.shard, {}});
             fill[r.shard] = 0;
           }

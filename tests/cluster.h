@@ -1,0 +1,79 @@
+// Helpers for multi-process tests: start real ps_server and ps_worker daemons (from the
+// test's runfiles) on free loopback ports, wait for them, signal them, read their logs.
+//
+// Thread safety: one test thread at a time.
+#ifndef PS_TESTS_CLUSTER_H_
+#define PS_TESTS_CLUSTER_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace ps {
+namespace testing {
+
+// A child process whose stdout and stderr go to `log_path`. Killed (SIGKILL) on
+// destruction if still running.
+class Process {
+ public:
+  Process() = default;
+  Process(Process&& other) noexcept;
+  Process& operator=(Process&& other) noexcept;
+  ~Process();
+
+  static absl::StatusOr<Process> Start(const std::vector<std::string>& argv,
+                                       const std::string& log_path);
+
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  // Sends `sig`; the process is still reaped by Wait().
+  void Signal(int sig) const;
+  // Waits up to `timeout` for exit; returns the exit code (128 + signal if killed), or
+  // DEADLINE_EXCEEDED if it is still running.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+  std::string Log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+// Path of a binary in this test's runfiles, e.g. "server/ps_server".
+std::string RunfilePath(const std::string& relative);
+// A fresh directory under TEST_TMPDIR (or /tmp).
+std::string TempDir(const std::string& name);
+// Waits for a --port_file to appear and returns the port in it.
+absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout);
+
+// `num_shards` ps_server processes on 127.0.0.1, each on a kernel-chosen port.
+class ServerCluster {
+ public:
+  // Starts every shard and waits until each has written its port.
+  absl::Status Start(int num_shards, const std::string& dir,
+                     const std::vector<std::string>& extra_flags = {});
+  // Starts shard `i` again (after it was killed), on the same port.
+  absl::Status Restart(int i, const std::vector<std::string>& extra_flags = {});
+  std::string servers_flag() const;  // "127.0.0.1:p0,127.0.0.1:p1"
+  std::vector<std::string> addresses() const;
+  Process& shard(int i) { return shards_[i]; }
+  int size() const { return static_cast<int>(shards_.size()); }
+
+ private:
+  absl::Status StartShard(int i, int port, const std::vector<std::string>& extra_flags);
+  std::string dir_;
+  std::vector<int> ports_;
+  std::vector<Process> shards_;
+};
+
+// Returns the value of `key=` in the last line of `text` that contains `marker`.
+absl::StatusOr<std::string> FindField(const std::string& text, const std::string& marker,
+                                      const std::string& key);
+
+}  // namespace testing
+}  // namespace ps
+
+#endif  // PS_TESTS_CLUSTER_H_

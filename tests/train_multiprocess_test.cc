@@ -1,0 +1,78 @@
+// 2 ps_server and 2 ps_worker processes on loopback train a few hundred steps of the
+// Fashion-MNIST MLP; the loss must fall and the servers must have applied every step.
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "proto/v1/ps.pb.h"
+#include "tests/cluster.h"
+#include "worker/ps_client.h"
+
+namespace ps {
+namespace testing {
+namespace {
+
+double Field(const std::string& log, const std::string& key) {
+  absl::StatusOr<std::string> v = FindField(log, " done ", key);
+  EXPECT_TRUE(v.ok()) << v.status() << "\n" << log;
+  double d = -1;
+  if (v.ok()) EXPECT_TRUE(absl::SimpleAtod(*v, &d)) << *v;
+  return d;
+}
+
+void TrainAndCheck(const std::string& mode, int steps) {
+  const std::string dir = TempDir("train-" + mode);
+  ServerCluster servers;
+  ASSERT_TRUE(servers.Start(2, dir).ok());
+  std::vector<Process> workers;
+  for (int w = 0; w < 2; ++w) {
+    absl::StatusOr<Process> p = Process::Start(
+        {RunfilePath("worker/ps_worker"), "--servers=" + servers.servers_flag(),
+         absl::StrCat("--worker_index=", w), "--num_workers=2", "--mode=" + mode,
+         "--device=cpu", absl::StrCat("--max_steps=", steps), "--log_every=50",
+         "--optimizer=momentum", "--learning_rate=0.02"},
+        absl::StrCat(dir, "/worker-", w, ".log"));
+    ASSERT_TRUE(p.ok()) << p.status();
+    workers.push_back(*std::move(p));
+  }
+  for (int w = 0; w < 2; ++w) {
+    absl::StatusOr<int> code = workers[w].Wait(absl::Minutes(3));
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << workers[w].Log();
+    const std::string log = workers[w].Log();
+    EXPECT_EQ(Field(log, "steps"), steps);
+    const double first = Field(log, "first_loss"), last = Field(log, "last_loss");
+    EXPECT_GT(first, 0.6) << log;   // an untrained 10-class model starts near ln(10)
+    EXPECT_LT(last, 0.65 * first) << log;
+  }
+  // Each shard applied the steps: sync exactly one update per step, async one per push.
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(servers.addresses());
+  absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client->GetStatus();
+  ASSERT_TRUE(status.ok()) << status.status();
+  int tables = 0;
+  for (const v1::GetStatusResponse& shard : *status) {
+    for (const v1::TableStatus& t : shard.tables()) {
+      if (t.elements_on_shard() == 0) continue;
+      ++tables;
+      if (mode == "sync") {
+        EXPECT_EQ(t.version(), steps) << t.spec().name();
+      } else {
+        EXPECT_EQ(t.version(), 2 * steps) << t.spec().name();
+      }
+      EXPECT_EQ(t.rejected_pushes(), 0);
+    }
+    EXPECT_EQ(shard.workers_size(), 2);
+    for (const v1::WorkerStatus& w : shard.workers()) EXPECT_FALSE(w.live());  // both left
+  }
+  EXPECT_GE(tables, 6);  // fc0.w and fc1.w are split, the rest placed whole
+}
+
+TEST(TrainMultiprocessTest, SyncTwoServersTwoWorkersLossFalls) { TrainAndCheck("sync", 300); }
+
+TEST(TrainMultiprocessTest, AsyncTwoServersTwoWorkersLossFalls) { TrainAndCheck("async", 300); }
+
+}  // namespace
+}  // namespace testing
+}  // namespace ps
