@@ -1,0 +1,104 @@
+// The gRPC client against two real shards on loopback (in this process): tensors cut by
+// placement and chunked, errors naming the shard.
+#include <memory>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/optimizer.h"
+#include "server/ps_server.h"
+#include "worker/ps_client.h"
+
+namespace ps {
+namespace {
+
+class GrpcPsClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int s = 0; s < 2; ++s) {
+      ServerOptions o;
+      o.host = "127.0.0.1";
+      o.shard_index = s;
+      o.num_shards = 2;
+      auto server = PsServer::Start(o);
+      ASSERT_TRUE(server.ok()) << server.status();
+      addresses_.push_back((*server)->address());
+      servers_.push_back(*std::move(server));
+    }
+  }
+
+  v1::TableSpec Spec(const std::string& name, int64_t n, v1::ConsistencyMode mode) {
+    v1::TableSpec spec;
+    spec.set_name(name);
+    spec.set_kind(v1::DENSE);
+    spec.add_shape(n);
+    spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
+    spec.mutable_initializer()->set_value(1.0f);
+    *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.5f);
+    spec.set_consistency(mode);
+    return spec;
+  }
+
+  std::vector<std::unique_ptr<PsServer>> servers_;
+  std::vector<std::string> addresses_;
+};
+
+TEST_F(GrpcPsClientTest, ChunkedPushAndPullRoundTripLargeTensors) {
+  ClientOptions options;
+  options.max_chunk_bytes = 4096;  // forces many chunks per shard
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_, options);
+  const int64_t big = 100003, small = 10;
+  ASSERT_TRUE(client->CreateTable(Spec("big", big, v1::ASYNC)).ok());
+  ASSERT_TRUE(client->CreateTable(Spec("small", small, v1::ASYNC)).ok());
+  std::vector<float> g_big(big), g_small(small, 2.0f);
+  for (int64_t i = 0; i < big; ++i) g_big[i] = static_cast<float>(i % 7);
+  ASSERT_TRUE(client->Push({{"big", big, g_big.data()}, {"small", small, g_small.data()}}, 0, 0)
+                  .ok());
+  EXPECT_EQ(client->bytes_pushed(), (big + small) * 4);
+  std::vector<float> p_big(big), p_small(small);
+  absl::StatusOr<int64_t> v =
+      client->Pull({{"big", big, p_big.data()}, {"small", small, p_small.data()}}, 0, 0);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(client->bytes_pulled(), (big + small) * 4);
+  for (int64_t i = 0; i < big; ++i) ASSERT_FLOAT_EQ(p_big[i], 1.0f - 0.5f * (i % 7)) << i;
+  for (float x : p_small) EXPECT_FLOAT_EQ(x, 0.0f);
+  EXPECT_GE(*v, 1);
+}
+
+TEST_F(GrpcPsClientTest, SyncStepAcrossTwoShardsWithTwoWorkers) {
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_);
+  const int64_t n = 50000;  // split across both shards
+  ASSERT_TRUE(client->CreateTable(Spec("w", n, v1::SYNC)).ok());
+  ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());
+  ASSERT_TRUE(client->RegisterWorker(1, "h", "cpu").ok());
+  std::vector<float> g0(n, 1.0f), g1(n, 3.0f), p(n);
+  ASSERT_TRUE(client->Push({{"w", n, g0.data()}}, 0, 0).ok());
+  ASSERT_TRUE(client->Push({{"w", n, g1.data()}}, 0, 1).ok());
+  absl::StatusOr<int64_t> v = client->Pull({{"w", n, p.data()}}, 1, 0);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, 1);
+  for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(p[i], 1.0f - 0.5f * 2.0f) << i;
+}
+
+TEST_F(GrpcPsClientTest, ErrorsKeepTheirCodeAndNameTheShard) {
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_);
+  std::vector<float> p(10);
+  absl::StatusOr<int64_t> v = client->Pull({{"missing", 10, p.data()}}, 0, 0);
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(v.status().message().find("shard"), absl::string_view::npos) << v.status();
+  EXPECT_NE(v.status().message().find("'missing'"), absl::string_view::npos) << v.status();
+}
+
+TEST_F(GrpcPsClientTest, UnreachableServerIsUnavailable) {
+  ClientOptions options;
+  options.connect_timeout = absl::Milliseconds(300);
+  servers_[1]->Shutdown();
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_, options);
+  absl::Status s = client->CreateTable(Spec("t", 10, v1::ASYNC));
+  EXPECT_TRUE(s.code() == absl::StatusCode::kUnavailable ||
+              s.code() == absl::StatusCode::kDeadlineExceeded)
+      << s;
+  EXPECT_NE(s.message().find(addresses_[1]), absl::string_view::npos) << s;
+}
+
+}  // namespace
+}  // namespace ps
