@@ -35,10 +35,15 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSp
   if (absl::Status s = ValidateInitializer(spec.initializer()); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': ", s.message()));
   }
-  if (spec.consistency() != v1::SYNC && spec.consistency() != v1::ASYNC) {
+  if (spec.consistency() != v1::SYNC && spec.consistency() != v1::ASYNC &&
+      spec.consistency() != v1::SSP) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table '", spec.name(), "': consistency mode ",
-        v1::ConsistencyMode_Name(spec.consistency()), " is not supported; use SYNC or ASYNC"));
+        v1::ConsistencyMode_Name(spec.consistency()), " is not supported; use SYNC, ASYNC or SSP"));
+  }
+  if (spec.staleness_bound() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': staleness_bound=",
+                                                   spec.staleness_bound(), " is negative"));
   }
   if (spec.backup_workers() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': backup_workers=",
@@ -52,6 +57,46 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSp
   const ShardRange r = LocalRange(spec.name(), *n, num_shards, shard);
   return std::unique_ptr<DenseTable>(
       new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt)));
+}
+
+absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Restore(
+    const v1::TableCheckpoint& saved, int shard, int num_shards) {
+  absl::StatusOr<std::unique_ptr<DenseTable>> t = Create(saved.spec(), shard, num_shards);
+  if (!t.ok()) return t.status();
+  DenseTable& table = **t;
+  const int64_t n = table.local_size();
+  if (saved.offset() != table.offset_ || static_cast<int64_t>(saved.params().size()) != n * 4 ||
+      saved.slots_size() != static_cast<int>(table.slots_.size()) || saved.version() < 0) {
+    return absl::DataLossError(absl::StrCat(
+        "checkpoint of table '", saved.spec().name(), "' holds offset ", saved.offset(), ", ",
+        saved.params().size() / 4, " values and ", saved.slots_size(),
+        " optimizer slots; this shard needs offset ", table.offset_, ", ", n, " values and ",
+        table.slots_.size(), " slots"));
+  }
+  absl::MutexLock lock(&table.mu_);
+  std::memcpy(table.params_.data(), saved.params().data(), n * 4);
+  for (int i = 0; i < saved.slots_size(); ++i) {
+    if (static_cast<int64_t>(saved.slots(i).size()) != n * 4) {
+      return absl::DataLossError(absl::StrCat("checkpoint of table '", saved.spec().name(),
+                                              "': optimizer slot ", i, " has ",
+                                              saved.slots(i).size(), " bytes, want ", n * 4));
+    }
+    std::memcpy(table.slots_[i].data(), saved.slots(i).data(), n * 4);
+  }
+  table.version_ = saved.version();
+  return t;
+}
+
+v1::TableCheckpoint DenseTable::Capture() const {
+  v1::TableCheckpoint out;
+  *out.mutable_spec() = spec_;
+  out.set_offset(offset_);
+  out.set_version(version_);
+  out.set_params(reinterpret_cast<const char*>(params_.data()), params_.size() * 4);
+  for (const std::vector<float>& slot : slots_) {
+    out.add_slots(reinterpret_cast<const char*>(slot.data()), slot.size() * 4);
+  }
+  return out;
 }
 
 DenseTable::DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
@@ -139,11 +184,15 @@ void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n) 
   ++version_;
 }
 
-void DenseTable::Push(int worker, const v1::DenseSlice& slice) {
+void DenseTable::Push(int worker, int64_t step, const v1::DenseSlice& slice) {
   ++pushes_;
   const int64_t b = slice.offset() - offset_, n = slice.length();
   const float* grad = reinterpret_cast<const float*>(slice.values().data());
   if (!is_sync()) {
+    const int64_t staleness = std::max<int64_t>(0, version_ - step);
+    staleness_sum_ += staleness;
+    ++staleness_count_;
+    staleness_max_ = std::max(staleness_max_, staleness);
     ApplyUpdate(b, grad, n);
     return;
   }
@@ -192,6 +241,11 @@ void DenseTable::FillStatus(v1::TableStatus* status) const {
   status->set_pushes(pushes_);
   status->set_pulls(pulls_);
   status->set_rejected_pushes(rejected_);
+  status->set_late_pushes_dropped(late_dropped_);
+  status->set_max_staleness(staleness_max_);
+  status->set_mean_staleness(staleness_count_ == 0 ? 0.0
+                                                   : static_cast<double>(staleness_sum_) /
+                                                         static_cast<double>(staleness_count_));
 }
 
 }  // namespace ps

@@ -1,8 +1,9 @@
 // DenseTable: one shard's contiguous range of a dense table, its optimizer state, and
 // the table's consistency rules (see docs/consistency.md).
 //
-// - ASYNC: every pushed slice is applied on arrival; each applied slice is one update
-//   (version += 1, and the optimizer's step count).
+// - ASYNC and SSP: every pushed slice is applied on arrival; each applied slice is one
+//   update (version += 1, and the optimizer's step count). SSP's clock bound is enforced
+//   by ParameterStore on pulls; the table applies updates exactly as ASYNC does.
 // - SYNC: gradients for step == version are summed per worker; when every live worker
 //   (all but `backup_workers` of them) has pushed its whole range, the average is applied
 //   once and version becomes step + 1. A worker's chunked push is held apart until the
@@ -33,6 +34,10 @@ class DenseTable {
   // Validates `spec` (shape, initializer, optimizer) and builds this shard's part.
   static absl::StatusOr<std::unique_ptr<DenseTable>> Create(const v1::TableSpec& spec,
                                                             int shard, int num_shards);
+  // Rebuilds a table from a checkpoint written by Capture(). DATA_LOSS when the saved
+  // range or sizes do not fit the spec and this shard layout.
+  static absl::StatusOr<std::unique_ptr<DenseTable>> Restore(const v1::TableCheckpoint& saved,
+                                                             int shard, int num_shards);
 
   const v1::TableSpec& spec() const { return spec_; }
   const std::string& name() const { return spec_.name(); }
@@ -41,6 +46,7 @@ class DenseTable {
   int64_t offset() const { return offset_; }
   int64_t local_size() const { return static_cast<int64_t>(params_.size()); }
   bool is_sync() const { return spec_.consistency() == v1::SYNC; }
+  bool is_ssp() const { return spec_.consistency() == v1::SSP; }
 
   absl::Mutex* mu() const ABSL_LOCK_RETURNED(mu_) { return &mu_; }
 
@@ -56,8 +62,10 @@ class DenseTable {
   // worker, no element pushed twice). Changes nothing.
   absl::Status CheckPush(int worker, bool worker_live, int64_t step,
                          const v1::DenseSlice& slice) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies (async) or accumulates (sync) a slice that passed CheckSlice and CheckPush.
-  void Push(int worker, const v1::DenseSlice& slice) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies (async, SSP) or accumulates (sync) a slice that passed CheckSlice and
+  // CheckPush. `step` is the version the gradient was computed from.
+  void Push(int worker, int64_t step, const v1::DenseSlice& slice)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sync: applies the pending step if the workers in `live` (ascending) have all pushed
   // (up to backup_workers). Returns true if the version advanced.
   bool MaybeFinishStep(const std::vector<int>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -65,7 +73,13 @@ class DenseTable {
   // Counters and sizes for status reports.
   void FillStatus(v1::TableStatus* status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountPull() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pulls_; }
-  void CountRejected() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++rejected_; }
+  // Counts a rejected push; `step` tells a late gradient (sync with backup workers).
+  void CountRejected(int64_t step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++rejected_;
+    if (is_sync() && spec_.backup_workers() > 0 && step < version_) ++late_dropped_;
+  }
+  // Copies the table's state for a checkpoint.
+  v1::TableCheckpoint Capture() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:
   DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
@@ -97,6 +111,11 @@ class DenseTable {
   int64_t pushes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t pulls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t late_dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  // Staleness of async/SSP pushes: version at apply minus the gradient's version.
+  int64_t staleness_sum_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t staleness_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Elements in a dense spec's shape; INVALID_ARGUMENT for an empty or non-positive shape

@@ -55,8 +55,11 @@ void FillInitial(const v1::Initializer& init, int64_t first, int64_t n, float* o
       return;
     case v1::Initializer::UNIFORM: {
       const double lo = init.low(), span = static_cast<double>(init.high()) - init.low();
+      const float hi = init.high();
       for (int64_t i = 0; i < n; ++i) {
-        out[i] = static_cast<float>(lo + span * Uniform01(seed, first + i, 0));
+        const float v = static_cast<float>(lo + span * Uniform01(seed, first + i, 0));
+        // Rounding to float can reach `high` itself; keep the interval half-open.
+        out[i] = v < hi ? v : std::nextafter(hi, init.low());
       }
       return;
     }

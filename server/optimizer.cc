@@ -100,25 +100,32 @@ absl::Status CheckAllFinite(absl::string_view opt, const OptimizerSpec& s) {
   return absl::OkStatus();
 }
 
+// Runs the checks in order and returns the first failure.
+absl::Status FirstError(std::initializer_list<absl::Status> checks) {
+  for (const absl::Status& s : checks) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSchedule(absl::string_view opt, const OptimizerSpec& spec) {
   const LearningRateSchedule& s = spec.schedule();
   switch (s.kind()) {
     case LearningRateSchedule::CONSTANT:
       return absl::OkStatus();
     case LearningRateSchedule::STEP:
-      if (absl::Status st = CheckIn(opt, "schedule.step_size", s.step_size(), kCountPositive);
-          !st.ok()) {
-        return st;
-      }
-      return CheckIn(opt, "schedule.gamma", s.gamma(), Interval{0, 1, true, false});
+      return FirstError({
+          CheckIn(opt, "schedule.step_size", s.step_size(), kCountPositive),
+          CheckIn(opt, "schedule.gamma", s.gamma(), Interval{0, 1, true, false}),
+      });
     case LearningRateSchedule::COSINE:
-      if (absl::Status st =
-              CheckIn(opt, "schedule.total_steps", s.total_steps(), kCountPositive);
-          !st.ok()) {
-        return st;
-      }
-      return CheckIn(opt, "schedule.min_lr", s.min_lr(),
-                     Interval{0, spec.learning_rate(), false, false});
+      // FTRL divides by the learning rate, so its schedule must not reach 0.
+      return FirstError({
+          CheckIn(opt, "schedule.total_steps", s.total_steps(), kCountPositive),
+          CheckIn(opt, "schedule.min_lr", s.min_lr(),
+                  Interval{0, spec.learning_rate(), spec.kind() == OptimizerSpec::FTRL,
+                           false}),
+      });
     case LearningRateSchedule::LINEAR_WARMUP:
       return CheckIn(opt, "schedule.warmup_steps", s.warmup_steps(), kCountPositive);
     default:
@@ -126,14 +133,6 @@ absl::Status ValidateSchedule(absl::string_view opt, const OptimizerSpec& spec) 
           "optimizer ", opt, ": schedule.kind=", s.kind(),
           " unknown; want CONSTANT, STEP, COSINE or LINEAR_WARMUP"));
   }
-}
-
-// Runs the checks in order and returns the first failure.
-absl::Status FirstError(std::initializer_list<absl::Status> checks) {
-  for (const absl::Status& s : checks) {
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
 }
 
 absl::Status ValidateRule(absl::string_view opt, const OptimizerSpec& s) {
@@ -172,11 +171,11 @@ absl::Status ValidateRule(absl::string_view opt, const OptimizerSpec& s) {
           CheckIn(opt, "weight_decay", s.weight_decay(), kNonNegative),
       });
     case OptimizerSpec::FTRL:
-      // FTRL regularises through l1/l2; accepting weight_decay would silently ignore it.
+      // FTRL has no weight_decay term; accepting one would silently ignore it.
       if (s.weight_decay() != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "optimizer ftrl: weight_decay=", s.weight_decay(),
-            " outside [0, 0]; FTRL regularises with l1 and l2 instead"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer ftrl: weight_decay=", s.weight_decay(),
+                         " is not supported; regularise with l1 and l2"));
       }
       return FirstError({
           CheckIn(opt, "l1", s.l1(), kNonNegative),
@@ -193,9 +192,10 @@ absl::Status ValidateRule(absl::string_view opt, const OptimizerSpec& s) {
 
 // ---------------------------------------------------------------------------------------
 // Update rules. Each Apply() hoists the scalar math (schedule, bias corrections) and then
-// runs one branch-free loop over contiguous arrays. The loops live in free functions with
-// __restrict parameters: GCC's -O2 cost model will not emit run-time alias checks, so
-// without the promise that the arrays are disjoint it would not vectorise them at all.
+// runs one branch-free loop over contiguous arrays, so the loops vectorise and run at
+// memory bandwidth (see the copts in server/BUILD). The loops live in free functions with
+// __restrict parameters: the promise that the arrays are disjoint spares the compiler
+// run-time alias checks, which its cost model may refuse to pay for.
 
 // torch.optim.SGD, with d = g + weight_decay * p:
 //   momentum == 0:  p -= lr * d
@@ -355,7 +355,8 @@ class Adam final : public Optimizer {
 // For lr_power = -0.5 the powers are square roots and this is the paper's Algorithm 1 (its
 // lambda2 is 2 * l2 here). The weight is a closed form of (z, n), so entries with
 // |z| <= l1 are exactly zero. Slots 0 and 1: z (starting at 0) and n (starting at
-// initial_accumulator_value).
+// initial_accumulator_value). Validate keeps the scheduled lr positive; a step whose rate
+// has underflowed (a very long STEP decay) leaves the range untouched rather than NaN.
 template <bool kSqrt>
 void FtrlLoop(float* __restrict w, const float* __restrict g, float* __restrict z,
               float* __restrict acc, int64_t n, float inv_lr, float k, float l1, float beta,
@@ -374,9 +375,12 @@ void FtrlLoop(float* __restrict w, const float* __restrict g, float* __restrict 
     }
     const float zi = z[i] + gi - (new_pow - old_pow) * inv_lr * w[i];
     const float quadratic = (new_pow + beta) * inv_lr + two_l2;
+    // Divides unconditionally and then selects: a branch-free loop vectorises, and the
+    // quotient it discards is the 0/0 of an untouched entry (n = 0, beta = l2 = 0).
+    const float solved = (std::copysign(l1, zi) - zi) / quadratic;
     z[i] = zi;
     acc[i] = new_acc;
-    w[i] = std::abs(zi) <= l1 ? 0.0f : (std::copysign(l1, zi) - zi) / quadratic;
+    w[i] = std::abs(zi) <= l1 ? 0.0f : solved;
   }
 }
 
@@ -391,7 +395,9 @@ class Ftrl final : public Optimizer {
   }
   void Apply(float* p, const float* g, int64_t n, float* const* slots,
              int64_t step) const override {
-    const float inv_lr = static_cast<float>(1.0 / LearningRate(step));
+    const float lr = LearningRate(step);
+    if (!(lr >= std::numeric_limits<float>::min())) return;  // 1 / lr would overflow
+    const float inv_lr = 1.0f / lr;
     const float k = -spec_.lr_power();
     const float l1 = spec_.l1(), beta = spec_.beta(), two_l2 = 2.0f * spec_.l2();
     // std::pow does not vectorise; the default power gets the sqrt instruction instead.

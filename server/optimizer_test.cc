@@ -58,7 +58,6 @@ class Shard {
     opt_->Apply(params_.data(), g.data(), Size(), SlotPointers().data(), ++step_);
   }
 
-  const Optimizer& optimizer() const { return *opt_; }
   const std::vector<float>& params() const { return params_; }
   const std::vector<float>& slot(int i) const { return slots_[i]; }
 
@@ -85,7 +84,7 @@ class Shard {
 struct RefSgd {
   double lr, momentum = 0, dampening = 0, weight_decay = 0;
   bool nesterov = false;
-  std::vector<double> b;
+  std::vector<double> b = {};
 
   void Step(std::vector<double>& p, const std::vector<double>& g, int t) {
     b.resize(p.size());
@@ -111,7 +110,7 @@ struct RefSgd {
 
 struct RefAdagrad {
   double lr, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10;
-  std::vector<double> state_sum;
+  std::vector<double> state_sum = {};
 
   void Step(std::vector<double>& p, const std::vector<double>& g, int t) {
     if (state_sum.empty()) state_sum.assign(p.size(), initial_accumulator_value);
@@ -129,7 +128,7 @@ struct RefAdagrad {
 struct RefAdam {
   double lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
   bool decoupled = false;
-  std::vector<double> m, v;
+  std::vector<double> m = {}, v = {};
 
   void Step(std::vector<double>& p, const std::vector<double>& g, int t) {
     m.resize(p.size());
@@ -152,7 +151,7 @@ struct RefAdam {
 
 struct RefFtrl {
   double alpha, lr_power = -0.5, l1 = 0, l2 = 0, beta = 0, initial_accumulator_value = 0.1;
-  std::vector<double> z, n;
+  std::vector<double> z = {}, n = {};
 
   void Step(std::vector<double>& w, const std::vector<double>& g, int /*t*/) {
     if (n.empty()) {
@@ -348,6 +347,13 @@ TEST(OptimizerTest, AdagradWithWeightDecayAndAccumulatorMatchesReference) {
   ExpectMatchesReference(Adagrad(0.1f, 0.1f, 0.2f, 0.5f), RefAdagrad{0.1, 0.1, 0.2, 0.5});
 }
 
+TEST(OptimizerTest, AdagradAddsEpsilonAfterSquareRoot) {
+  // A large epsilon tells sqrt(sum) + eps apart from sqrt(sum + eps).
+  OptimizerSpec spec = Adagrad(0.1f);
+  spec.set_epsilon(0.05f);
+  ExpectMatchesReference(spec, RefAdagrad{0.1, 0, 0, 0, 0.05});
+}
+
 // ---------------------------------------------------------------------------------------
 // Adam and AdamW
 
@@ -449,6 +455,24 @@ TEST(OptimizerTest, FtrlBetaAndL2EnterTheDenominator) {
   // n = 9, z = 3, w = -3 / ((3 + 1) / 0.5 + 2 * 0.25) = -3 / 8.5.
   auto traj = Trajectory(Ftrl(0.5f, 0, 0.25f, 1.0f, 0), {0.0f}, {{3.0f}});
   EXPECT_THAT(traj[0][0], Near(-3.0 / 8.5));
+}
+
+TEST(OptimizerTest, FtrlZeroGradientOnEmptyAccumulatorKeepsWeightZero) {
+  // n = 0 and beta = l2 = 0 make the denominator 0; the weight must stay 0, not NaN.
+  auto traj = Trajectory(Ftrl(0.1f, 0, 0, 0, 0), {0.0f, 0.0f}, {{0.0f, 1.0f}, {0.0f, 1.0f}});
+  EXPECT_EQ(traj[1][0], 0.0f);
+  EXPECT_THAT(traj[0][1], Near(-0.1));  // z = 1, w = -1 / (1 / 0.1)
+}
+
+TEST(OptimizerTest, FtrlStaysFiniteWhenScheduledRateUnderflows) {
+  // lr = 0.1, 1e-31, then 1e-61, which is 0 in float: that step must not produce NaN.
+  OptimizerSpec spec = Ftrl(0.1f, 0.01f, 0, 0, 0.1f);
+  spec.mutable_schedule()->set_kind(LearningRateSchedule::STEP);
+  spec.mutable_schedule()->set_step_size(1);
+  spec.mutable_schedule()->set_gamma(1e-30f);
+  auto traj = Trajectory(spec, {0.5f, -0.5f}, {{1.0f, -2.0f}, {0.5f, 0.5f}, {1.0f, 1.0f}});
+  for (float w : traj[2]) EXPECT_TRUE(std::isfinite(w)) << w;
+  EXPECT_EQ(traj[2], traj[1]);
 }
 
 TEST(OptimizerTest, FtrlInitSlotsStartsZAtZeroAndNAtInitialAccumulator) {
@@ -716,6 +740,12 @@ TEST(OptimizerTest, ValidateRejectsEachBadHyperParameter) {
             s.mutable_schedule()->set_kind(S::COSINE);
             s.mutable_schedule()->set_total_steps(100);
             s.mutable_schedule()->set_min_lr(0.2f);
+          },
+          "min_lr"),
+      Bad("ftrl cosine to 0", K::FTRL,
+          [](K& s) {
+            s.mutable_schedule()->set_kind(S::COSINE);
+            s.mutable_schedule()->set_total_steps(100);
           },
           "min_lr"),
       Bad("warmup_steps 0", K::ADAGRAD,

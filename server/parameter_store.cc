@@ -1,6 +1,7 @@
 #include "server/parameter_store.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -115,6 +116,20 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
         "pull of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
         " bytes per request; split it into chunks"));
   }
+  // SSP: wait once, for the tightest bound among the tables asked for.
+  const DenseTable* tightest = nullptr;
+  for (const DenseTable* t : tables) {
+    if (t->is_ssp() && (tightest == nullptr ||
+                        t->spec().staleness_bound() < tightest->spec().staleness_bound())) {
+      tightest = t;
+    }
+  }
+  if (tightest != nullptr) {
+    if (absl::Status s = WaitForSspClock(request.worker_index(), request.clock(), *tightest, deadline);
+        !s.ok()) {
+      return s;
+    }
+  }
   for (size_t i = 0; i < tables.size(); ++i) {
     DenseTable* t = tables[i];
     const v1::DenseSlice& slice = request.dense(i);
@@ -195,28 +210,117 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
   absl::Status status;
   for (size_t i = 0; i < tables.size() && status.ok(); ++i) {
     status = tables[i]->CheckPush(request.worker_index(), live, request.step(), request.dense(i));
-    if (!status.ok()) tables[i]->CountRejected();
+    if (!status.ok()) tables[i]->CountRejected(request.step());
   }
   if (status.ok()) {
-    for (size_t i = 0; i < tables.size(); ++i) tables[i]->Push(request.worker_index(), request.dense(i));
+    for (size_t i = 0; i < tables.size(); ++i) tables[i]->Push(request.worker_index(), request.step(), request.dense(i));
     const std::vector<int> live_workers = registry_->LiveWorkers();
-    for (DenseTable* t : order) t->MaybeFinishStep(live_workers);
+    for (DenseTable* t : order) {
+      if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);
+    }
     for (DenseTable* t : tables) response->add_dense_versions(t->version());
   }
+  const bool ssp = status.ok() && std::any_of(order.begin(), order.end(),
+                                              [](DenseTable* t) { return t->is_ssp(); });
   for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu()->Unlock();
+  if (ssp) {
+    absl::MutexLock lock(&clock_mu_);
+    int64_t& c = clock_[request.worker_index()];
+    c = std::max(c, clock_base_[request.worker_index()] + request.clock());
+  }
   return status;
+}
+
+int64_t ParameterStore::MinLiveClock() const {
+  int64_t min_clock = std::numeric_limits<int64_t>::max();
+  for (int w : live_) {
+    auto it = clock_.find(w);
+    min_clock = std::min(min_clock, it == clock_.end() ? 0 : it->second);
+  }
+  return min_clock;  // no live workers: nobody to wait for
+}
+
+absl::Status ParameterStore::WaitForSspClock(int worker, int64_t clock, const DenseTable& table,
+                                             absl::Time deadline) {
+  const int64_t bound = table.spec().staleness_bound();
+  int64_t want = 0;
+  {
+    absl::MutexLock lock(&clock_mu_);
+    const int64_t effective = clock_base_[worker] + clock;
+    int64_t& c = clock_[worker];
+    c = std::max(c, effective);
+    want = effective - bound;
+  }
+  if (want <= 0) return absl::OkStatus();
+  struct Ready {
+    const ParameterStore* store;
+    int64_t want;
+    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return store->shutdown_.load() || store->MinLiveClock() >= want;
+    }
+  } ready{this, want};
+  const bool ok = clock_mu_.LockWhenWithDeadline(absl::Condition(&ready), deadline);
+  const int64_t slowest = MinLiveClock();
+  clock_mu_.Unlock();
+  if (shutdown_.load()) return absl::UnavailableError("shard is shutting down");
+  if (!ok) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "table '", table.name(), "': worker ", worker, " at clock ", want + bound,
+        " waits for the slowest live worker to reach ", want, " (staleness bound ", bound,
+        "); slowest is at ", slowest));
+  }
+  return absl::OkStatus();
+}
+
+void ParameterStore::OnWorkerRegistered(int worker, int64_t clock) {
+  const std::vector<int> live = registry_->LiveWorkers();
+  absl::MutexLock lock(&clock_mu_);
+  live_ = live;
+  int64_t slowest = -1;
+  for (int w : live_) {
+    if (w == worker) continue;
+    auto it = clock_.find(w);
+    const int64_t c = it == clock_.end() ? 0 : it->second;
+    slowest = slowest < 0 ? c : std::min(slowest, c);
+  }
+  const int64_t base = std::max<int64_t>(0, slowest - clock);
+  clock_base_[worker] = base;
+  clock_[worker] = base + clock;
+}
+
+void ParameterStore::SetStepHook(std::function<void(DenseTable*)> hook) {
+  step_hook_ = std::move(hook);
+}
+
+std::vector<DenseTable*> ParameterStore::Tables() const {
+  std::vector<DenseTable*> out;
+  absl::MutexLock lock(&tables_mu_);
+  for (const auto& [name, t] : tables_) out.push_back(t.get());
+  return out;
+}
+
+absl::Status ParameterStore::RestoreTable(const v1::TableCheckpoint& saved) {
+  absl::StatusOr<std::unique_ptr<DenseTable>> t =
+      DenseTable::Restore(saved, options_.shard_index, options_.num_shards);
+  if (!t.ok()) return t.status();
+  absl::MutexLock lock(&tables_mu_);
+  if (!tables_.emplace(saved.spec().name(), *std::move(t)).second) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("table '", saved.spec().name(), "' is already present"));
+  }
+  return absl::OkStatus();
 }
 
 void ParameterStore::OnMembershipChange() {
   const std::vector<int> live = registry_->LiveWorkers();
-  std::vector<DenseTable*> all;
   {
-    absl::MutexLock lock(&tables_mu_);
-    for (auto& [name, t] : tables_) all.push_back(t.get());
+    absl::MutexLock lock(&clock_mu_);  // releasing it re-evaluates waiting SSP pulls
+    live_ = live;
   }
-  for (DenseTable* t : all) {
+  for (DenseTable* t : Tables()) {
     absl::MutexLock lock(t->mu());
     if (t->MaybeFinishStep(live)) {
+      if (step_hook_) step_hook_(t);
       LOG(INFO) << "table '" << t->name() << "': step finished without departed workers, now at version "
                 << t->version();
     }
@@ -225,6 +329,7 @@ void ParameterStore::OnMembershipChange() {
 
 void ParameterStore::Shutdown() {
   shutdown_.store(true);
+  { absl::MutexLock lock(&clock_mu_); }
   absl::MutexLock lock(&tables_mu_);
   // Taking and releasing each table's lock makes waiting pulls re-evaluate their condition.
   for (auto& [name, t] : tables_) absl::MutexLock table_lock(t->mu());

@@ -12,6 +12,7 @@
 #define PS_SERVER_PARAMETER_STORE_H_
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,8 +52,19 @@ class ParameterStore {
   absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response);
 
   // Re-checks every sync table after the live set shrank, so a dropped or departed
-  // worker never holds a step back.
+  // worker never holds a step back, and wakes SSP pulls waiting on a departed worker.
   void OnMembershipChange();
+  // Places a (re)registered worker's SSP clock: a process that has completed `clock`
+  // steps joins no further behind than the slowest live worker.
+  void OnWorkerRegistered(int worker, int64_t clock);
+
+  // Called with the table's lock held each time a sync table finishes a step.
+  void SetStepHook(std::function<void(DenseTable*)> hook);
+  // Every table, in name order. The pointers stay valid for the store's life.
+  std::vector<DenseTable*> Tables() const;
+  // Adds a table rebuilt from a checkpoint; call before serving. ALREADY_EXISTS if a
+  // table of that name is present.
+  absl::Status RestoreTable(const v1::TableCheckpoint& saved);
   // Wakes every waiting pull with UNAVAILABLE; later pulls fail at once.
   void Shutdown();
 
@@ -62,9 +74,22 @@ class ParameterStore {
   // Returns the table, or NOT_FOUND naming it.
   absl::StatusOr<DenseTable*> Find(const std::string& name) const;
 
+  // Waits until the slowest live worker's SSP clock reaches the bound for `worker` at
+  // `clock`; DEADLINE_EXCEEDED names the table.
+  absl::Status WaitForSspClock(int worker, int64_t clock, const DenseTable& table,
+                               absl::Time deadline);
+  int64_t MinLiveClock() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(clock_mu_);
+
   const StoreOptions options_;
   WorkerRegistry* const registry_;
   std::atomic<bool> shutdown_{false};
+  std::function<void(DenseTable*)> step_hook_;  // set before serving
+
+  // SSP clocks: effective clock = base (set at registration) + the worker's own count.
+  mutable absl::Mutex clock_mu_;
+  std::map<int, int64_t> clock_base_ ABSL_GUARDED_BY(clock_mu_);
+  std::map<int, int64_t> clock_ ABSL_GUARDED_BY(clock_mu_);
+  std::vector<int> live_ ABSL_GUARDED_BY(clock_mu_);
   mutable absl::Mutex tables_mu_;
   // Tables are never removed, so their pointers stay valid without the lock.
   std::map<std::string, std::unique_ptr<DenseTable>> tables_ ABSL_GUARDED_BY(tables_mu_);

@@ -64,6 +64,7 @@ grpc::Status ParameterServerService::RegisterWorker(grpc::ServerContext*,
                                                     v1::RegisterWorkerResponse* response) {
   absl::Status s = registry_->Register(request->worker_index(), request->host(), request->device());
   if (s.ok()) {
+    store_->OnWorkerRegistered(request->worker_index(), request->clock());
     response->set_heartbeat_interval_ms(absl::ToInt64Milliseconds(heartbeat_interval_));
     response->set_heartbeat_timeout_ms(absl::ToInt64Milliseconds(registry_->heartbeat_timeout()));
     response->set_live_workers(registry_->num_live());

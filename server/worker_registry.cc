@@ -96,4 +96,17 @@ std::vector<v1::WorkerStatus> WorkerRegistry::Snapshot() const {
   return out;
 }
 
+void WorkerRegistry::RestoreHistory(const std::vector<v1::WorkerStatus>& workers) {
+  absl::MutexLock lock(&mu_);
+  for (const v1::WorkerStatus& w : workers) {
+    if (workers_.count(w.worker_index())) continue;
+    Entry& e = workers_[w.worker_index()];
+    e.live = false;
+    e.host = w.host();
+    e.device = w.stats().device();
+    e.stats = w.stats();
+    e.last_heartbeat = clock_() - absl::Milliseconds(w.last_heartbeat_ms_ago());
+  }
+}
+
 }  // namespace ps

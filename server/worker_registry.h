@@ -46,6 +46,9 @@ class WorkerRegistry {
   int num_live() const;
   // Every worker ever seen, live or not, for status reports.
   std::vector<v1::WorkerStatus> Snapshot() const;
+  // Adds workers from a checkpoint as not live, with their last figures, so a restarted
+  // worker can find where it was. Workers already known are left as they are.
+  void RestoreHistory(const std::vector<v1::WorkerStatus>& workers);
 
  private:
   struct Entry {
