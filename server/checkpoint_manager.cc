@@ -232,6 +232,10 @@ absl::StatusOr<v1::CheckpointResponse::Written> CheckpointManager::CompleteAndWr
     }
     version = std::max(version, out->version());
   }
+  for (SparseTable* t : store_->SparseTables()) {
+    absl::MutexLock lock(t->mu());
+    *ckpt.add_tables() = t->Capture();
+  }
   for (v1::WorkerStatus& w : registry_->Snapshot()) *ckpt.add_workers() = std::move(w);
 
   std::string payload;

@@ -40,6 +40,24 @@ absl::StatusOr<DenseTable*> ParameterStore::Find(const std::string& name) const 
   absl::MutexLock lock(&tables_mu_);
   auto it = tables_.find(name);
   if (it == tables_.end()) {
+    if (sparse_.count(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table '", name, "' is sparse; address it by keys, not ranges"));
+    }
+    return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
+                                            options_.shard_index));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<SparseTable*> ParameterStore::FindSparse(const std::string& name) const {
+  absl::MutexLock lock(&tables_mu_);
+  auto it = sparse_.find(name);
+  if (it == sparse_.end()) {
+    if (tables_.count(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table '", name, "' is dense; address it by ranges, not keys"));
+    }
     return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
                                             options_.shard_index));
   }
@@ -50,59 +68,90 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
                                          v1::CreateTableResponse* response) {
   const v1::TableSpec& spec = request.spec();
   if (spec.name().empty()) return absl::InvalidArgumentError("table name is empty");
-  if (spec.kind() != v1::DENSE) {
-    return absl::UnimplementedError(absl::StrCat("table '", spec.name(), "': kind ",
-                                                 v1::TableKind_Name(spec.kind()),
-                                                 " is not supported; use DENSE"));
+  if (spec.kind() != v1::DENSE && spec.kind() != v1::SPARSE) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': kind ",
+                                                   v1::TableKind_Name(spec.kind()),
+                                                   " is not DENSE or SPARSE"));
   }
+  // Returns OK (created = false) for an identical spec, ALREADY_EXISTS otherwise.
+  auto existing = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_) -> std::optional<absl::Status> {
+    const v1::TableSpec* have = nullptr;
+    auto dense = tables_.find(spec.name());
+    auto sparse = sparse_.find(spec.name());
+    if (dense != tables_.end()) have = &dense->second->spec();
+    if (sparse != sparse_.end()) have = &sparse->second->spec();
+    if (have == nullptr) return std::nullopt;
+    if (!google::protobuf::util::MessageDifferencer::Equals(*have, spec)) {
+      return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
+                                                   "' already exists with a different spec: ",
+                                                   DescribeSpecDifference(*have, spec)));
+    }
+    response->set_created(false);
+    if (dense != tables_.end()) {
+      absl::MutexLock table_lock(dense->second->mu());
+      response->set_version(dense->second->version());
+      response->set_elements_on_shard(dense->second->local_size());
+    } else {
+      absl::MutexLock table_lock(sparse->second->mu());
+      response->set_version(sparse->second->version());
+      response->set_elements_on_shard(sparse->second->num_rows());
+    }
+    return absl::OkStatus();
+  };
   {
     absl::MutexLock lock(&tables_mu_);
-    auto it = tables_.find(spec.name());
-    if (it != tables_.end()) {
-      const v1::TableSpec& have = it->second->spec();
-      if (!google::protobuf::util::MessageDifferencer::Equals(have, spec)) {
-        return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
-                                                     "' already exists with a different spec: ",
-                                                     DescribeSpecDifference(have, spec)));
-      }
-      absl::MutexLock table_lock(it->second->mu());
-      response->set_created(false);
-      response->set_version(it->second->version());
-      response->set_elements_on_shard(it->second->local_size());
-      return absl::OkStatus();
-    }
+    if (std::optional<absl::Status> s = existing()) return *s;
   }
   // Build outside the map lock: initialising a large table takes a while.
-  absl::StatusOr<std::unique_ptr<DenseTable>> table =
-      DenseTable::Create(spec, options_.shard_index, options_.num_shards);
-  if (!table.ok()) return table.status();
-  absl::MutexLock lock(&tables_mu_);
-  auto [it, inserted] = tables_.emplace(spec.name(), *std::move(table));
-  if (!inserted && !google::protobuf::util::MessageDifferencer::Equals(it->second->spec(), spec)) {
-    return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
-                                                 "' already exists with a different spec: ",
-                                                 DescribeSpecDifference(it->second->spec(), spec)));
+  std::unique_ptr<DenseTable> dense;
+  std::unique_ptr<SparseTable> sparse;
+  if (spec.kind() == v1::DENSE) {
+    absl::StatusOr<std::unique_ptr<DenseTable>> t =
+        DenseTable::Create(spec, options_.shard_index, options_.num_shards);
+    if (!t.ok()) return t.status();
+    dense = *std::move(t);
+  } else {
+    absl::StatusOr<std::unique_ptr<SparseTable>> t =
+        SparseTable::Create(spec, options_.shard_index, options_.num_shards);
+    if (!t.ok()) return t.status();
+    sparse = *std::move(t);
   }
-  response->set_created(inserted);
+  absl::MutexLock lock(&tables_mu_);
+  if (std::optional<absl::Status> s = existing()) return *s;  // created meanwhile
+  response->set_created(true);
   response->set_version(0);
-  response->set_elements_on_shard(it->second->local_size());
-  if (inserted) {
-    LOG(INFO) << "created table '" << spec.name() << "' shape ["
+  if (dense != nullptr) {
+    response->set_elements_on_shard(dense->local_size());
+    LOG(INFO) << "created dense table '" << spec.name() << "' shape ["
               << absl::StrJoin(spec.shape(), ",") << "] "
               << v1::ConsistencyMode_Name(spec.consistency()) << " "
               << v1::OptimizerSpec::Kind_Name(spec.optimizer().kind()) << ": elements ["
-              << it->second->offset() << ", " << it->second->offset() + it->second->local_size()
+              << dense->offset() << ", " << dense->offset() + dense->local_size()
               << ") on shard " << options_.shard_index;
+    tables_.emplace(spec.name(), std::move(dense));
+  } else {
+    LOG(INFO) << "created sparse table '" << spec.name() << "' row width " << spec.row_width()
+              << " " << v1::ConsistencyMode_Name(spec.consistency()) << " "
+              << v1::OptimizerSpec::Kind_Name(spec.optimizer().kind());
+    sparse_.emplace(spec.name(), std::move(sparse));
   }
   return absl::OkStatus();
 }
 
 absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
                                   v1::PullResponse* response) {
-  if (request.sparse_size() > 0) {
-    return absl::UnimplementedError("sparse pulls are not supported yet");
-  }
   int64_t bytes = 0;
+  std::vector<SparseTable*> sparse;
+  for (const v1::SparseRows& rows : request.sparse()) {
+    absl::StatusOr<SparseTable*> t = FindSparse(rows.table());
+    if (!t.ok()) return t.status();
+    if (absl::Status s = (*t)->CheckRows(rows, /*with_values=*/false, options_.max_sparse_keys);
+        !s.ok()) {
+      return s;
+    }
+    bytes += static_cast<int64_t>(rows.keys_size()) * (*t)->width() * 4;
+    sparse.push_back(*t);
+  }
   std::vector<DenseTable*> tables;
   for (const v1::DenseSlice& slice : request.dense()) {
     absl::StatusOr<DenseTable*> t = Find(slice.table());
@@ -117,18 +166,28 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
         " bytes per request; split it into chunks"));
   }
   // SSP: wait once, for the tightest bound among the tables asked for.
-  const DenseTable* tightest = nullptr;
-  for (const DenseTable* t : tables) {
-    if (t->is_ssp() && (tightest == nullptr ||
-                        t->spec().staleness_bound() < tightest->spec().staleness_bound())) {
-      tightest = t;
+  const v1::TableSpec* tightest = nullptr;
+  auto consider = [&](const v1::TableSpec& spec) {
+    if (spec.consistency() == v1::SSP &&
+        (tightest == nullptr || spec.staleness_bound() < tightest->staleness_bound())) {
+      tightest = &spec;
     }
-  }
+  };
+  for (const DenseTable* t : tables) consider(t->spec());
+  for (const SparseTable* t : sparse) consider(t->spec());
   if (tightest != nullptr) {
     if (absl::Status s = WaitForSspClock(request.worker_index(), request.clock(), *tightest, deadline);
         !s.ok()) {
       return s;
     }
+  }
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    absl::MutexLock lock(sparse[i]->mu());
+    v1::SparseRows* out = response->add_sparse();
+    out->set_table(request.sparse(i).table());
+    sparse[i]->Read(request.sparse(i), out->mutable_values());
+    out->set_version(sparse[i]->version());
+    sparse[i]->CountPull();
   }
   for (size_t i = 0; i < tables.size(); ++i) {
     DenseTable* t = tables[i];
@@ -166,10 +225,9 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
 }
 
 absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response) {
-  if (request.sparse_size() > 0) {
-    return absl::UnimplementedError("sparse pushes are not supported yet");
+  if (request.dense_size() == 0 && request.sparse_size() == 0) {
+    return absl::InvalidArgumentError("push carries no slices and no rows");
   }
-  if (request.dense_size() == 0) return absl::InvalidArgumentError("push carries no slices");
   int64_t bytes = 0;
   std::vector<DenseTable*> tables;
   for (const v1::DenseSlice& slice : request.dense()) {
@@ -177,6 +235,13 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
     if (!t.ok()) return t.status();
     bytes += static_cast<int64_t>(slice.values().size());
     tables.push_back(*t);
+  }
+  std::vector<SparseTable*> sparse;
+  for (const v1::SparseRows& rows : request.sparse()) {
+    absl::StatusOr<SparseTable*> t = FindSparse(rows.table());
+    if (!t.ok()) return t.status();
+    bytes += static_cast<int64_t>(rows.values().size());
+    sparse.push_back(*t);
   }
   if (bytes > options_.max_request_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -186,6 +251,19 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
   for (size_t i = 0; i < tables.size(); ++i) {
     if (absl::Status s = tables[i]->CheckSlice(request.dense(i), /*with_values=*/true); !s.ok()) {
       return s;
+    }
+  }
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    if (absl::Status s =
+            sparse[i]->CheckRows(request.sparse(i), /*with_values=*/true, options_.max_sparse_keys);
+        !s.ok()) {
+      return s;
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (sparse[j] == sparse[i]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "table '", sparse[i]->name(), "': push carries the table's rows twice"));
+      }
     }
   }
   // Two slices of one request must not overlap either.
@@ -201,28 +279,40 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
       }
     }
   }
+  // Every table's lock, in name order (names are unique across kinds).
+  std::vector<std::pair<std::string, absl::Mutex*>> locks;
+  for (DenseTable* t : tables) locks.emplace_back(t->name(), t->mu());
+  for (SparseTable* t : sparse) locks.emplace_back(t->name(), t->mu());
+  std::sort(locks.begin(), locks.end());
+  locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
   std::vector<DenseTable*> order = tables;
   std::sort(order.begin(), order.end(),
             [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
   order.erase(std::unique(order.begin(), order.end()), order.end());
   const bool live = registry_->IsLive(request.worker_index());
-  for (DenseTable* t : order) t->mu()->Lock();
+  for (auto& [name, mu] : locks) mu->Lock();
   absl::Status status;
   for (size_t i = 0; i < tables.size() && status.ok(); ++i) {
     status = tables[i]->CheckPush(request.worker_index(), live, request.step(), request.dense(i));
     if (!status.ok()) tables[i]->CountRejected(request.step());
   }
-  if (status.ok()) {
-    for (size_t i = 0; i < tables.size(); ++i) tables[i]->Push(request.worker_index(), request.step(), request.dense(i));
+  if (!status.ok()) {
+    for (SparseTable* t : sparse) t->CountRejected();
+  } else {
+    for (size_t i = 0; i < tables.size(); ++i) {
+      tables[i]->Push(request.worker_index(), request.step(), request.dense(i));
+    }
+    for (size_t i = 0; i < sparse.size(); ++i) sparse[i]->Push(request.step(), request.sparse(i));
     const std::vector<int> live_workers = registry_->LiveWorkers();
     for (DenseTable* t : order) {
       if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);
     }
     for (DenseTable* t : tables) response->add_dense_versions(t->version());
   }
-  const bool ssp = status.ok() && std::any_of(order.begin(), order.end(),
-                                              [](DenseTable* t) { return t->is_ssp(); });
-  for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu()->Unlock();
+  const bool ssp = status.ok() &&
+                   (std::any_of(order.begin(), order.end(), [](DenseTable* t) { return t->is_ssp(); }) ||
+                    std::any_of(sparse.begin(), sparse.end(), [](SparseTable* t) { return t->is_ssp(); }));
+  for (auto it = locks.rbegin(); it != locks.rend(); ++it) it->second->Unlock();
   if (ssp) {
     absl::MutexLock lock(&clock_mu_);
     int64_t& c = clock_[request.worker_index()];
@@ -240,9 +330,9 @@ int64_t ParameterStore::MinLiveClock() const {
   return min_clock;  // no live workers: nobody to wait for
 }
 
-absl::Status ParameterStore::WaitForSspClock(int worker, int64_t clock, const DenseTable& table,
-                                             absl::Time deadline) {
-  const int64_t bound = table.spec().staleness_bound();
+absl::Status ParameterStore::WaitForSspClock(int worker, int64_t clock,
+                                             const v1::TableSpec& table, absl::Time deadline) {
+  const int64_t bound = table.staleness_bound();
   int64_t want = 0;
   {
     absl::MutexLock lock(&clock_mu_);
@@ -299,14 +389,31 @@ std::vector<DenseTable*> ParameterStore::Tables() const {
   return out;
 }
 
+std::vector<SparseTable*> ParameterStore::SparseTables() const {
+  std::vector<SparseTable*> out;
+  absl::MutexLock lock(&tables_mu_);
+  for (const auto& [name, t] : sparse_) out.push_back(t.get());
+  return out;
+}
+
 absl::Status ParameterStore::RestoreTable(const v1::TableCheckpoint& saved) {
+  const std::string& name = saved.spec().name();
+  if (saved.spec().kind() == v1::SPARSE) {
+    absl::StatusOr<std::unique_ptr<SparseTable>> t =
+        SparseTable::Restore(saved, options_.shard_index, options_.num_shards);
+    if (!t.ok()) return t.status();
+    absl::MutexLock lock(&tables_mu_);
+    if (tables_.count(name) || !sparse_.emplace(name, *std::move(t)).second) {
+      return absl::AlreadyExistsError(absl::StrCat("table '", name, "' is already present"));
+    }
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::unique_ptr<DenseTable>> t =
       DenseTable::Restore(saved, options_.shard_index, options_.num_shards);
   if (!t.ok()) return t.status();
   absl::MutexLock lock(&tables_mu_);
-  if (!tables_.emplace(saved.spec().name(), *std::move(t)).second) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("table '", saved.spec().name(), "' is already present"));
+  if (sparse_.count(name) || !tables_.emplace(name, *std::move(t)).second) {
+    return absl::AlreadyExistsError(absl::StrCat("table '", name, "' is already present"));
   }
   return absl::OkStatus();
 }
@@ -333,6 +440,7 @@ void ParameterStore::Shutdown() {
   absl::MutexLock lock(&tables_mu_);
   // Taking and releasing each table's lock makes waiting pulls re-evaluate their condition.
   for (auto& [name, t] : tables_) absl::MutexLock table_lock(t->mu());
+  for (auto& [name, t] : sparse_) absl::MutexLock table_lock(t->mu());
 }
 
 void ParameterStore::FillStatus(v1::GetStatusResponse* response) const {
@@ -340,6 +448,10 @@ void ParameterStore::FillStatus(v1::GetStatusResponse* response) const {
   response->set_num_shards(options_.num_shards);
   absl::MutexLock lock(&tables_mu_);
   for (const auto& [name, t] : tables_) {
+    absl::MutexLock table_lock(t->mu());
+    t->FillStatus(response->add_tables());
+  }
+  for (const auto& [name, t] : sparse_) {
     absl::MutexLock table_lock(t->mu());
     t->FillStatus(response->add_tables());
   }

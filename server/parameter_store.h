@@ -14,6 +14,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "absl/time/time.h"
 #include "proto/v1/ps.pb.h"
 #include "server/dense_table.h"
+#include "server/sparse_table.h"
 #include "server/worker_registry.h"
 
 namespace ps {
@@ -33,6 +35,8 @@ struct StoreOptions {
   int num_shards = 1;
   // Largest payload one push or pull may carry.
   int64_t max_request_bytes = 64 << 20;
+  // Most sparse keys one table's part of a request may carry.
+  int64_t max_sparse_keys = 1 << 17;
 };
 
 class ParameterStore {
@@ -60,8 +64,9 @@ class ParameterStore {
 
   // Called with the table's lock held each time a sync table finishes a step.
   void SetStepHook(std::function<void(DenseTable*)> hook);
-  // Every table, in name order. The pointers stay valid for the store's life.
+  // Every dense (sparse) table, in name order. Pointers stay valid for the store's life.
   std::vector<DenseTable*> Tables() const;
+  std::vector<SparseTable*> SparseTables() const;
   // Adds a table rebuilt from a checkpoint; call before serving. ALREADY_EXISTS if a
   // table of that name is present.
   absl::Status RestoreTable(const v1::TableCheckpoint& saved);
@@ -71,12 +76,13 @@ class ParameterStore {
   void FillStatus(v1::GetStatusResponse* response) const;
 
  private:
-  // Returns the table, or NOT_FOUND naming it.
+  // Returns the table, or NOT_FOUND naming it (INVALID_ARGUMENT if it is of the other kind).
   absl::StatusOr<DenseTable*> Find(const std::string& name) const;
+  absl::StatusOr<SparseTable*> FindSparse(const std::string& name) const;
 
   // Waits until the slowest live worker's SSP clock reaches the bound for `worker` at
   // `clock`; DEADLINE_EXCEEDED names the table.
-  absl::Status WaitForSspClock(int worker, int64_t clock, const DenseTable& table,
+  absl::Status WaitForSspClock(int worker, int64_t clock, const v1::TableSpec& table,
                                absl::Time deadline);
   int64_t MinLiveClock() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(clock_mu_);
 
@@ -93,6 +99,7 @@ class ParameterStore {
   mutable absl::Mutex tables_mu_;
   // Tables are never removed, so their pointers stay valid without the lock.
   std::map<std::string, std::unique_ptr<DenseTable>> tables_ ABSL_GUARDED_BY(tables_mu_);
+  std::map<std::string, std::unique_ptr<SparseTable>> sparse_ ABSL_GUARDED_BY(tables_mu_);
 };
 
 }  // namespace ps

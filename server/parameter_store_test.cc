@@ -607,12 +607,22 @@ TEST_F(BadInputTest, BadShapeIsInvalidArgument) {
 }
 
 TEST_F(BadInputTest, UnsupportedKindsAndModesAreRefused) {
+  // A sparse spec with a dense shape and no row width.
   v1::TableSpec sparse = DenseSpec("rows", {4}, v1::ASYNC, 0.1f);
   sparse.set_kind(v1::SPARSE);
   absl::Status s = Create(sparse);
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("'rows'"));
-  EXPECT_THAT(s.message(), HasSubstr("SPARSE"));
+  EXPECT_THAT(s.message(), HasSubstr("row_width"));
+  sparse.clear_shape();
+  sparse.set_row_width(4);
+  sparse.set_consistency(v1::SYNC);
+  s = Create(sparse);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("ASYNC and SSP"));
+  v1::TableSpec no_kind = DenseSpec("nokind", {4}, v1::ASYNC, 0.1f);
+  no_kind.set_kind(v1::TABLE_KIND_UNSPECIFIED);
+  EXPECT_EQ(Create(no_kind).code(), absl::StatusCode::kInvalidArgument);
 
   s = Create(DenseSpec("unset", {4}, v1::CONSISTENCY_UNSPECIFIED, 0.1f));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -622,10 +632,13 @@ TEST_F(BadInputTest, UnsupportedKindsAndModesAreRefused) {
   v1::TableSpec unnamed = DenseSpec("", {4}, v1::ASYNC, 0.1f);
   EXPECT_EQ(Create(unnamed).code(), absl::StatusCode::kInvalidArgument);
 
+  // Rows pushed by key to a dense table.
   v1::PushRequest sparse_push;
   sparse_push.add_sparse()->set_table("a");
   v1::PushResponse push_response;
-  EXPECT_EQ(store_->Push(sparse_push, &push_response).code(), absl::StatusCode::kUnimplemented);
+  s = store_->Push(sparse_push, &push_response);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("dense"));
   ExpectAUnchanged();
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "common/placement.h"
@@ -54,10 +55,11 @@ class GrpcPsClient final : public PsClient {
         /*wait_for_ready=*/true);
   }
 
-  absl::Status RegisterWorker(int worker, const std::string& host,
-                              const std::string& device) override {
+  absl::Status RegisterWorker(int worker, const std::string& host, const std::string& device,
+                              int64_t clock) override {
     v1::RegisterWorkerRequest request;
     request.set_worker_index(worker);
+    request.set_clock(clock);
     request.set_host(host);
     request.set_device(device);
     return ForEachShard<v1::RegisterWorkerResponse>(
@@ -117,6 +119,7 @@ class GrpcPsClient final : public PsClient {
       Call& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_min_version(min_version);
+      c.request.set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
         v1::DenseSlice* d = c.request.add_dense();
         d->set_table(p.tensor->table);
@@ -170,6 +173,7 @@ class GrpcPsClient final : public PsClient {
       Call& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_step(step);
+      c.request.set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
         v1::DenseSlice* d = c.request.add_dense();
         d->set_table(p.tensor->table);
@@ -192,7 +196,128 @@ class GrpcPsClient final : public PsClient {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<int64_t> PullSparse(const std::string& table, const std::vector<int64_t>& keys,
+                                     int width, float* rows, int worker) override {
+    if (width <= 0) return absl::InvalidArgumentError(absl::StrCat("row width ", width, " <= 0"));
+    // Each distinct key is asked for once; its row is then copied to every position.
+    std::vector<float> unused;
+    const std::vector<int64_t> unique = SumDuplicateKeys(keys, 0, nullptr, &unused);
+    std::vector<SparseChunk> chunks = PlanSparse(unique);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::PullRequest request;
+      v1::PullResponse response;
+      grpc::Status status;
+    };
+    std::vector<Call> calls(chunks.size());
+    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      Call& c = calls[i];
+      c.request.set_worker_index(worker);
+      c.request.set_clock(clock());
+      v1::SparseRows* r = c.request.add_sparse();
+      r->set_table(table);
+      for (size_t k : chunks[i].positions) r->add_keys(unique[k]);
+      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      stubs_[chunks[i].shard]->async()->Pull(&c.ctx, &c.request, &c.response,
+                                             [&c, &done](grpc::Status s) {
+                                               c.status = std::move(s);
+                                               done.DecrementCount();
+                                             });
+    }
+    done.Wait();
+    std::vector<float> unique_rows(unique.size() * static_cast<size_t>(width));
+    int64_t version = std::numeric_limits<int64_t>::max();
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "sparse pull", calls[i].status);
+      const v1::PullResponse& resp = calls[i].response;
+      const size_t want = chunks[i].positions.size() * width * 4;
+      if (resp.sparse_size() != 1 || resp.sparse(0).values().size() != want) {
+        return absl::InternalError(absl::StrCat("shard ", chunks[i].shard, " sent ",
+                                                resp.sparse_size() ? resp.sparse(0).values().size() : 0,
+                                                " bytes of table '", table, "' rows, want ", want));
+      }
+      const char* src = resp.sparse(0).values().data();
+      for (size_t j = 0; j < chunks[i].positions.size(); ++j) {
+        std::memcpy(unique_rows.data() + chunks[i].positions[j] * width, src + j * width * 4,
+                    width * 4);
+      }
+      bytes_pulled_.fetch_add(want, std::memory_order_relaxed);
+      version = std::min(version, resp.sparse(0).version());
+    }
+    absl::flat_hash_map<int64_t, size_t> where;
+    for (size_t k = 0; k < unique.size(); ++k) where.emplace(unique[k], k);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::memcpy(rows + i * width, unique_rows.data() + where[keys[i]] * width, width * 4);
+    }
+    return chunks.empty() ? 0 : version;
+  }
+
+  absl::Status PushSparse(const std::string& table, const std::vector<int64_t>& keys, int width,
+                          const float* grads, int64_t step, int worker) override {
+    if (width <= 0) return absl::InvalidArgumentError(absl::StrCat("row width ", width, " <= 0"));
+    std::vector<float> summed;
+    const std::vector<int64_t> unique = SumDuplicateKeys(keys, width, grads, &summed);
+    std::vector<SparseChunk> chunks = PlanSparse(unique);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::PushRequest request;
+      v1::PushResponse response;
+      grpc::Status status;
+    };
+    std::vector<Call> calls(chunks.size());
+    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      Call& c = calls[i];
+      c.request.set_worker_index(worker);
+      c.request.set_step(step);
+      c.request.set_clock(clock());
+      v1::SparseRows* r = c.request.add_sparse();
+      r->set_table(table);
+      std::string* values = r->mutable_values();
+      values->resize(chunks[i].positions.size() * width * 4);
+      for (size_t j = 0; j < chunks[i].positions.size(); ++j) {
+        const size_t k = chunks[i].positions[j];
+        r->add_keys(unique[k]);
+        std::memcpy(values->data() + j * width * 4, summed.data() + k * width, width * 4);
+      }
+      bytes_pushed_.fetch_add(values->size(), std::memory_order_relaxed);
+      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      stubs_[chunks[i].shard]->async()->Push(&c.ctx, &c.request, &c.response,
+                                             [&c, &done](grpc::Status s) {
+                                               c.status = std::move(s);
+                                               done.DecrementCount();
+                                             });
+    }
+    done.Wait();
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "sparse push", calls[i].status);
+    }
+    return absl::OkStatus();
+  }
+
  private:
+  // Positions (into a distinct-key list) that one request to `shard` carries.
+  struct SparseChunk {
+    int shard;
+    std::vector<size_t> positions;
+  };
+
+  std::vector<SparseChunk> PlanSparse(const std::vector<int64_t>& unique) const {
+    std::vector<std::vector<SparseChunk>> per_shard(servers_.size());
+    const size_t max_keys = static_cast<size_t>(std::max<int64_t>(1, options_.max_sparse_keys_per_request));
+    for (size_t k = 0; k < unique.size(); ++k) {
+      const int shard = ShardForKey(unique[k], num_shards());
+      std::vector<SparseChunk>& cs = per_shard[shard];
+      if (cs.empty() || cs.back().positions.size() >= max_keys) cs.push_back({shard, {}});
+      cs.back().positions.push_back(k);
+    }
+    std::vector<SparseChunk> out;
+    for (auto& cs : per_shard)
+      for (auto& c : cs) out.push_back(std::move(c));
+    return out;
+  }
+
   // Cuts tensors into per-shard chunk requests of at most max_chunk_bytes each.
   std::vector<Chunk> Plan(const std::vector<DenseTensor>& tensors) const {
     const int64_t max_elems = std::max<int64_t>(1, options_.max_chunk_bytes / 4);
@@ -252,6 +377,25 @@ class GrpcPsClient final : public PsClient {
 };
 
 }  // namespace
+
+std::vector<int64_t> SumDuplicateKeys(const std::vector<int64_t>& keys, int width,
+                                      const float* grads, std::vector<float>* summed) {
+  absl::flat_hash_map<int64_t, size_t> index;
+  index.reserve(keys.size());
+  std::vector<int64_t> unique;
+  summed->clear();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto [it, inserted] = index.emplace(keys[i], unique.size());
+    if (inserted) {
+      unique.push_back(keys[i]);
+      if (width > 0) summed->insert(summed->end(), grads + i * width, grads + (i + 1) * width);
+    } else if (width > 0) {
+      float* dst = summed->data() + it->second * width;
+      for (int c = 0; c < width; ++c) dst[c] += grads[i * width + c];
+    }
+  }
+  return unique;
+}
 
 std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,
                                           const ClientOptions& options) {

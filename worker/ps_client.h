@@ -31,6 +31,8 @@ struct DenseTensor {
 
 struct ClientOptions {
   int64_t max_chunk_bytes = 1 << 20;
+  // Sparse keys per request (a server rejects more than its --max_sparse_keys).
+  int64_t max_sparse_keys_per_request = 1 << 16;
   // Deadline for one pull or push (a sync pull waits for the slowest worker).
   absl::Duration rpc_timeout = absl::Minutes(5);
   // How long the first calls wait for servers that are still starting.
@@ -45,8 +47,9 @@ class PsClient {
 
   // Creates the table on every shard (idempotent for an identical spec).
   virtual absl::Status CreateTable(const v1::TableSpec& spec) = 0;
+  // `clock`: steps this process has completed (0 when it starts).
   virtual absl::Status RegisterWorker(int worker, const std::string& host,
-                                      const std::string& device) = 0;
+                                      const std::string& device, int64_t clock = 0) = 0;
   virtual absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) = 0;
   virtual absl::Status LeaveWorker(int worker) = 0;
 
@@ -57,6 +60,21 @@ class PsClient {
   // Sends each tensor's data as the gradient of `step`.
   virtual absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step,
                             int worker) = 0;
+
+  // SSP: the clock (steps completed) sent with later pulls and pushes.
+  void set_clock(int64_t clock) { clock_.store(clock); }
+  int64_t clock() const { return clock_.load(); }
+  // Sparse tables. `keys` may hold duplicates and appear in any order; rows are placed
+  // by ShardForKey(). PullSparse writes keys.size() rows of `width` floats into `rows`
+  // (row i for keys[i]; rows are created on first touch by the table's initializer).
+  // PushSparse sums the gradient rows of duplicate keys before sending, so each key
+  // travels once. Key batches larger than one request are split.
+  virtual absl::StatusOr<int64_t> PullSparse(const std::string& table,
+                                             const std::vector<int64_t>& keys, int width,
+                                             float* rows, int worker) = 0;
+  virtual absl::Status PushSparse(const std::string& table, const std::vector<int64_t>& keys,
+                                  int width, const float* grads, int64_t step, int worker) = 0;
+
   // One status reply per shard, in shard order.
   virtual absl::StatusOr<std::vector<v1::GetStatusResponse>> GetStatus() = 0;
 
@@ -67,7 +85,13 @@ class PsClient {
  protected:
   std::atomic<int64_t> bytes_pushed_{0};
   std::atomic<int64_t> bytes_pulled_{0};
+  std::atomic<int64_t> clock_{0};
 };
+
+// Sums the rows of duplicate keys: returns the distinct keys in first-seen order and
+// writes their summed rows to `summed` (resized to distinct * width).
+std::vector<int64_t> SumDuplicateKeys(const std::vector<int64_t>& keys, int width,
+                                      const float* grads, std::vector<float>* summed);
 
 // A client over gRPC to `servers` (host:port, in shard order).
 std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,

@@ -110,7 +110,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       absl::Status s = client_->Heartbeat(worker, copy);
       if (absl::IsNotFound(s)) {
         LOG(WARNING) << "a shard no longer knows this worker (" << s << "); registering again";
-        s = client_->RegisterWorker(worker, HostName(), device_name_);
+        s = client_->RegisterWorker(worker, HostName(), device_name_, client_->clock());
       }
       if (!s.ok()) LOG(WARNING) << "heartbeat failed: " << s;
     }
@@ -167,7 +167,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         // This worker was dropped or fell behind: its gradient is discarded, and it
         // rejoins at the servers' current version.
         LOG(WARNING) << "step " << *version << " gradient discarded: " << pushed.message();
-        if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_); !s.ok()) {
+        if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_, result.steps);
+            !s.ok()) {
           return s;
         }
         next_version = 0;
