@@ -133,7 +133,7 @@ absl::Status Mlp::Upload() {
 
 absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Forward(const float* x,
                                                                  const int32_t* y, int batch,
-                                                                 bool backward) {
+                                                                 bool backward, bool accumulate) {
   if (batch <= 0 || batch > max_batch_) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch ", batch, " outside [1, ", max_batch_, "]"));
@@ -158,8 +158,8 @@ absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Forward(const float* x,
   for (int i = layers - 1; i >= 0; --i) {
     float* dz = dact_[i].data();  // gradient w.r.t. layer i's pre-activation output
     PS_RETURN_IF_ERROR(backend_->Gemm(true, false, sizes_[i], sizes_[i + 1], batch, 1.0f,
-                                      act_[i].data(), dz, 0.0f, dw_[i]));
-    PS_RETURN_IF_ERROR(backend_->ColumnSum(dz, batch, sizes_[i + 1], false, db_[i]));
+                                      act_[i].data(), dz, accumulate ? 1.0f : 0.0f, dw_[i]));
+    PS_RETURN_IF_ERROR(backend_->ColumnSum(dz, batch, sizes_[i + 1], accumulate, db_[i]));
     if (i > 0) {
       float* dprev = dact_[i - 1].data();
       PS_RETURN_IF_ERROR(backend_->Gemm(false, true, batch, sizes_[i], sizes_[i + 1], 1.0f, dz,
@@ -168,15 +168,19 @@ absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Forward(const float* x,
                                                 static_cast<int64_t>(batch) * sizes_[i]));
     }
   }
-  if (backend_->is_gpu()) {
-    PS_RETURN_IF_ERROR(backend_->CopyToHost(grads_.data(), host_grads_buf_.data(), num_params_));
-  }
   return loss;
 }
 
 absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::TrainStep(const float* x,
-                                                                   const int32_t* y, int batch) {
-  return Forward(x, y, batch, /*backward=*/true);
+                                                                   const int32_t* y, int batch,
+                                                                   bool accumulate) {
+  return Forward(x, y, batch, /*backward=*/true, accumulate);
+}
+
+absl::Status Mlp::DownloadGrads(float scale) {
+  if (scale != 1.0f) PS_RETURN_IF_ERROR(backend_->Scale(scale, grads_.data(), num_params_));
+  if (!backend_->is_gpu()) return absl::OkStatus();
+  return backend_->CopyToHost(grads_.data(), host_grads_buf_.data(), num_params_);
 }
 
 absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Evaluate(const float* x,
@@ -185,7 +189,7 @@ absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Evaluate(const float* x
   for (int64_t at = 0; at < n; at += max_batch_) {
     const int b = static_cast<int>(std::min<int64_t>(max_batch_, n - at));
     absl::StatusOr<kernels::ComputeBackend::LossResult> r =
-        Forward(x + at * sizes_[0], y + at, b, /*backward=*/false);
+        Forward(x + at * sizes_[0], y + at, b, /*backward=*/false, /*accumulate=*/false);
     if (!r.ok()) return r.status();
     total.loss_sum += r->loss_sum;
     total.correct += r->correct;

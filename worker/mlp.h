@@ -40,9 +40,14 @@ class Mlp {
 
   // Copies host_params() to the backend (no-op on the CPU).
   absl::Status Upload();
-  // Forward and backward on `batch` rows; leaves the mean gradient in host_grads().
+  // Forward and backward on `batch` rows. The mean gradient over the batch replaces the
+  // backend's gradient buffer, or is added to it with `accumulate` (buffered gradients
+  // stay on the device until DownloadGrads).
   absl::StatusOr<kernels::ComputeBackend::LossResult> TrainStep(const float* x,
-                                                                const int32_t* y, int batch);
+                                                                const int32_t* y, int batch,
+                                                                bool accumulate = false);
+  // Scales the gradient buffer by `scale` and makes it visible in host_grads().
+  absl::Status DownloadGrads(float scale = 1.0f);
   // Forward only, in batches of at most max_batch; returns summed loss and correct count.
   absl::StatusOr<kernels::ComputeBackend::LossResult> Evaluate(const float* x,
                                                                const int32_t* y, int64_t n);
@@ -53,7 +58,8 @@ class Mlp {
   Mlp(std::vector<int> sizes, int max_batch, kernels::ComputeBackend* backend);
   absl::Status Init();
   absl::StatusOr<kernels::ComputeBackend::LossResult> Forward(const float* x, const int32_t* y,
-                                                              int batch, bool backward);
+                                                              int batch, bool backward,
+                                                              bool accumulate);
 
   const std::vector<int> sizes_;
   const int max_batch_;

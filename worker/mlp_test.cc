@@ -27,6 +27,7 @@ TEST(MlpTest, GradientMatchesFiniteDifferences) {
   for (float& v : x) v = normal(rng);
   std::vector<int32_t> y = {0, 3, 1, 2, 3, 0};
   ASSERT_TRUE((*m)->TrainStep(x.data(), y.data(), 6).ok());
+  ASSERT_TRUE((*m)->DownloadGrads().ok());
   // Copy the analytic gradient before the evaluations below reuse the buffers.
   std::vector<std::vector<float>> grads;
   for (const DenseTensor& g : (*m)->host_grads())
@@ -89,6 +90,37 @@ TEST(MlpTest, BadSizesAreInvalidArgument) {
             absl::StatusCode::kInvalidArgument);  // label outside the classes
 }
 
+TEST(MlpTest, AccumulatedStepsSumTheirGradientsAndDownloadScales) {
+  auto backend = kernels::NewCpuBackend();
+  auto m = Mlp::Create({4, 5, 3}, 4, backend.get());
+  ASSERT_TRUE(m.ok());
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (const DenseTensor& t : (*m)->host_params())
+    for (int64_t i = 0; i < t.num_elements; ++i) t.data[i] = normal(rng);
+  std::vector<float> xa(4 * 4), xb(4 * 4);
+  for (float& v : xa) v = normal(rng);
+  for (float& v : xb) v = normal(rng);
+  std::vector<int32_t> ya = {0, 1, 2, 1}, yb = {2, 2, 0, 1};
+  auto grads = [&]() {
+    std::vector<float> all;
+    for (const DenseTensor& g : (*m)->host_grads()) all.insert(all.end(), g.data, g.data + g.num_elements);
+    return all;
+  };
+  ASSERT_TRUE((*m)->TrainStep(xa.data(), ya.data(), 4).ok());
+  ASSERT_TRUE((*m)->DownloadGrads().ok());
+  const std::vector<float> ga = grads();
+  ASSERT_TRUE((*m)->TrainStep(xb.data(), yb.data(), 4).ok());
+  ASSERT_TRUE((*m)->DownloadGrads().ok());
+  const std::vector<float> gb = grads();
+  ASSERT_TRUE((*m)->TrainStep(xa.data(), ya.data(), 4, /*accumulate=*/false).ok());
+  ASSERT_TRUE((*m)->TrainStep(xb.data(), yb.data(), 4, /*accumulate=*/true).ok());
+  ASSERT_TRUE((*m)->DownloadGrads(0.5f).ok());
+  const std::vector<float> mean = grads();
+  ASSERT_EQ(mean.size(), ga.size());
+  for (size_t i = 0; i < mean.size(); ++i) EXPECT_NEAR(mean[i], 0.5f * (ga[i] + gb[i]), 1e-6) << i;
+}
+
 TEST(MlpTest, ParseLayerSizes) {
   EXPECT_EQ(*ParseLayerSizes("512,256"), (std::vector<int>{512, 256}));
   EXPECT_EQ(*ParseLayerSizes(""), std::vector<int>{});
@@ -115,6 +147,7 @@ TEST(MlpTest, TrainingALinearlySeparableProblemReachesFullAccuracy) {
   }
   for (int step = 0; step < 300; ++step) {
     ASSERT_TRUE((*m)->TrainStep(x.data(), y.data(), 32).ok());
+    ASSERT_TRUE((*m)->DownloadGrads().ok());
     for (size_t t = 0; t < (*m)->host_params().size(); ++t) {
       const DenseTensor& p = (*m)->host_params()[t];
       const DenseTensor& g = (*m)->host_grads()[t];

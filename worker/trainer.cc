@@ -143,6 +143,11 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   absl::Time window_start = absl::Now();
   const absl::Time start = absl::Now();
   bool first_window = true;
+  const int64_t grad_bytes = model_->num_parameters() * 4;
+  bool need_pull = true;
+  int64_t pulled_version = 0;
+  int buffered = 0;  // local steps in the gradient buffer
+  absl::Time last_push = absl::Now();
   for (int epoch = 0; epoch < options_.epochs; ++epoch) {
     std::shuffle(shard.begin(), shard.end(), rng);
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
@@ -155,27 +160,50 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         std::copy_n(train_->features.data() + idx * dim, dim, x.data() + i * dim);
         y[i] = train_->labels[idx];
       }
-      absl::StatusOr<int64_t> version =
-          client_->Pull(model_->host_params(), sync ? next_version : 0, worker);
-      if (!version.ok()) return version.status();
-      if (absl::Status s = model_->Upload(); !s.ok()) return s;
-      absl::StatusOr<kernels::ComputeBackend::LossResult> loss =
-          model_->TrainStep(x.data(), y.data(), batch);
-      if (!loss.ok()) return loss.status();
-      absl::Status pushed = client_->Push(model_->host_grads(), *version, worker);
-      if (absl::IsFailedPrecondition(pushed) && sync) {
-        // This worker was dropped or fell behind: its gradient is discarded, and it
-        // rejoins at the servers' current version.
-        LOG(WARNING) << "step " << *version << " gradient discarded: " << pushed.message();
-        if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_, result.steps);
-            !s.ok()) {
-          return s;
-        }
-        next_version = 0;
-        continue;
+      if (need_pull) {
+        absl::StatusOr<int64_t> version =
+            client_->Pull(model_->host_params(), sync ? next_version : 0, worker);
+        if (!version.ok()) return version.status();
+        pulled_version = *version;
+        if (absl::Status s = model_->Upload(); !s.ok()) return s;
+        need_pull = false;
       }
-      if (!pushed.ok()) return pushed;
-      next_version = *version + 1;
+      absl::StatusOr<kernels::ComputeBackend::LossResult> loss =
+          model_->TrainStep(x.data(), y.data(), batch, /*accumulate=*/buffered > 0);
+      if (!loss.ok()) return loss.status();
+      ++buffered;
+      const bool last_of_epoch = step + 1 == steps_per_epoch ||
+                                 (options_.max_steps > 0 && result.steps + 1 >= options_.max_steps);
+      const bool flush =
+          last_of_epoch || buffered >= options_.buffer_steps ||
+          (options_.buffer_bytes > 0 && buffered * grad_bytes >= options_.buffer_bytes) ||
+          (options_.buffer_time > absl::ZeroDuration() &&
+           absl::Now() - last_push >= options_.buffer_time);
+      if (flush) {
+        const float scale = options_.buffer_mean ? 1.0f / static_cast<float>(buffered) : 1.0f;
+        if (absl::Status s = model_->DownloadGrads(scale); !s.ok()) return s;
+        absl::Status pushed = client_->Push(model_->host_grads(), pulled_version, worker);
+        buffered = 0;
+        need_pull = true;
+        last_push = absl::Now();
+        if (absl::IsFailedPrecondition(pushed) && sync) {
+          // This worker was dropped or fell behind: its gradient is discarded, and it
+          // rejoins at the servers' current version.
+          LOG(WARNING) << "step " << pulled_version << " gradient discarded: " << pushed.message();
+          if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_,
+                                                       client_->clock());
+              !s.ok()) {
+            return s;
+          }
+          next_version = 0;
+        } else if (!pushed.ok()) {
+          return pushed;
+        } else {
+          next_version = pulled_version + 1;
+          result.pushes++;
+          client_->set_clock(result.pushes);
+        }
+      }
       result.steps++;
       result.samples += batch;
       window_loss += loss->loss_sum;

@@ -33,12 +33,22 @@ struct TrainerOptions {
   uint64_t seed = 1;
   int log_every = 100;
   bool evaluate_each_epoch = true;
+  // Buffered gradients: accumulate local steps and push once when any limit is reached:
+  // this many steps, this many bytes of gradient that would otherwise have been pushed,
+  // or this long since the last push (0 = no such limit). Parameters are pulled once per
+  // push. The buffer holds the sum of the steps' gradients, or their mean with
+  // buffer_mean (the server then sees one larger batch).
+  int buffer_steps = 1;
+  int64_t buffer_bytes = 0;
+  absl::Duration buffer_time = absl::ZeroDuration();
+  bool buffer_mean = false;
   // How long to wait at start for all num_workers to register.
   absl::Duration start_timeout = absl::Seconds(120);
 };
 
 struct TrainResult {
-  int64_t steps = 0;
+  int64_t steps = 0;   // local steps (mini-batches computed)
+  int64_t pushes = 0;  // gradient pushes (steps / buffer size)
   int64_t samples = 0;
   double seconds = 0;
   double first_loss = 0;  // mean loss over the first log window

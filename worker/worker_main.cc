@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/flags_env.h"
+#include "common/tf_config.h"
 #include "glog/logging.h"
 #include "kernels/backend.h"
 #include "server/optimizer.h"
@@ -36,6 +37,10 @@ ABSL_FLAG(std::string, device, "auto", "auto, cuda or cpu.");
 ABSL_FLAG(int, cpu_threads, 1, "BLAS threads on the CPU backend.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and data order (same on every worker).");
 ABSL_FLAG(int, log_every, 100, "Log progress every this many steps.");
+ABSL_FLAG(int, buffer_steps, 1, "Buffered gradients: push once every this many local steps.");
+ABSL_FLAG(int64_t, buffer_bytes, 0, "Buffered gradients: push once this many gradient bytes are buffered (0: off).");
+ABSL_FLAG(absl::Duration, buffer_time, absl::ZeroDuration(), "Buffered gradients: push at least this often (0: off).");
+ABSL_FLAG(bool, buffer_mean, false, "Push the mean of the buffered gradients instead of their sum.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
 
 namespace {
@@ -83,10 +88,15 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_worker: one data-parallel training replica.");
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
+  if (absl::Status s = ps::ApplyTfConfigFromEnv(ps::TfRole::kWorker); !s.ok()) {  // before PS_*
+    std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (absl::Status s = ps::SetFlagsFromEnv(
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
-           "cpu_threads", "seed", "log_every"});
+           "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
+           "buffer_mean"});
       !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -149,6 +159,15 @@ int main(int argc, char** argv) {
   options.mode = *mode;
   options.seed = absl::GetFlag(FLAGS_seed);
   options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
+  options.buffer_steps = absl::GetFlag(FLAGS_buffer_steps);
+  options.buffer_bytes = absl::GetFlag(FLAGS_buffer_bytes);
+  options.buffer_time = absl::GetFlag(FLAGS_buffer_time);
+  options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
+  if (options.buffer_steps < 1 || options.buffer_bytes < 0 ||
+      options.buffer_time < absl::ZeroDuration()) {
+    return Fail(absl::InvalidArgumentError(
+        "--buffer_steps must be >= 1 and --buffer_bytes, --buffer_time >= 0"));
+  }
   ps::Trainer trainer(options, client.get(), model->get(), &*train, &*test, (*backend)->name());
 
   if (absl::GetFlag(FLAGS_eval_only)) {
