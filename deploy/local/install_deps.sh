@@ -9,7 +9,7 @@ PACKAGES=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev prometheus-cpp-dev
   dataset-fashion-mnist
-  python3 python3-grpcio curl iproute2 kubectl
+  python3 python3-grpcio python3-yaml curl iproute2 kubectl
 )
 
 missing=()

@@ -1,0 +1,320 @@
+// Multi-host test: 2 ps_server and 2 ps_worker daemons, each in a network namespace of its
+// own with its own address, joined by a bridge in a further "switch" namespace, so traffic
+// crosses real (virtual) links and nothing runs on loopback. Every daemon starts as its pod
+// would: deploy/docker/entrypoint.sh with the pod's environment read from deploy/k8s.
+// - StatefulSet and Indexed Job (overlays/cpu): only PS_SERVERS points at the namespaces'
+//   addresses instead of ps-<i>.ps; shards take their index from HOSTNAME=ps-<i>, workers
+//   from JOB_COMPLETION_INDEX.
+// - TFJob (tfjob/tfjob.yaml): no cluster settings at all, only TF_CONFIG as Kubeflow's
+//   operator writes it, on a port other than the default.
+//
+// Needs root, iproute2 and kubectl; skips itself otherwise. The host's network is never
+// touched: every link and address lives in namespaces this test creates and deletes, also
+// when it fails (and namespaces left by a killed run are removed by the next one).
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "tests/cluster.h"
+#include "tests/deploy_testing.h"
+
+namespace ps {
+namespace testing {
+namespace {
+
+constexpr int kServers = 2;
+constexpr int kWorkers = 2;
+constexpr char kPrefix[] = "psnet-";  // namespaces are psnet-<test pid>-<host>
+
+double Field(const std::string& log, const std::string& key) {
+  absl::StatusOr<std::string> v = FindField(log, " done ", key);
+  EXPECT_TRUE(v.ok()) << v.status() << "\n" << log;
+  double d = -1;
+  if (v.ok()) EXPECT_TRUE(absl::SimpleAtod(*v, &d)) << *v;
+  return d;
+}
+
+using Env = std::map<std::string, std::string>;
+
+class NetnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to create network namespaces";
+    ip_ = FindProgram("ip");
+    if (ip_.empty()) GTEST_SKIP() << "iproute2 (ip) is missing";
+    kubectl_ = FindProgram("kubectl");
+    if (kubectl_.empty()) GTEST_SKIP() << "kubectl is missing: cannot render the pods' env";
+    dir_ = TempDir("netns");
+    RemoveStaleNamespaces();
+    if (absl::Status s = AddNamespace("probe"); !s.ok()) {
+      GTEST_SKIP() << "cannot create a network namespace here: " << s;
+    }
+    ASSERT_TRUE(Ip({"netns", "del", Namespace("probe")}).ok());
+    namespaces_.clear();
+    // 10.77.<subnet>.0/24, from the pid: two runs at once never share a switch anyway.
+    subnet_ = absl::StrCat("10.77.", getpid() % 200 + 20);
+  }
+
+  void TearDown() override {
+    for (Process& p : processes_) {
+      p.Signal(SIGKILL);
+      (void)p.Wait(absl::Seconds(10));
+    }
+    // Deleting a namespace removes its links (veth peers go with either end).
+    for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) {
+      absl::Status s = Ip({"netns", "del", *it});
+      EXPECT_TRUE(s.ok()) << s;
+    }
+  }
+
+  std::string Namespace(const std::string& host) const {
+    return absl::StrCat(kPrefix, getpid(), "-", host);
+  }
+
+  absl::Status Ip(std::vector<std::string> args) {
+    args.insert(args.begin(), ip_);
+    return RunCommand(args, absl::StrCat(dir_, "/ip.log"), absl::Seconds(30)).status();
+  }
+
+  absl::Status AddNamespace(const std::string& host) {
+    const std::string ns = Namespace(host);
+    if (absl::Status s = Ip({"netns", "add", ns}); !s.ok()) return s;
+    namespaces_.push_back(ns);
+    return absl::OkStatus();
+  }
+
+  // Removes psnet-<pid>-* namespaces whose test process is gone, and the daemons it left
+  // in them.
+  void RemoveStaleNamespaces() {
+    absl::StatusOr<std::string> list =
+        RunCommand({ip_, "netns", "list"}, absl::StrCat(dir_, "/ip-list.log"));
+    if (!list.ok()) return;
+    for (absl::string_view line : absl::StrSplit(*list, '\n', absl::SkipEmpty())) {
+      const std::string name(line.substr(0, line.find(' ')));
+      if (name.rfind(kPrefix, 0) != 0) continue;
+      const std::string rest = name.substr(sizeof(kPrefix) - 1);
+      int pid = 0;
+      if (!absl::SimpleAtoi(rest.substr(0, rest.find('-')), &pid) || pid <= 0) continue;
+      if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+      absl::StatusOr<std::string> pids =
+          RunCommand({ip_, "netns", "pids", name}, absl::StrCat(dir_, "/ip-pids.log"));
+      for (absl::string_view p : absl::StrSplit(pids.value_or(""), '\n', absl::SkipEmpty())) {
+        int stale = 0;
+        if (absl::SimpleAtoi(p, &stale) && stale > 0) kill(stale, SIGKILL);
+      }
+      (void)Ip({"netns", "del", name});
+    }
+  }
+
+  // A namespace for `host` with eth0 at `address`/24, cabled to the switch's bridge.
+  absl::Status AddHost(const std::string& host, int port_index, const std::string& address) {
+    if (absl::Status s = AddNamespace(host); !s.ok()) return s;
+    const std::string ns = Namespace(host), sw = Namespace("sw");
+    const std::string peer = absl::StrCat("v", port_index);
+    for (const std::vector<std::string>& cmd : std::vector<std::vector<std::string>>{
+             {"-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", sw},
+             {"-n", sw, "link", "set", peer, "master", "br0"},
+             {"-n", sw, "link", "set", peer, "up"},
+             {"-n", ns, "addr", "add", address + "/24", "dev", "eth0"},
+             {"-n", ns, "link", "set", "eth0", "up"},
+             {"-n", ns, "link", "set", "lo", "up"}}) {
+      if (absl::Status s = Ip(cmd); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status BuildNetwork() {
+    if (absl::Status s = AddNamespace("sw"); !s.ok()) return s;
+    if (absl::Status s = Ip({"-n", Namespace("sw"), "link", "add", "br0", "type", "bridge"});
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = Ip({"-n", Namespace("sw"), "link", "set", "br0", "up"}); !s.ok()) {
+      return s;
+    }
+    for (int i = 0; i < kServers; ++i) {
+      if (absl::Status s = AddHost(absl::StrCat("ps", i), i, ServerAddress(i)); !s.ok()) return s;
+    }
+    for (int i = 0; i < kWorkers; ++i) {
+      const std::string address = absl::StrCat(subnet_, ".", 20 + i);
+      if (absl::Status s = AddHost(absl::StrCat("w", i), kServers + i, address); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  std::string ServerAddress(int i) const { return absl::StrCat(subnet_, ".", 10 + i); }
+
+  // A folder with ps_server and ps_worker, for the entrypoint's PS_BIN_DIR.
+  std::string BinDir() {
+    const std::string bin = dir_ + "/bin";
+    mkdir(bin.c_str(), 0755);
+    for (const auto& [name, runfile] : std::map<std::string, std::string>{
+             {"ps_server", "server/ps_server"}, {"ps_worker", "worker/ps_worker"}}) {
+      char* real = realpath(RunfilePath(runfile).c_str(), nullptr);
+      const std::string target = real != nullptr ? real : RunfilePath(runfile);
+      free(real);
+      const std::string link = absl::StrCat(bin, "/", name);
+      unlink(link.c_str());
+      EXPECT_EQ(symlink(target.c_str(), link.c_str()), 0) << link;
+    }
+    return bin;
+  }
+
+  // Starts the entrypoint in `host`'s namespace with exactly `env`, as a container would.
+  // setpriv (util-linux), where present, makes the daemon die with this test process.
+  absl::Status Start(const std::string& host, const Env& env) {
+    std::vector<std::string> argv = {ip_, "netns", "exec", Namespace(host)};
+    if (const std::string setpriv = FindProgram("setpriv"); !setpriv.empty()) {
+      argv.insert(argv.end(), {setpriv, "--pdeathsig", "KILL"});
+    }
+    argv.insert(argv.end(), {"/usr/bin/env", "-i"});
+    for (const auto& [k, v] : env) argv.push_back(absl::StrCat(k, "=", v));
+    argv.push_back(RunfilePath("deploy/docker/entrypoint.sh"));
+    absl::StatusOr<Process> p = Process::Start(argv, absl::StrCat(dir_, "/", host, ".log"));
+    if (!p.ok()) return p.status();
+    processes_.push_back(*std::move(p));
+    return absl::OkStatus();
+  }
+
+  // The environment of `role`'s pods in `manifest` ("overlays/cpu", "tfjob"), plus what a
+  // container gets besides: PATH, HOME, and here PS_BIN_DIR.
+  Env PodEnv(const std::string& manifest, const std::string& role) {
+    absl::StatusOr<Env> env =
+        RenderedPodEnv(kubectl_, manifest, role, absl::StrCat(dir_, "/render-", role, ".log"));
+    EXPECT_TRUE(env.ok()) << env.status();
+    Env out = env.value_or(Env());
+    out["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    out["HOME"] = dir_;
+    out["PS_BIN_DIR"] = BinDir();
+    return out;
+  }
+
+  // Starts shard i with envs[i] in namespace ps<i>; waits until it says it serves as shard
+  // i of kServers on `port`.
+  void StartServers(const std::vector<Env>& envs, int port) {
+    for (int i = 0; i < kServers; ++i) {
+      ASSERT_TRUE(Start(absl::StrCat("ps", i), envs[i]).ok());
+    }
+    for (int i = 0; i < kServers; ++i) {
+      const std::string want =
+          absl::StrCat("ps_server shard ", i, "/", kServers, " serving on 0.0.0.0:", port);
+      const absl::Time deadline = absl::Now() + absl::Seconds(30);
+      while (processes_[i].Log().find(want) == std::string::npos && absl::Now() < deadline) {
+        ASSERT_FALSE(processes_[i].Wait(absl::Milliseconds(100)).ok())
+            << "shard " << i << " exited:\n"
+            << processes_[i].Log();
+      }
+      ASSERT_NE(processes_[i].Log().find(want), std::string::npos) << processes_[i].Log();
+    }
+  }
+
+  // Starts worker w with envs[w] in namespace w<w>, each for one epoch; checks that every
+  // worker finishes, its loss falls and worker 0's test accuracy; then stops the shards.
+  void TrainAndCheck(std::vector<Env> envs) {
+    for (int w = 0; w < kWorkers; ++w) {
+      envs[w]["PS_EPOCHS"] = "1";       // one pass over the worker's half, then evaluate
+      envs[w]["PS_CPU_THREADS"] = "1";  // four daemons share this machine's cores
+      envs[w]["PS_LOG_EVERY"] = "50";
+      ASSERT_TRUE(Start(absl::StrCat("w", w), envs[w]).ok());
+    }
+    for (int w = 0; w < kWorkers; ++w) {
+      Process& worker = processes_[kServers + w];
+      absl::StatusOr<int> code = worker.Wait(absl::Minutes(5));
+      ASSERT_TRUE(code.ok()) << code.status() << "\n" << worker.Log();
+      const std::string log = worker.Log();
+      ASSERT_EQ(*code, 0) << log;
+      const size_t done = log.find(absl::StrCat("worker ", w, " done "));
+      ASSERT_NE(done, std::string::npos) << log;
+      std::printf("%s", log.substr(done, log.find('\n', done) + 1 - done).c_str());
+      EXPECT_GT(Field(log, "steps"), 400) << log;  // 30000 examples in batches of 64
+      const double first = Field(log, "first_loss"), last = Field(log, "last_loss");
+      EXPECT_GT(first, 0.6) << log;  // an untrained 10-class model starts near ln(10)
+      EXPECT_LT(last, 0.65 * first) << log;
+      if (w == 0) EXPECT_GT(Field(log, "test_accuracy"), 0.75) << log;  // worker 0 evaluates
+    }
+    // Shards stop cleanly on SIGTERM, as when Kubernetes deletes their pods.
+    for (int i = 0; i < kServers; ++i) {
+      processes_[i].Signal(SIGTERM);
+      absl::StatusOr<int> code = processes_[i].Wait(absl::Seconds(20));
+      ASSERT_TRUE(code.ok()) << code.status();
+      EXPECT_EQ(*code, 0) << processes_[i].Log();
+    }
+  }
+
+  std::string ip_, kubectl_, dir_, subnet_;
+  std::vector<std::string> namespaces_;
+  std::vector<Process> processes_;  // servers first, then workers
+};
+
+TEST_F(NetnsTest, StatefulSetAndIndexedJobPodsTrain) {
+  const Env server = PodEnv("overlays/cpu", "server");
+  const Env worker = PodEnv("overlays/cpu", "worker");
+  ASSERT_EQ(worker.at("PS_NUM_WORKERS"), absl::StrCat(kWorkers));
+  const int port = std::stoi(server.at("PS_PORT"));
+  std::vector<std::string> servers;
+  for (int i = 0; i < kServers; ++i) servers.push_back(absl::StrCat(ServerAddress(i), ":", port));
+  std::vector<Env> server_envs(kServers, server), worker_envs(kWorkers, worker);
+  for (int i = 0; i < kServers; ++i) {
+    server_envs[i]["HOSTNAME"] = absl::StrCat("ps-", i);  // the StatefulSet's pod name
+    server_envs[i]["PS_SERVERS"] = absl::StrJoin(servers, ",");
+    server_envs[i]["PS_CHECKPOINT_DIR"] = absl::StrCat(dir_, "/checkpoints-", i);  // the PVC
+    mkdir(server_envs[i]["PS_CHECKPOINT_DIR"].c_str(), 0755);
+  }
+  for (int w = 0; w < kWorkers; ++w) {
+    worker_envs[w]["HOSTNAME"] = absl::StrCat("ps-worker-", w, "-x7k2q");
+    worker_envs[w]["JOB_COMPLETION_INDEX"] = absl::StrCat(w);  // set by the Indexed Job
+    worker_envs[w]["PS_SERVERS"] = absl::StrJoin(servers, ",");
+  }
+  absl::Status network = BuildNetwork();
+  ASSERT_TRUE(network.ok()) << network;
+  ASSERT_NO_FATAL_FAILURE(StartServers(server_envs, port));
+  ASSERT_NO_FATAL_FAILURE(TrainAndCheck(worker_envs));
+}
+
+// Kubeflow's TFJob: no cluster settings in the env, only TF_CONFIG as the training
+// operator writes it. The port is not the default, to show that --port comes from it.
+TEST_F(NetnsTest, TfJobPodsTrainFromTfConfig) {
+  const int port = 50061;
+  std::vector<std::string> ps, workers;
+  for (int i = 0; i < kServers; ++i)
+    ps.push_back(absl::StrCat("\"", ServerAddress(i), ":", port, "\""));
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.push_back(absl::StrCat("\"", subnet_, ".", 20 + w, ":", port, "\""));
+  }
+  auto tf_config = [&](const std::string& type, int index) {
+    return absl::StrCat("{\"cluster\":{\"ps\":[", absl::StrJoin(ps, ","), "],\"worker\":[",
+                        absl::StrJoin(workers, ","), "]},\"task\":{\"type\":\"", type,
+                        "\",\"index\":", index, "},\"environment\":\"cloud\"}");
+  };
+  std::vector<Env> server_envs(kServers, PodEnv("tfjob", "server"));
+  std::vector<Env> worker_envs(kWorkers, PodEnv("tfjob", "worker"));
+  for (int i = 0; i < kServers; ++i) {
+    server_envs[i]["HOSTNAME"] = absl::StrCat("ps-mnist-ps-", i);
+    server_envs[i]["TF_CONFIG"] = tf_config("ps", i);
+  }
+  for (int w = 0; w < kWorkers; ++w) {
+    worker_envs[w]["HOSTNAME"] = absl::StrCat("ps-mnist-worker-", w);
+    worker_envs[w]["TF_CONFIG"] = tf_config("worker", w);
+  }
+  absl::Status network = BuildNetwork();
+  ASSERT_TRUE(network.ok()) << network;
+  ASSERT_NO_FATAL_FAILURE(StartServers(server_envs, port));
+  ASSERT_NO_FATAL_FAILURE(TrainAndCheck(worker_envs));
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace ps
