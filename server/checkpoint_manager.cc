@@ -136,7 +136,8 @@ int64_t CheckpointManager::latest_version() const {
 }
 
 bool CheckpointManager::Wanted(int64_t version) const {
-  return (options_.every_steps > 0 && version % options_.every_steps == 0) ||
+  // Step-triggered captures only while the writer thread runs to write and free them.
+  return (running_ && options_.every_steps > 0 && version % options_.every_steps == 0) ||
          requested_.count(version) > 0;
 }
 
@@ -220,7 +221,9 @@ absl::StatusOr<v1::CheckpointResponse::Written> CheckpointManager::CompleteAndWr
   ckpt.set_shard_index(shard_index_);
   ckpt.set_num_shards(num_shards_);
   ckpt.set_created_unix_ms(absl::ToUnixMillis(absl::Now()));
-  int64_t version = 0;
+  // The checkpoint's version: that of its sync tables (all equal) if it has any, else
+  // the newest version of any table.
+  int64_t version = 0, sync_version = -1;
   for (DenseTable* t : store_->Tables()) {
     auto it = captured.find(t->name());
     v1::TableCheckpoint* out = ckpt.add_tables();
@@ -231,11 +234,14 @@ absl::StatusOr<v1::CheckpointResponse::Written> CheckpointManager::CompleteAndWr
       *out = t->Capture();
     }
     version = std::max(version, out->version());
+    if (t->is_sync() && t->local_size() > 0) sync_version = std::max(sync_version, out->version());
   }
   for (SparseTable* t : store_->SparseTables()) {
     absl::MutexLock lock(t->mu());
     *ckpt.add_tables() = t->Capture();
+    version = std::max(version, ckpt.tables(ckpt.tables_size() - 1).version());
   }
+  if (sync_version >= 0) version = sync_version;
   for (v1::WorkerStatus& w : registry_->Snapshot()) *ckpt.add_workers() = std::move(w);
 
   std::string payload;
@@ -314,13 +320,17 @@ absl::StatusOr<std::string> CheckpointManager::RestoreNewest() {
           "; this is shard ", shard_index_, " of ", num_shards_,
           " (changing the shard count of a job is not supported)"));
     }
-    int64_t version = 0;
+    int64_t version = 0, sync_version = -1;
     for (const v1::TableCheckpoint& t : ckpt->tables()) {
       if (absl::Status s = store_->RestoreTable(t); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
       }
       version = std::max(version, t.version());
+      if (t.spec().consistency() == v1::SYNC && !t.params().empty()) {
+        sync_version = std::max(sync_version, t.version());
+      }
     }
+    if (sync_version >= 0) version = sync_version;
     registry_->RestoreHistory({ckpt->workers().begin(), ckpt->workers().end()});
     {
       absl::MutexLock lock(&mu_);
@@ -336,6 +346,10 @@ absl::StatusOr<std::string> CheckpointManager::RestoreNewest() {
 
 void CheckpointManager::Start() {
   if (options_.dir.empty()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    running_ = true;
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 

@@ -250,6 +250,8 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
   }
   for (size_t i = 0; i < tables.size(); ++i) {
     if (absl::Status s = tables[i]->CheckSlice(request.dense(i), /*with_values=*/true); !s.ok()) {
+      absl::MutexLock lock(tables[i]->mu());
+      tables[i]->CountRejected(request.step());
       return s;
     }
   }
@@ -257,6 +259,8 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
     if (absl::Status s =
             sparse[i]->CheckRows(request.sparse(i), /*with_values=*/true, options_.max_sparse_keys);
         !s.ok()) {
+      absl::MutexLock lock(sparse[i]->mu());
+      sparse[i]->CountRejected();
       return s;
     }
     for (size_t j = 0; j < i; ++j) {

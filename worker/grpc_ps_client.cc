@@ -258,7 +258,9 @@ class GrpcPsClient final : public PsClient {
     if (width <= 0) return absl::InvalidArgumentError(absl::StrCat("row width ", width, " <= 0"));
     std::vector<float> summed;
     const std::vector<int64_t> unique = SumDuplicateKeys(keys, width, grads, &summed);
-    std::vector<SparseChunk> chunks = PlanSparse(unique);
+    // Every shard hears from every push, even without keys for it, so SSP clocks advance
+    // on all shards.
+    std::vector<SparseChunk> chunks = PlanSparse(unique, /*every_shard=*/true);
     struct Call {
       grpc::ClientContext ctx;
       v1::PushRequest request;
@@ -303,8 +305,12 @@ class GrpcPsClient final : public PsClient {
     std::vector<size_t> positions;
   };
 
-  std::vector<SparseChunk> PlanSparse(const std::vector<int64_t>& unique) const {
+  std::vector<SparseChunk> PlanSparse(const std::vector<int64_t>& unique,
+                                      bool every_shard = false) const {
     std::vector<std::vector<SparseChunk>> per_shard(servers_.size());
+    if (every_shard) {
+      for (int s = 0; s < num_shards(); ++s) per_shard[s].push_back({s, {}});
+    }
     const size_t max_keys = static_cast<size_t>(std::max<int64_t>(1, options_.max_sparse_keys_per_request));
     for (size_t k = 0; k < unique.size(); ++k) {
       const int shard = ShardForKey(unique[k], num_shards());
