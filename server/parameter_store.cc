@@ -193,6 +193,17 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
     DenseTable* t = tables[i];
     const v1::DenseSlice& slice = request.dense(i);
     const int64_t want = request.min_version();
+    if (t->is_sync()) {
+      // A sync worker never asks for more than one step past a shard's version, unless
+      // the shard restarted from an older checkpoint than the worker has seen.
+      absl::MutexLock lock(t->mu());
+      if (want > t->version() + 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "table '", t->name(), "' on shard ", options_.shard_index, " is at version ",
+            t->version(), " but the pull asks for ", want,
+            " (the shard restarted from a checkpoint); pull again from its current version"));
+      }
+    }
     struct Ready {
       DenseTable* t;
       int64_t want;

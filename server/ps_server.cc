@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "server/admin_service.h"
+#include "server/metrics.h"
 
 namespace ps {
 
@@ -20,6 +22,8 @@ PsServer::~PsServer() {
 std::string PsServer::address() const {
   return absl::StrCat(options_.host == "0.0.0.0" ? "127.0.0.1" : options_.host, ":", port_);
 }
+
+int PsServer::metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
 
 absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& options) {
   if (options.num_shards < 1) {
@@ -37,15 +41,64 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
         "heartbeat_timeout=", absl::FormatDuration(options.heartbeat_timeout),
         " must exceed heartbeat_interval=", absl::FormatDuration(options.heartbeat_interval)));
   }
+  if (!options.peers.empty() && static_cast<int>(options.peers.size()) != options.num_shards) {
+    return absl::InvalidArgumentError(absl::StrCat("peers lists ", options.peers.size(),
+                                                   " addresses but num_shards=", options.num_shards));
+  }
   std::unique_ptr<PsServer> s(new PsServer(options));
   s->registry_ = std::make_unique<WorkerRegistry>(options.heartbeat_timeout, [] { return absl::Now(); });
   StoreOptions store_options;
   store_options.shard_index = options.shard_index;
   store_options.num_shards = options.num_shards;
   store_options.max_request_bytes = options.max_request_bytes;
+  store_options.max_sparse_keys = options.max_sparse_keys;
   s->store_ = std::make_unique<ParameterStore>(store_options, s->registry_.get());
+  Checkpointer* checkpointer = options.checkpointer;
+  if (checkpointer == nullptr && !options.checkpoint.dir.empty()) {
+    s->checkpoints_ = std::make_unique<CheckpointManager>(
+        options.checkpoint, options.shard_index, options.num_shards, s->store_.get(),
+        s->registry_.get());
+    // Restore before listening: no call ever sees a half-restored shard, and the health
+    // service cannot report SERVING before the shard holds its state.
+    absl::StatusOr<std::string> restored = s->checkpoints_->RestoreNewest();
+    if (!restored.ok()) return restored.status();
+    if (restored->empty()) {
+      LOG(INFO) << "no checkpoint in " << options.checkpoint.dir << "; starting empty";
+    }
+    checkpointer = s->checkpoints_.get();
+  }
   s->service_ = std::make_unique<ParameterServerService>(
       s->store_.get(), s->registry_.get(), options.heartbeat_interval, options.max_pull_wait);
+  if (CheckpointManager* cm = s->checkpoints_.get()) {
+    s->service_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
+      const std::string path = cm->latest_path();
+      const int64_t version = cm->latest_version();
+      for (v1::TableStatus& t : *status->mutable_tables()) {
+        t.set_checkpoint_path(path);
+        t.set_checkpoint_version(version);
+      }
+    });
+  }
+  // This shard's status as its GetStatus answers it, read without an RPC.
+  auto local_status = [service = s->service_.get()] {
+    grpc::ServerContext context;
+    v1::GetStatusRequest request;
+    v1::GetStatusResponse response;
+    service->GetStatus(&context, &request, &response);
+    return response;
+  };
+  AdminServiceOptions admin_options;
+  admin_options.shard_index = options.shard_index;
+  admin_options.peers = options.peers;
+  admin_options.self_address = [p = s.get()] { return p->address(); };
+  s->admin_ = std::make_unique<AdminService>(std::move(admin_options), local_status,
+                                             checkpointer);
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<ServerMetrics>> metrics = ServerMetrics::Start(
+        options.host, options.metrics_port, options.shard_index, local_status);
+    if (!metrics.ok()) return metrics.status();
+    s->metrics_ = *std::move(metrics);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -57,13 +110,21 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
   builder.RegisterService(s->service_.get());
+  builder.RegisterService(s->admin_.get());
+  if (s->metrics_ != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(s->metrics_->NewInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.host, ":", options.port));
   }
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  s->server_->GetHealthCheckService()->SetServingStatus("ps.v1.Admin", true);
+  s->SetReady(!options.start_not_ready);
   s->expire_thread_ = std::thread([p = s.get()] { p->ExpireLoop(); });
+  if (s->checkpoints_ != nullptr) s->checkpoints_->Start();
   LOG(INFO) << "ps_server shard " << options.shard_index << "/" << options.num_shards
             << " serving on " << options.host << ":" << s->port_;
   return s;
@@ -77,14 +138,34 @@ void PsServer::ExpireLoop() {
   }
 }
 
+void PsServer::SetReady(bool ready) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus("", ready);
+  health->SetServingStatus("ps.v1.ParameterServer", ready);
+}
+
 void PsServer::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     LOG(INFO) << "shard " << options_.shard_index << " shutting down";
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    // server_ is null when Start() failed to bind; the destructor still runs this.
+    // Shutdown() makes every service NOT_SERVING for good: SetReady() no longer applies.
+    if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
+    if (admin_ != nullptr) admin_->Stop();  // ends Watch streams, which would delay shutdown
     stop_.Notify();
     store_->Shutdown();
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    }
     if (expire_thread_.joinable()) expire_thread_.join();
+    if (checkpoints_ != nullptr) {
+      checkpoints_->Stop();
+      // A last checkpoint once no call can change the tables any more.
+      if (server_ != nullptr && (!store_->Tables().empty() || !store_->SparseTables().empty())) {
+        absl::StatusOr<v1::CheckpointResponse::Written> w =
+            checkpoints_->Checkpoint(0, absl::Seconds(10));
+        if (!w.ok()) LOG(ERROR) << "final checkpoint failed: " << w.status();
+      }
+    }
     stopped_.Notify();
   });
 }

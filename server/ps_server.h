@@ -1,7 +1,8 @@
 // PsServer: one running shard. Owns the worker registry, the parameter store, the gRPC
-// service (with the standard health service and reflection) and the thread that drops
-// workers whose heartbeats stopped. Used by ps_server's main() and by tests that need a
-// real server on a loopback port.
+// services (ParameterServer, Admin, the standard health service and reflection), the
+// optional Prometheus endpoint and the thread that drops workers whose heartbeats
+// stopped. Used by ps_server's main() and by tests that need a real server on a loopback
+// port.
 //
 // Thread-safe: Shutdown() may be called from any thread, once or more.
 #ifndef PS_SERVER_PS_SERVER_H_
@@ -10,17 +11,23 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "server/checkpoint_manager.h"
+#include "server/checkpointer.h"
 #include "server/parameter_store.h"
 #include "server/ps_service.h"
 #include "server/worker_registry.h"
 
 namespace ps {
+
+class AdminService;
+class ServerMetrics;
 
 struct ServerOptions {
   std::string host = "0.0.0.0";
@@ -31,6 +38,20 @@ struct ServerOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   absl::Duration max_pull_wait = absl::Minutes(5);
   int64_t max_request_bytes = 64 << 20;
+  int64_t max_sparse_keys = 1 << 17;
+  // Every shard's address in shard order, for the Admin service's cluster view; empty:
+  // this shard alone. When given, its length must equal num_shards.
+  std::vector<std::string> peers;
+  // Prometheus endpoint: -1 off, 0 a free port (see PsServer::metrics_port()).
+  int metrics_port = -1;
+  // Checkpoints: with checkpoint.dir set, the shard restores its newest checkpoint before
+  // it listens, writes them periodically and on Admin.Checkpoint, and writes a last one
+  // on Shutdown().
+  CheckpointOptions checkpoint;
+  // Replaces the built-in checkpoints for Admin.Checkpoint (tests); must outlive the server.
+  Checkpointer* checkpointer = nullptr;
+  // Report NOT_SERVING on the health service until SetReady(true) (e.g. after a restore).
+  bool start_not_ready = false;
 };
 
 class PsServer {
@@ -42,8 +63,16 @@ class PsServer {
 
   int port() const { return port_; }
   std::string address() const;
+  // The Prometheus endpoint's port; -1 when metrics are off.
+  int metrics_port() const;
   ParameterStore* store() { return store_.get(); }
+  // Null unless options.checkpoint.dir was given.
+  CheckpointManager* checkpoints() { return checkpoints_.get(); }
   WorkerRegistry* registry() { return registry_.get(); }
+
+  // Sets the health status of the server ("") and of ps.v1.ParameterServer to SERVING or
+  // NOT_SERVING. Has no effect after Shutdown().
+  void SetReady(bool ready);
 
   // Stops accepting calls, wakes waiting pulls, and lets running calls finish.
   void Shutdown();
@@ -59,6 +88,9 @@ class PsServer {
   std::unique_ptr<WorkerRegistry> registry_;
   std::unique_ptr<ParameterStore> store_;
   std::unique_ptr<ParameterServerService> service_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<ServerMetrics> metrics_;  // null when off; outlives server_'s interceptors
+  std::unique_ptr<CheckpointManager> checkpoints_;  // null without checkpoint.dir
   std::unique_ptr<grpc::Server> server_;
   absl::Notification stop_;
   absl::Notification stopped_;

@@ -97,6 +97,7 @@ grpc::Status ParameterServerService::GetStatus(grpc::ServerContext*, const v1::G
   response->set_pull_requests(pull_requests_.load());
   response->set_bytes_received(bytes_received_.load());
   response->set_bytes_sent(bytes_sent_.load());
+  if (decorate_) decorate_(response);
   return grpc::Status::OK;
 }
 

@@ -7,6 +7,7 @@
 #define PS_SERVER_PS_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 
 #include "absl/time/time.h"
 #include "proto/v1/ps.grpc.pb.h"
@@ -21,6 +22,12 @@ class ParameterServerService final : public v1::ParameterServer::Service {
   // `max_pull_wait` for its version when the call itself has no deadline.
   ParameterServerService(ParameterStore* store, WorkerRegistry* registry,
                          absl::Duration heartbeat_interval, absl::Duration max_pull_wait);
+
+  // Adds figures the service does not own (e.g. checkpoint state) to GetStatus replies.
+  // Call before serving.
+  void SetStatusDecorator(std::function<void(v1::GetStatusResponse*)> decorate) {
+    decorate_ = std::move(decorate);
+  }
 
   grpc::Status CreateTable(grpc::ServerContext* context, const v1::CreateTableRequest* request,
                            v1::CreateTableResponse* response) override;
@@ -44,6 +51,7 @@ class ParameterServerService final : public v1::ParameterServer::Service {
   const absl::Duration heartbeat_interval_;
   const absl::Duration max_pull_wait_;
   const absl::Time start_ = absl::Now();
+  std::function<void(v1::GetStatusResponse*)> decorate_;
   std::atomic<int64_t> push_requests_{0};
   std::atomic<int64_t> pull_requests_{0};
   std::atomic<int64_t> bytes_received_{0};

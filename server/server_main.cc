@@ -11,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "common/flags_env.h"
+#include "common/tf_config.h"
 #include "glog/logging.h"
 #include "server/ps_server.h"
 
@@ -24,16 +25,32 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1), "How often worke
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10), "Silence after which a worker is dropped.");
 ABSL_FLAG(absl::Duration, max_pull_wait, absl::Minutes(5), "Longest a pull waits for its version.");
 ABSL_FLAG(int64_t, max_request_bytes, 64 << 20, "Largest push or pull payload accepted.");
+ABSL_FLAG(std::string, checkpoint_dir, "", "Directory for this shard's checkpoints; empty: none. The newest is restored at start.");
+ABSL_FLAG(int64_t, checkpoint_every_steps, 0, "Checkpoint sync tables at every multiple of this version (0: off).");
+ABSL_FLAG(absl::Duration, checkpoint_interval, absl::ZeroDuration(), "Also checkpoint this often (0: off).");
+ABSL_FLAG(int, checkpoint_keep, 3, "Newest checkpoint files kept per shard.");
+ABSL_FLAG(int64_t, max_sparse_keys, 1 << 17, "Most keys of one sparse table in one request.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Port of the Prometheus endpoint (/metrics); -1 turns it off, 0 picks a free one.");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set, the chosen metrics port is written here once serving (before --port_file).");
 
 namespace {
 
+std::vector<std::string> Servers() {
+  return absl::StrSplit(absl::GetFlag(FLAGS_servers), ',', absl::SkipEmpty());
+}
+
 int NumShards() {
-  const std::string servers = absl::GetFlag(FLAGS_servers);
-  if (!servers.empty()) {
-    std::vector<std::string> parts = absl::StrSplit(servers, ',', absl::SkipEmpty());
-    return static_cast<int>(parts.size());
-  }
+  if (!Servers().empty()) return static_cast<int>(Servers().size());
   return absl::GetFlag(FLAGS_num_shards) > 0 ? absl::GetFlag(FLAGS_num_shards) : 1;
+}
+
+// Writes `port` to `path` atomically, so a reader never sees a partial number.
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 }  // namespace
@@ -42,9 +59,16 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_server: one shard of the parameter server.");
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
+  if (absl::Status s = ps::ApplyTfConfigFromEnv(ps::TfRole::kPs); !s.ok()) {  // before PS_*
+    std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (absl::Status s = ps::SetFlagsFromEnv({"host", "port", "port_file", "shard_index", "servers",
                                             "num_shards", "heartbeat_interval", "heartbeat_timeout",
-                                            "max_pull_wait", "max_request_bytes"});
+                                            "max_pull_wait", "max_request_bytes",
+                                            "metrics_port", "metrics_port_file", "checkpoint_dir",
+                                            "checkpoint_every_steps", "checkpoint_interval",
+                                            "checkpoint_keep", "max_sparse_keys"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -67,19 +91,34 @@ int main(int argc, char** argv) {
   options.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
   options.max_pull_wait = absl::GetFlag(FLAGS_max_pull_wait);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
+  options.checkpoint.dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.checkpoint.every_steps = absl::GetFlag(FLAGS_checkpoint_every_steps);
+  options.checkpoint.interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  options.checkpoint.keep = absl::GetFlag(FLAGS_checkpoint_keep);
+  if (options.checkpoint.every_steps < 0 || options.checkpoint.keep < 1 ||
+      options.checkpoint.interval < absl::ZeroDuration()) {
+    LOG(ERROR) << "--checkpoint_every_steps and --checkpoint_interval must be >= 0 and "
+                  "--checkpoint_keep >= 1";
+    return 2;
+  }
+  options.peers = Servers();
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   absl::StatusOr<std::unique_ptr<ps::PsServer>> server = ps::PsServer::Start(options);
   if (!server.ok()) {
     LOG(ERROR) << "cannot start: " << server.status();
     return 1;
   }
+  const std::string metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
+  if (!metrics_port_file.empty() &&
+      !WritePortFile(metrics_port_file, (*server)->metrics_port())) {
+    LOG(ERROR) << "cannot write --metrics_port_file " << metrics_port_file;
+    return 1;
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << "\n";
-    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
-      LOG(ERROR) << "cannot write --port_file " << port_file;
-      return 1;
-    }
+  if (!port_file.empty() && !WritePortFile(port_file, (*server)->port())) {
+    LOG(ERROR) << "cannot write --port_file " << port_file;
+    return 1;
   }
   std::thread signal_thread([&] {
     int sig = 0;

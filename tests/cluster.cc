@@ -1,8 +1,11 @@
 #include "tests/cluster.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,6 +100,41 @@ std::string Process::Log() const {
   return ss.str();
 }
 
+absl::StatusOr<PortReservation> PortReservation::Reserve() {
+  PortReservation r;
+  r.fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // not inherited by children
+  if (r.fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  const int one = 1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (setsockopt(r.fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(r.fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(r.fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return absl::InternalError(absl::StrCat("cannot reserve a port: ", std::strerror(errno)));
+  }
+  r.port_ = ntohs(addr.sin_port);
+  return r;
+}
+
+PortReservation::PortReservation(PortReservation&& other) noexcept { *this = std::move(other); }
+
+PortReservation& PortReservation::operator=(PortReservation&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = other.fd_;
+    port_ = other.port_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+PortReservation::~PortReservation() {
+  if (fd_ >= 0) close(fd_);
+}
+
 std::string RunfilePath(const std::string& relative) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
@@ -128,10 +166,17 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration time
 absl::Status ServerCluster::Start(int num_shards, const std::string& dir,
                                   const std::vector<std::string>& extra_flags) {
   dir_ = dir;
-  ports_.assign(num_shards, 0);
+  reserved_.clear();
+  ports_.clear();
+  for (int i = 0; i < num_shards; ++i) {
+    absl::StatusOr<PortReservation> r = PortReservation::Reserve();
+    if (!r.ok()) return r.status();
+    ports_.push_back(r->port());
+    reserved_.push_back(*std::move(r));
+  }
   shards_.resize(num_shards);
   for (int i = 0; i < num_shards; ++i) {
-    if (absl::Status s = StartShard(i, 0, extra_flags); !s.ok()) return s;
+    if (absl::Status s = StartShard(i, ports_[i], extra_flags); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -149,7 +194,7 @@ absl::Status ServerCluster::StartShard(int i, int port,
                                    absl::StrCat("--port=", port),
                                    absl::StrCat("--port_file=", port_file),
                                    absl::StrCat("--shard_index=", i),
-                                   absl::StrCat("--num_shards=", ports_.size())};
+                                   absl::StrCat("--servers=", servers_flag())};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   absl::StatusOr<Process> p = Process::Start(argv, absl::StrCat(dir_, "/server-", i, ".log"));
   if (!p.ok()) return p.status();

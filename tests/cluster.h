@@ -42,6 +42,25 @@ class Process {
   std::string log_path_;
 };
 
+// Holds a free loopback port until destroyed, so servers that must know each other's
+// addresses before they start can be given them. The port is bound (not listening) with
+// SO_REUSEPORT: a server that also sets it, as gRPC does, can bind the port meanwhile,
+// while no other process can take it.
+class PortReservation {
+ public:
+  static absl::StatusOr<PortReservation> Reserve();
+  PortReservation(PortReservation&& other) noexcept;
+  PortReservation& operator=(PortReservation&& other) noexcept;
+  ~PortReservation();
+
+  int port() const { return port_; }
+
+ private:
+  PortReservation() = default;
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 // Path of a binary in this test's runfiles, e.g. "server/ps_server".
 std::string RunfilePath(const std::string& relative);
 // A fresh directory under TEST_TMPDIR (or /tmp).
@@ -49,7 +68,8 @@ std::string TempDir(const std::string& name);
 // Waits for a --port_file to appear and returns the port in it.
 absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout);
 
-// `num_shards` ps_server processes on 127.0.0.1, each on a kernel-chosen port.
+// `num_shards` ps_server processes on 127.0.0.1, each on a free port reserved up front,
+// started with --servers listing them all (so each shard's Admin service knows its peers).
 class ServerCluster {
  public:
   // Starts every shard and waits until each has written its port.
@@ -65,6 +85,7 @@ class ServerCluster {
  private:
   absl::Status StartShard(int i, int port, const std::vector<std::string>& extra_flags);
   std::string dir_;
+  std::vector<PortReservation> reserved_;  // held for the cluster's life, for Restart()
   std::vector<int> ports_;
   std::vector<Process> shards_;
 };

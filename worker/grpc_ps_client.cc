@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
 #include "common/placement.h"
 #include "common/status_util.h"
 #include "proto/v1/ps.grpc.pb.h"
@@ -37,6 +38,8 @@ class GrpcPsClient final : public PsClient {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
     args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+    next_.assign(servers_.size(), 0);
+    pulled_.assign(servers_.size(), 0);
     for (const std::string& address : servers_) {
       stubs_.push_back(v1::ParameterServer::NewStub(
           grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
@@ -118,7 +121,8 @@ class GrpcPsClient final : public PsClient {
     for (size_t i = 0; i < chunks.size(); ++i) {
       Call& c = calls[i];
       c.request.set_worker_index(worker);
-      c.request.set_min_version(min_version);
+      c.request.set_min_version(min_version == kPerShard ? NextVersion(chunks[i].shard)
+                                                         : min_version);
       c.request.set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
         v1::DenseSlice* d = c.request.add_dense();
@@ -127,6 +131,7 @@ class GrpcPsClient final : public PsClient {
         d->set_length(p.length);
       }
       c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      c.ctx.set_wait_for_ready(true);  // a restarting shard is waited for, not failed
       stubs_[chunks[i].shard]->async()->Pull(&c.ctx, &c.request, &c.response,
                                              [&c, &done](grpc::Status s) {
                                                c.status = std::move(s);
@@ -135,6 +140,7 @@ class GrpcPsClient final : public PsClient {
     }
     done.Wait();
     int64_t version = std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> shard_version(servers_.size(), std::numeric_limits<int64_t>::max());
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "pull", calls[i].status);
       const v1::PullResponse& r = calls[i].response;
@@ -154,9 +160,22 @@ class GrpcPsClient final : public PsClient {
         std::memcpy(p.tensor->data + p.begin, values.data(), values.size());
         bytes_pulled_.fetch_add(values.size(), std::memory_order_relaxed);
         version = std::min(version, r.dense(j).version());
+        shard_version[chunks[i].shard] = std::min(shard_version[chunks[i].shard], r.dense(j).version());
+      }
+    }
+    {
+      absl::MutexLock lock(&progress_mu_);
+      for (size_t s = 0; s < shard_version.size(); ++s) {
+        if (shard_version[s] != std::numeric_limits<int64_t>::max()) pulled_[s] = shard_version[s];
       }
     }
     return chunks.empty() ? 0 : version;
+  }
+
+  void ResetProgress() override {
+    absl::MutexLock lock(&progress_mu_);
+    std::fill(next_.begin(), next_.end(), 0);
+    std::fill(pulled_.begin(), pulled_.end(), 0);
   }
 
   absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step, int worker) override {
@@ -172,7 +191,7 @@ class GrpcPsClient final : public PsClient {
     for (size_t i = 0; i < chunks.size(); ++i) {
       Call& c = calls[i];
       c.request.set_worker_index(worker);
-      c.request.set_step(step);
+      c.request.set_step(step == kPerShard ? PulledVersion(chunks[i].shard) : step);
       c.request.set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
         v1::DenseSlice* d = c.request.add_dense();
@@ -183,6 +202,7 @@ class GrpcPsClient final : public PsClient {
         bytes_pushed_.fetch_add(p.length * 4, std::memory_order_relaxed);
       }
       c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      c.ctx.set_wait_for_ready(true);
       stubs_[chunks[i].shard]->async()->Push(&c.ctx, &c.request, &c.response,
                                              [&c, &done](grpc::Status s) {
                                                c.status = std::move(s);
@@ -190,10 +210,21 @@ class GrpcPsClient final : public PsClient {
                                              });
     }
     done.Wait();
+    absl::Status first_error;
+    std::vector<bool> shard_ok(servers_.size(), true);
     for (size_t i = 0; i < chunks.size(); ++i) {
-      if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "push", calls[i].status);
+      if (!calls[i].status.ok()) {
+        shard_ok[chunks[i].shard] = false;
+        if (first_error.ok()) first_error = ShardError(chunks[i].shard, "push", calls[i].status);
+      }
     }
-    return absl::OkStatus();
+    if (step == kPerShard) {
+      absl::MutexLock lock(&progress_mu_);
+      for (const Chunk& c : chunks) {
+        if (shard_ok[c.shard]) next_[c.shard] = pulled_[c.shard] + 1;
+      }
+    }
+    return first_error;
   }
 
   absl::StatusOr<int64_t> PullSparse(const std::string& table, const std::vector<int64_t>& keys,
@@ -219,6 +250,7 @@ class GrpcPsClient final : public PsClient {
       r->set_table(table);
       for (size_t k : chunks[i].positions) r->add_keys(unique[k]);
       c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      c.ctx.set_wait_for_ready(true);  // a restarting shard is waited for, not failed
       stubs_[chunks[i].shard]->async()->Pull(&c.ctx, &c.request, &c.response,
                                              [&c, &done](grpc::Status s) {
                                                c.status = std::move(s);
@@ -285,6 +317,7 @@ class GrpcPsClient final : public PsClient {
       }
       bytes_pushed_.fetch_add(values->size(), std::memory_order_relaxed);
       c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      c.ctx.set_wait_for_ready(true);
       stubs_[chunks[i].shard]->async()->Push(&c.ctx, &c.request, &c.response,
                                              [&c, &done](grpc::Status s) {
                                                c.status = std::move(s);
@@ -377,9 +410,21 @@ class GrpcPsClient final : public PsClient {
     return absl::OkStatus();
   }
 
+  int64_t NextVersion(int shard) const {
+    absl::MutexLock lock(&progress_mu_);
+    return next_[shard];
+  }
+  int64_t PulledVersion(int shard) const {
+    absl::MutexLock lock(&progress_mu_);
+    return pulled_[shard];
+  }
+
   const std::vector<std::string> servers_;
   const ClientOptions options_;
   std::vector<std::unique_ptr<v1::ParameterServer::Stub>> stubs_;
+  mutable absl::Mutex progress_mu_;
+  std::vector<int64_t> next_ ABSL_GUARDED_BY(progress_mu_);    // per shard, for kPerShard pulls
+  std::vector<int64_t> pulled_ ABSL_GUARDED_BY(progress_mu_);  // per shard, for kPerShard pushes
 };
 
 }  // namespace

@@ -53,13 +53,23 @@ class PsClient {
   virtual absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) = 0;
   virtual absl::Status LeaveWorker(int worker) = 0;
 
+  // Versions are kept per shard: after a shard restarts from a checkpoint its tables
+  // are at an older version than the others'. kPerShard makes Pull wait, on each shard,
+  // for the version after this client's last successful push there (0 at first), and
+  // makes Push send, to each shard, the version this client's last Pull got from it.
+  static constexpr int64_t kPerShard = -1;
+
   // Fills each tensor's data with the servers' values once every table has reached
-  // `min_version`. Returns the smallest version among the slices received.
+  // `min_version` (or kPerShard). Returns the smallest version among the slices
+  // received. Calls to a shard that is restarting wait for it (up to rpc_timeout).
   virtual absl::StatusOr<int64_t> Pull(const std::vector<DenseTensor>& tensors,
                                        int64_t min_version, int worker) = 0;
-  // Sends each tensor's data as the gradient of `step`.
+  // Sends each tensor's data as the gradient of `step` (or kPerShard).
   virtual absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step,
                             int worker) = 0;
+  // Forgets the per-shard versions, so the next kPerShard pull takes what each shard has
+  // (after this worker was dropped, or a shard restarted behind it).
+  virtual void ResetProgress() {}
 
   // SSP: the clock (steps completed) sent with later pulls and pushes.
   void set_clock(int64_t clock) { clock_.store(clock); }

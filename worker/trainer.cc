@@ -91,6 +91,10 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_); !s.ok()) {
     return s;
   }
+  auto rejoin = [&]() -> absl::Status {
+    client_->ResetProgress();
+    return client_->RegisterWorker(worker, HostName(), device_name_, client_->clock());
+  };
   // A job starts once every worker is there (or has already started without this one,
   // which then rejoins at the current version), so no step runs short-handed.
   if (absl::Status s = WaitForWorkers(); !s.ok()) return s;
@@ -137,7 +141,6 @@ absl::StatusOr<TrainResult> Trainer::Run() {
 
   TrainResult result;
   std::mt19937_64 rng(options_.seed * 7919 + worker);
-  int64_t next_version = 0;  // sync: the version this worker's next step needs
   double window_loss = 0;
   int64_t window_samples = 0;
   absl::Time window_start = absl::Now();
@@ -162,7 +165,13 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       }
       if (need_pull) {
         absl::StatusOr<int64_t> version =
-            client_->Pull(model_->host_params(), sync ? next_version : 0, worker);
+            client_->Pull(model_->host_params(), sync ? PsClient::kPerShard : 0, worker);
+        if (sync && absl::IsFailedPrecondition(version.status())) {
+          // A shard restarted from an older checkpoint than this worker has seen.
+          LOG(WARNING) << "rejoining: " << version.status().message();
+          if (absl::Status s = rejoin(); !s.ok()) return s;
+          version = client_->Pull(model_->host_params(), PsClient::kPerShard, worker);
+        }
         if (!version.ok()) return version.status();
         pulled_version = *version;
         if (absl::Status s = model_->Upload(); !s.ok()) return s;
@@ -182,24 +191,19 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       if (flush) {
         const float scale = options_.buffer_mean ? 1.0f / static_cast<float>(buffered) : 1.0f;
         if (absl::Status s = model_->DownloadGrads(scale); !s.ok()) return s;
-        absl::Status pushed = client_->Push(model_->host_grads(), pulled_version, worker);
+        absl::Status pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, worker);
         buffered = 0;
         need_pull = true;
         last_push = absl::Now();
-        if (absl::IsFailedPrecondition(pushed) && sync) {
-          // This worker was dropped or fell behind: its gradient is discarded, and it
-          // rejoins at the servers' current version.
+        if (sync && (absl::IsFailedPrecondition(pushed) || absl::IsAlreadyExists(pushed))) {
+          // This worker was dropped, or a shard restarted behind it: the gradient is
+          // discarded where it was refused, and the worker rejoins at each shard's
+          // current version.
           LOG(WARNING) << "step " << pulled_version << " gradient discarded: " << pushed.message();
-          if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_,
-                                                       client_->clock());
-              !s.ok()) {
-            return s;
-          }
-          next_version = 0;
+          if (absl::Status s = rejoin(); !s.ok()) return s;
         } else if (!pushed.ok()) {
           return pushed;
         } else {
-          next_version = pulled_version + 1;
           result.pushes++;
           client_->set_clock(result.pushes);
         }
@@ -230,7 +234,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
     if (options_.max_steps > 0 && result.steps >= options_.max_steps) break;
     if (worker == 0 && options_.evaluate_each_epoch && test_ != nullptr) {
-      absl::StatusOr<double> acc = Evaluate(sync ? next_version : 0);
+      absl::StatusOr<double> acc = Evaluate(sync ? PsClient::kPerShard : 0);
       if (!acc.ok()) return acc.status();
       result.test_accuracy = *acc;
       LOG(INFO) << "worker 0 epoch " << epoch + 1 << " test_accuracy " << *acc;
