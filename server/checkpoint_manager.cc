@@ -147,6 +147,7 @@ void CheckpointManager::OnStep(DenseTable* table) {
   absl::MutexLock lock(&mu_);
   if (!Wanted(v)) return;
   captures_[v].emplace(table->name(), table->Capture());
+  ++capture_seq_;  // wakes the writer
 }
 
 std::vector<DenseTable*> CheckpointManager::SyncTables() const {
@@ -362,7 +363,16 @@ void CheckpointManager::Loop() {
   absl::Time next_timed = options_.interval > absl::ZeroDuration()
                               ? absl::Now() + options_.interval
                               : absl::InfiniteFuture();
-  while (!stop_.WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
+  int64_t seen = 0;
+  while (!stop_.HasBeenNotified()) {
+    {
+      // Sleep until a step captures a table (written at once, to keep what a crash can
+      // lose small) or 50 ms pass (for the interval and for Stop()).
+      absl::MutexLock lock(&mu_);
+      auto captured = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return capture_seq_ != seen; };
+      mu_.AwaitWithTimeout(absl::Condition(&captured), absl::Milliseconds(50));
+      seen = capture_seq_;
+    }
     // Step-triggered captures: write the newest version every sync table reached.
     if (options_.every_steps > 0) {
       const std::vector<DenseTable*> sync = SyncTables();

@@ -85,6 +85,7 @@ class CheckpointManager final : public Checkpointer {
   std::map<int64_t, Captures> captures_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, int> requested_ ABSL_GUARDED_BY(mu_);  // on-demand versions, with waiters
   bool running_ ABSL_GUARDED_BY(mu_) = false;  // Start() was called
+  int64_t capture_seq_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every step capture
   std::string latest_path_ ABSL_GUARDED_BY(mu_);
   int64_t latest_version_ ABSL_GUARDED_BY(mu_) = 0;
 

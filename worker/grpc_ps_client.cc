@@ -213,6 +213,11 @@ class GrpcPsClient final : public PsClient {
     absl::Status first_error;
     std::vector<bool> shard_ok(servers_.size(), true);
     for (size_t i = 0; i < chunks.size(); ++i) {
+      // Per-shard pushes are sync steps: a shard that already holds this worker's gradient
+      // for the step (a retry after a lost reply or a rejoin) counts it as delivered.
+      if (step == kPerShard && calls[i].status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+        continue;
+      }
       if (!calls[i].status.ok()) {
         shard_ok[chunks[i].shard] = false;
         if (first_error.ok()) first_error = ShardError(chunks[i].shard, "push", calls[i].status);

@@ -166,11 +166,16 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       if (need_pull) {
         absl::StatusOr<int64_t> version =
             client_->Pull(model_->host_params(), sync ? PsClient::kPerShard : 0, worker);
-        if (sync && absl::IsFailedPrecondition(version.status())) {
-          // A shard restarted from an older checkpoint than this worker has seen.
-          LOG(WARNING) << "rejoining: " << version.status().message();
+        // A shard that went down mid-call (UNAVAILABLE) or restarted from an older
+        // checkpoint than this worker has seen (FAILED_PRECONDITION): rejoin and pull again.
+        const absl::Time give_up = absl::Now() + options_.retry_timeout;
+        while ((absl::IsUnavailable(version.status()) ||
+                (sync && absl::IsFailedPrecondition(version.status()))) &&
+               absl::Now() < give_up) {
+          LOG(WARNING) << "pull failed, rejoining: " << version.status().message();
+          absl::SleepFor(absl::Milliseconds(200));
           if (absl::Status s = rejoin(); !s.ok()) return s;
-          version = client_->Pull(model_->host_params(), PsClient::kPerShard, worker);
+          version = client_->Pull(model_->host_params(), sync ? PsClient::kPerShard : 0, worker);
         }
         if (!version.ok()) return version.status();
         pulled_version = *version;
@@ -195,7 +200,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         buffered = 0;
         need_pull = true;
         last_push = absl::Now();
-        if (sync && (absl::IsFailedPrecondition(pushed) || absl::IsAlreadyExists(pushed))) {
+        if (absl::IsUnavailable(pushed) ||
+            (sync && (absl::IsFailedPrecondition(pushed) || absl::IsAlreadyExists(pushed)))) {
           // This worker was dropped, or a shard restarted behind it: the gradient is
           // discarded where it was refused, and the worker rejoins at each shard's
           // current version.

@@ -42,6 +42,8 @@ struct TrainerOptions {
   int64_t buffer_bytes = 0;
   absl::Duration buffer_time = absl::ZeroDuration();
   bool buffer_mean = false;
+  // How long a pull keeps retrying while a shard is down or restarting.
+  absl::Duration retry_timeout = absl::Minutes(2);
   // How long to wait at start for all num_workers to register.
   absl::Duration start_timeout = absl::Seconds(120);
 };
