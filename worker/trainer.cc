@@ -85,6 +85,18 @@ absl::Status Trainer::WaitForWorkers() {
   }
 }
 
+absl::StatusOr<int64_t> Trainer::LastClock() {
+  absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client_->GetStatus();
+  if (!status.ok()) return status.status();
+  int64_t clock = 0;
+  for (const v1::GetStatusResponse& shard : *status) {
+    for (const v1::WorkerStatus& w : shard.workers()) {
+      if (w.worker_index() == options_.worker_index) clock = std::max(clock, w.stats().clock());
+    }
+  }
+  return clock;
+}
+
 absl::StatusOr<TrainResult> Trainer::Run() {
   const int worker = options_.worker_index;
   const bool sync = options_.mode == v1::SYNC;
@@ -140,6 +152,17 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       (static_cast<int64_t>(shard.size()) + options_.batch_size - 1) / options_.batch_size;
 
   TrainResult result;
+  // A restarted worker skips the steps it had completed before (the servers remember its
+  // clock, through their own restarts too: it is in their checkpoints).
+  int64_t resume = 0;
+  if (options_.resume) {
+    absl::StatusOr<int64_t> last = LastClock();
+    if (!last.ok()) return last.status();
+    resume = *last;
+    if (resume > 0) LOG(INFO) << "worker " << worker << " resumes after step " << resume;
+  }
+  result.resumed_steps = resume;
+  int64_t visited = 0;  // steps of the schedule passed, done before or now
   std::mt19937_64 rng(options_.seed * 7919 + worker);
   double window_loss = 0;
   int64_t window_samples = 0;
@@ -154,7 +177,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   for (int epoch = 0; epoch < options_.epochs; ++epoch) {
     std::shuffle(shard.begin(), shard.end(), rng);
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
-      if (options_.max_steps > 0 && result.steps >= options_.max_steps) break;
+      if (options_.max_steps > 0 && resume + result.steps >= options_.max_steps) break;
+      if (visited++ < resume) continue;
       const int64_t first = step * options_.batch_size;
       const int batch = static_cast<int>(
           std::min<int64_t>(options_.batch_size, static_cast<int64_t>(shard.size()) - first));
@@ -186,8 +210,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
           model_->TrainStep(x.data(), y.data(), batch, /*accumulate=*/buffered > 0);
       if (!loss.ok()) return loss.status();
       ++buffered;
-      const bool last_of_epoch = step + 1 == steps_per_epoch ||
-                                 (options_.max_steps > 0 && result.steps + 1 >= options_.max_steps);
+      const bool last_of_epoch =
+          step + 1 == steps_per_epoch ||
+          (options_.max_steps > 0 && resume + result.steps + 1 >= options_.max_steps);
       const bool flush =
           last_of_epoch || buffered >= options_.buffer_steps ||
           (options_.buffer_bytes > 0 && buffered * grad_bytes >= options_.buffer_bytes) ||
@@ -218,6 +243,11 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       result.samples += batch;
       window_loss += loss->loss_sum;
       window_samples += batch;
+      {
+        absl::MutexLock lock(&stats_mu);
+        stats.set_clock(resume + result.steps);
+        stats.set_epoch(epoch + 1);
+      }
       if (result.steps % options_.log_every == 0 || step + 1 == steps_per_epoch) {
         const double secs = absl::ToDoubleSeconds(absl::Now() - window_start);
         const double mean = window_loss / std::max<int64_t>(1, window_samples);
@@ -229,8 +259,6 @@ absl::StatusOr<TrainResult> Trainer::Run() {
                   << " step " << step + 1 << "/" << steps_per_epoch << " loss " << mean
                   << " samples/s " << static_cast<int64_t>(rate);
         absl::MutexLock lock(&stats_mu);
-        stats.set_clock(result.steps);
-        stats.set_epoch(epoch + 1);
         stats.set_loss(static_cast<float>(mean));
         stats.set_samples_per_sec(rate);
         window_loss = 0;
@@ -238,7 +266,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         window_start = absl::Now();
       }
     }
-    if (options_.max_steps > 0 && result.steps >= options_.max_steps) break;
+    if (options_.max_steps > 0 && resume + result.steps >= options_.max_steps) break;
+    if (visited <= resume) continue;  // an epoch finished before the restart
     if (worker == 0 && options_.evaluate_each_epoch && test_ != nullptr) {
       absl::StatusOr<double> acc = Evaluate(sync ? PsClient::kPerShard : 0);
       if (!acc.ok()) return acc.status();
@@ -247,6 +276,13 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  {
+    // The last figures reach the servers before the worker leaves.
+    absl::MutexLock lock(&stats_mu);
+    if (absl::Status s = client_->Heartbeat(worker, stats); !s.ok()) {
+      LOG(WARNING) << "last heartbeat failed: " << s;
+    }
+  }
   if (absl::Status s = client_->LeaveWorker(worker); !s.ok()) {
     LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;
   }

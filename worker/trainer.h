@@ -42,6 +42,9 @@ struct TrainerOptions {
   int64_t buffer_bytes = 0;
   absl::Duration buffer_time = absl::ZeroDuration();
   bool buffer_mean = false;
+  // Skip the steps this worker index had completed before (as the servers recorded from
+  // its heartbeats), so a restarted worker resumes where its data shard left off.
+  bool resume = true;
   // How long a pull keeps retrying while a shard is down or restarting.
   absl::Duration retry_timeout = absl::Minutes(2);
   // How long to wait at start for all num_workers to register.
@@ -49,7 +52,8 @@ struct TrainerOptions {
 };
 
 struct TrainResult {
-  int64_t steps = 0;   // local steps (mini-batches computed)
+  int64_t resumed_steps = 0;  // steps skipped because a previous run had done them
+  int64_t steps = 0;   // local steps (mini-batches computed) by this run
   int64_t pushes = 0;  // gradient pushes (steps / buffer size)
   int64_t samples = 0;
   double seconds = 0;
@@ -71,6 +75,8 @@ class Trainer {
   absl::StatusOr<double> Evaluate(int64_t min_version);
 
  private:
+  // The largest clock any shard recorded for this worker index (0 if none).
+  absl::StatusOr<int64_t> LastClock();
   // Blocks until every shard sees num_workers live workers, or training has started.
   absl::Status WaitForWorkers();
 

@@ -106,5 +106,47 @@ TEST(TrainerTest, SyncSingleWorkerWithBufferAdvancesOneVersionPerPush) {
   EXPECT_GE(run.result.test_accuracy, 0.95);
 }
 
+TEST(TrainerTest, ARestartedWorkerResumesWhereItsShardLeftOff) {
+  ServerOptions so;
+  so.host = "127.0.0.1";
+  so.heartbeat_interval = absl::Milliseconds(100);
+  so.heartbeat_timeout = absl::Seconds(2);
+  auto server = PsServer::Start(so);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto backend = kernels::NewCpuBackend();
+  auto model = Mlp::Create({4, 8, 2}, 64, backend.get());
+  ASSERT_TRUE(model.ok());
+  std::unique_ptr<PsClient> client = NewGrpcPsClient({(*server)->address()});
+  for (const v1::TableSpec& spec : (*model)->TableSpecs(
+           DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.1f), v1::ASYNC, 1)) {
+    ASSERT_TRUE(client->CreateTable(spec).ok());
+  }
+  const Dataset train = Blobs(256, 1), test = Blobs(200, 2);
+  TrainerOptions o = Options(v1::ASYNC);
+  o.max_steps = 20;  // the first run stops after 20 of the 48 steps
+  {
+    Trainer first(o, client.get(), model->get(), &train, &test, "cpu");
+    absl::StatusOr<TrainResult> r = first.Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->steps, 20);
+    EXPECT_EQ(r->resumed_steps, 0);
+  }
+  // The servers know the worker completed 20 steps: its last heartbeat carried it.
+  o.max_steps = 0;
+  Trainer second(o, client.get(), model->get(), &train, &test, "cpu");
+  absl::StatusOr<TrainResult> r = second.Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_steps, 20);
+  EXPECT_EQ(r->steps, 48 - 20);
+  EXPECT_GE(r->test_accuracy, 0.95);
+
+  o.resume = false;  // starting over is still possible
+  Trainer third(o, client.get(), model->get(), &train, &test, "cpu");
+  r = third.Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resumed_steps, 0);
+  EXPECT_EQ(r->steps, 48);
+}
+
 }  // namespace
 }  // namespace ps
