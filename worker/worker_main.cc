@@ -1,7 +1,13 @@
 // ps_worker: one data-parallel training replica. Every flag can also be given in the
 // environment as PS_<FLAG> (e.g. PS_WORKER_INDEX), so one container image serves every
 // worker. With --eval_only it pulls the current model and prints its test accuracy.
+//
+// --model picks what is trained: "mlp" (default) is the Fashion-MNIST classifier on dense
+// tables; "logreg" (logistic regression) and "ctr" (embedding bag + MLP) learn click
+// prediction from LibSVM files (--train_file, --test_file) with sparse tables.
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,8 +22,11 @@
 #include "glog/logging.h"
 #include "kernels/backend.h"
 #include "server/optimizer.h"
+#include "worker/libsvm.h"
 #include "worker/mlp.h"
 #include "worker/mnist.h"
+#include "worker/sparse_model.h"
+#include "worker/sparse_trainer.h"
 #include "worker/trainer.h"
 
 ABSL_FLAG(std::string, servers, "127.0.0.1:50051", "Comma-separated host:port of every shard, in shard order.");
@@ -28,11 +37,24 @@ ABSL_FLAG(std::string, layers, "512,256", "Hidden layer sizes.");
 ABSL_FLAG(int, batch_size, 64, "Examples per step.");
 ABSL_FLAG(int, epochs, 5, "Passes over this worker's shard.");
 ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (0: no limit).");
-ABSL_FLAG(std::string, optimizer, "sgd", "sgd, momentum, nesterov, adagrad, adam or adamw.");
+ABSL_FLAG(std::string, optimizer, "sgd", "sgd, momentum, nesterov, adagrad, adam, adamw or ftrl.");
 ABSL_FLAG(double, learning_rate, 0.1, "Learning rate.");
 ABSL_FLAG(double, momentum, 0.9, "Momentum for --optimizer=momentum|nesterov.");
 ABSL_FLAG(double, weight_decay, 0.0, "Weight decay.");
-ABSL_FLAG(std::string, mode, "sync", "sync or async.");
+ABSL_FLAG(std::string, mode, "",
+          "sync, async or ssp (bounded staleness); empty: sync for --model=mlp, async for the "
+          "sparse models (sparse tables have no sync mode).");
+ABSL_FLAG(int, staleness_bound, 3,
+          "--mode=ssp: how many steps a worker may run ahead of the slowest one.");
+ABSL_FLAG(double, l1, 0.0, "--optimizer=ftrl: L1 regularisation strength.");
+ABSL_FLAG(double, l2, 0.0, "--optimizer=ftrl: L2 regularisation strength.");
+ABSL_FLAG(std::string, model, "mlp",
+          "mlp (Fashion-MNIST), logreg (sparse logistic regression) or ctr (embedding bag + "
+          "MLP click model); logreg and ctr read --train_file and --test_file.");
+ABSL_FLAG(std::string, train_file, "", "--model=logreg|ctr: training examples (LibSVM, may be gzipped).");
+ABSL_FLAG(std::string, test_file, "", "--model=logreg|ctr: held-out examples for the final log-loss.");
+ABSL_FLAG(int, embedding_dim, 8, "--model=ctr: floats per feature embedding.");
+ABSL_FLAG(int, ctr_hidden, 32, "--model=ctr: width of the hidden layer.");
 ABSL_FLAG(std::string, device, "auto", "auto, cuda or cpu.");
 ABSL_FLAG(int, cpu_threads, 1, "BLAS threads on the CPU backend.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and data order (same on every worker).");
@@ -41,6 +63,7 @@ ABSL_FLAG(int, buffer_steps, 1, "Buffered gradients: push once every this many l
 ABSL_FLAG(int64_t, buffer_bytes, 0, "Buffered gradients: push once this many gradient bytes are buffered (0: off).");
 ABSL_FLAG(absl::Duration, buffer_time, absl::ZeroDuration(), "Buffered gradients: push at least this often (0: off).");
 ABSL_FLAG(bool, buffer_mean, false, "Push the mean of the buffered gradients instead of their sum.");
+ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
 
 namespace {
@@ -59,9 +82,18 @@ absl::StatusOr<ps::v1::OptimizerSpec> OptimizerFromFlags() {
     spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAMW, lr);
   } else if (name == "adagrad") {
     spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAGRAD, lr);
+  } else if (name == "ftrl") {
+    spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::FTRL, lr);
+    spec.set_l1(static_cast<float>(absl::GetFlag(FLAGS_l1)));
+    spec.set_l2(static_cast<float>(absl::GetFlag(FLAGS_l2)));
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--optimizer=", name, " is unknown: want sgd, momentum, nesterov, adagrad, adam or adamw"));
+        "--optimizer=", name,
+        " is unknown: want sgd, momentum, nesterov, adagrad, adam, adamw or ftrl"));
+  }
+  if (name != "ftrl" && (absl::GetFlag(FLAGS_l1) != 0.0 || absl::GetFlag(FLAGS_l2) != 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--l1 and --l2 apply to --optimizer=ftrl only, not ", name));
   }
   if (absl::GetFlag(FLAGS_weight_decay) != 0.0 || name != "adamw") {
     spec.set_weight_decay(static_cast<float>(absl::GetFlag(FLAGS_weight_decay)));
@@ -70,16 +102,110 @@ absl::StatusOr<ps::v1::OptimizerSpec> OptimizerFromFlags() {
   return spec;
 }
 
-absl::StatusOr<ps::v1::ConsistencyMode> ModeFromFlag() {
-  const std::string mode = absl::AsciiStrToLower(absl::GetFlag(FLAGS_mode));
+absl::StatusOr<ps::v1::ConsistencyMode> ModeFromFlag(bool sparse_model) {
+  std::string mode = absl::AsciiStrToLower(absl::GetFlag(FLAGS_mode));
+  if (mode.empty()) mode = sparse_model ? "async" : "sync";
+  if (absl::GetFlag(FLAGS_staleness_bound) < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--staleness_bound=", absl::GetFlag(FLAGS_staleness_bound), " is negative"));
+  }
+  if (mode == "sync" && sparse_model) {
+    return absl::InvalidArgumentError(
+        "--mode=sync is not available for sparse tables: use --mode=async or --mode=ssp");
+  }
   if (mode == "sync") return ps::v1::SYNC;
   if (mode == "async") return ps::v1::ASYNC;
-  return absl::InvalidArgumentError(absl::StrCat("--mode=", mode, " is unknown: want sync or async"));
+  if (mode == "ssp") return ps::v1::SSP;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--mode=", mode, " is unknown: want sync, async or ssp"));
 }
 
 int Fail(const absl::Status& s) {
   LOG(ERROR) << s;
   return 1;
+}
+
+// --model=logreg|ctr: trains on LibSVM files with sparse tables.
+int RunSparse(const std::string& model_name, int worker, int workers,
+              const std::vector<std::string>& servers, const ps::v1::OptimizerSpec& optimizer,
+              ps::v1::ConsistencyMode mode) {
+  const bool eval_only = absl::GetFlag(FLAGS_eval_only);
+  const std::string train_file = absl::GetFlag(FLAGS_train_file);
+  const std::string test_file = absl::GetFlag(FLAGS_test_file);
+  if (!eval_only && train_file.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--model=", model_name, " needs --train_file (LibSVM)")));
+  }
+  if (eval_only && test_file.empty()) {
+    return Fail(absl::InvalidArgumentError("--eval_only needs --test_file"));
+  }
+  absl::StatusOr<ps::SparseDataset> train = ps::SparseDataset();
+  if (!eval_only) {
+    train = ps::ReadLibSvm(train_file);
+    if (!train.ok()) return Fail(train.status());
+  }
+  absl::StatusOr<ps::SparseDataset> test = ps::SparseDataset();
+  if (!test_file.empty() && (worker == 0 || eval_only)) {  // worker 0 evaluates
+    test = ps::ReadLibSvm(test_file);
+    if (!test.ok()) return Fail(test.status());
+  }
+  LOG(INFO) << "read " << train->size() << " training and " << test->size()
+            << " held-out examples";
+
+  // The models are small and their work is gathering rows, so they compute on the CPU.
+  std::unique_ptr<ps::kernels::ComputeBackend> backend =
+      ps::kernels::NewCpuBackend(absl::GetFlag(FLAGS_cpu_threads));
+  std::unique_ptr<ps::SparseModel> model;
+  // FTRL's weights are a closed form of its accumulators, which would discard the random
+  // initialisation the dense layers need; they use AdaGrad at the same rate instead.
+  ps::v1::OptimizerSpec dense_optimizer = optimizer;
+  if (model_name == "logreg") {
+    model = std::make_unique<ps::LogisticRegression>();
+  } else {
+    absl::StatusOr<std::unique_ptr<ps::CtrModel>> ctr = ps::CtrModel::Create(
+        absl::GetFlag(FLAGS_embedding_dim), absl::GetFlag(FLAGS_ctr_hidden), backend.get());
+    if (!ctr.ok()) return Fail(ctr.status());
+    model = *std::move(ctr);
+    if (optimizer.kind() == ps::v1::OptimizerSpec::FTRL) {
+      dense_optimizer =
+          ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAGRAD, optimizer.learning_rate());
+    }
+  }
+
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers);
+  if (!eval_only) {
+    for (const ps::v1::TableSpec& spec :
+         model->TableSpecs(optimizer, dense_optimizer, mode, absl::GetFlag(FLAGS_staleness_bound),
+                           absl::GetFlag(FLAGS_seed))) {
+      if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
+    }
+  }
+  ps::SparseTrainerOptions options;
+  options.worker_index = worker;
+  options.num_workers = workers;
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.epochs = absl::GetFlag(FLAGS_epochs);
+  options.max_steps = absl::GetFlag(FLAGS_max_steps);
+  options.mode = mode;
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
+  ps::SparseTrainer trainer(options, client.get(), model.get(), &*train,
+                            test->size() > 0 ? &*test : nullptr, backend->name());
+  if (eval_only) {
+    absl::StatusOr<double> loss = trainer.Evaluate();
+    if (!loss.ok()) return Fail(loss.status());
+    std::printf("eval test_logloss=%.6f\n", *loss);
+    return 0;
+  }
+  absl::StatusOr<ps::SparseTrainResult> result = trainer.Run();
+  if (!result.ok()) return Fail(result.status());
+  std::printf(
+      "worker %d done steps=%lld samples=%lld seconds=%.2f samples_per_sec=%.0f first_loss=%.6f "
+      "last_loss=%.6f test_logloss=%.6f\n",
+      worker, static_cast<long long>(result->steps), static_cast<long long>(result->samples),
+      result->seconds, result->samples / std::max(1e-9, result->seconds), result->first_loss,
+      result->last_loss, result->test_logloss);
+  return 0;
 }
 
 }  // namespace
@@ -96,7 +222,8 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean"});
+           "buffer_mean", "resume", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
+           "ctr_hidden", "l1", "l2"});
       !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -114,13 +241,20 @@ int main(int argc, char** argv) {
   if (servers.empty()) return Fail(absl::InvalidArgumentError("--servers is empty"));
   absl::StatusOr<ps::v1::OptimizerSpec> optimizer = OptimizerFromFlags();
   if (!optimizer.ok()) return Fail(optimizer.status());
-  absl::StatusOr<ps::v1::ConsistencyMode> mode = ModeFromFlag();
+  const std::string model_name = absl::AsciiStrToLower(absl::GetFlag(FLAGS_model));
+  if (model_name != "mlp" && model_name != "logreg" && model_name != "ctr") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--model=", model_name, " is unknown: want mlp, logreg or ctr")));
+  }
+  const bool sparse_model = model_name != "mlp";
+  absl::StatusOr<ps::v1::ConsistencyMode> mode = ModeFromFlag(sparse_model);
   if (!mode.ok()) return Fail(mode.status());
-  absl::StatusOr<std::vector<int>> hidden = ps::ParseLayerSizes(absl::GetFlag(FLAGS_layers));
-  if (!hidden.ok()) return Fail(hidden.status());
   if (absl::GetFlag(FLAGS_batch_size) <= 0) {
     return Fail(absl::InvalidArgumentError("--batch_size must be positive"));
   }
+  if (sparse_model) return RunSparse(model_name, worker, workers, servers, *optimizer, *mode);
+  absl::StatusOr<std::vector<int>> hidden = ps::ParseLayerSizes(absl::GetFlag(FLAGS_layers));
+  if (!hidden.ok()) return Fail(hidden.status());
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   absl::StatusOr<ps::Dataset> test = ps::LoadMnist(data_dir, "t10k");
@@ -144,8 +278,9 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers);
   if (!absl::GetFlag(FLAGS_eval_only)) {
-    for (const ps::v1::TableSpec& spec :
+    for (ps::v1::TableSpec spec :
          (*model)->TableSpecs(*optimizer, *mode, absl::GetFlag(FLAGS_seed))) {
+      if (*mode == ps::v1::SSP) spec.set_staleness_bound(absl::GetFlag(FLAGS_staleness_bound));
       if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
     }
   }
@@ -163,6 +298,7 @@ int main(int argc, char** argv) {
   options.buffer_bytes = absl::GetFlag(FLAGS_buffer_bytes);
   options.buffer_time = absl::GetFlag(FLAGS_buffer_time);
   options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
+  options.resume = absl::GetFlag(FLAGS_resume);
   if (options.buffer_steps < 1 || options.buffer_bytes < 0 ||
       options.buffer_time < absl::ZeroDuration()) {
     return Fail(absl::InvalidArgumentError(
