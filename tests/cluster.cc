@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -230,6 +231,18 @@ absl::StatusOr<std::string> FindField(const std::string& text, const std::string
     return absl::NotFoundError(absl::StrCat("no line with '", marker, "' and ", key, "="));
   }
   return found;
+}
+
+double NumberField(const std::string& text, const std::string& marker, const std::string& key) {
+  absl::StatusOr<std::string> v = FindField(text, marker, key);
+  double d = -1;
+  if (!v.ok()) {
+    ADD_FAILURE() << v.status() << "\n" << text;
+  } else if (!absl::SimpleAtod(*v, &d)) {
+    ADD_FAILURE() << key << "=" << *v << " is not a number";
+    d = -1;
+  }
+  return d;
 }
 
 }  // namespace testing

@@ -93,6 +93,13 @@ class ServerCluster {
 // Returns the value of `key=` in the last line of `text` that contains `marker`.
 absl::StatusOr<std::string> FindField(const std::string& text, const std::string& marker,
                                       const std::string& key);
+// The same as a number; records a test failure (and returns -1) if it is missing or not
+// a number.
+double NumberField(const std::string& text, const std::string& marker, const std::string& key);
+// A number from a worker's final "worker <i> done key=value ..." line.
+inline double DoneField(const std::string& log, const std::string& key) {
+  return NumberField(log, " done ", key);
+}
 
 }  // namespace testing
 }  // namespace ps

@@ -15,14 +15,6 @@ namespace ps {
 namespace testing {
 namespace {
 
-double DoneField(const std::string& log, const std::string& key) {
-  absl::StatusOr<std::string> v = FindField(log, " done ", key);
-  EXPECT_TRUE(v.ok()) << v.status() << "\n" << log;
-  double d = -1;
-  if (v.ok()) EXPECT_TRUE(absl::SimpleAtod(*v, &d)) << *v;
-  return d;
-}
-
 // Waits until `process`'s log shows it has logged `marker`.
 bool WaitForLog(const Process& process, const std::string& marker, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;

@@ -39,14 +39,6 @@ constexpr int kServers = 2;
 constexpr int kWorkers = 2;
 constexpr char kPrefix[] = "psnet-";  // namespaces are psnet-<test pid>-<host>
 
-double Field(const std::string& log, const std::string& key) {
-  absl::StatusOr<std::string> v = FindField(log, " done ", key);
-  EXPECT_TRUE(v.ok()) << v.status() << "\n" << log;
-  double d = -1;
-  if (v.ok()) EXPECT_TRUE(absl::SimpleAtod(*v, &d)) << *v;
-  return d;
-}
-
 using Env = std::map<std::string, std::string>;
 
 class NetnsTest : public ::testing::Test {
@@ -239,11 +231,11 @@ class NetnsTest : public ::testing::Test {
       const size_t done = log.find(absl::StrCat("worker ", w, " done "));
       ASSERT_NE(done, std::string::npos) << log;
       std::printf("%s", log.substr(done, log.find('\n', done) + 1 - done).c_str());
-      EXPECT_GT(Field(log, "steps"), 400) << log;  // 30000 examples in batches of 64
-      const double first = Field(log, "first_loss"), last = Field(log, "last_loss");
+      EXPECT_GT(DoneField(log, "steps"), 400) << log;  // 30000 examples in batches of 64
+      const double first = DoneField(log, "first_loss"), last = DoneField(log, "last_loss");
       EXPECT_GT(first, 0.6) << log;  // an untrained 10-class model starts near ln(10)
       EXPECT_LT(last, 0.65 * first) << log;
-      if (w == 0) EXPECT_GT(Field(log, "test_accuracy"), 0.75) << log;  // worker 0 evaluates
+      if (w == 0) EXPECT_GT(DoneField(log, "test_accuracy"), 0.75) << log;  // worker 0 evaluates
     }
     // Shards stop cleanly on SIGTERM, as when Kubernetes deletes their pods.
     for (int i = 0; i < kServers; ++i) {

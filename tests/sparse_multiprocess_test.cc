@@ -25,16 +25,6 @@ namespace ps {
 namespace testing {
 namespace {
 
-double Field(const std::string& text, const std::string& marker, const std::string& key) {
-  absl::StatusOr<std::string> v = FindField(text, marker, key);
-  EXPECT_TRUE(v.ok()) << v.status() << "\n" << text;
-  double d = -1;
-  if (v.ok()) {
-    EXPECT_TRUE(absl::SimpleAtod(*v, &d)) << *v;
-  }
-  return d;
-}
-
 // The click log, generated once for every test.
 struct ClickLog {
   std::string train, test;
@@ -61,8 +51,8 @@ const ClickLog& Log() {
     std::ifstream in(summary);
     std::stringstream text;
     text << in.rdbuf();
-    l->true_logloss = Field(text.str(), "click_log test", "true_logloss");
-    l->base_logloss = Field(text.str(), "click_log test", "base_logloss");
+    l->true_logloss = NumberField(text.str(), "click_log test", "true_logloss");
+    l->base_logloss = NumberField(text.str(), "click_log test", "base_logloss");
     return l;
   }();
   return *log;
@@ -123,16 +113,16 @@ int64_t SparseRows(const Outcome& run, const std::string& name) {
 
 void ExpectNearTrueModel(const Outcome& run, int epochs) {
   const ClickLog& log = Log();
-  const double learned = Field(run.log0, "worker 0 done", "test_logloss");
+  const double learned = NumberField(run.log0, "worker 0 done", "test_logloss");
   EXPECT_LT(learned, 1.05 * log.true_logloss)
       << "held-out log-loss " << learned << " vs the true model's " << log.true_logloss << "\n"
       << run.log0;
   EXPECT_GE(learned, 0.99 * log.true_logloss);  // a model cannot beat the truth by much
   EXPECT_LT(learned, 0.85 * log.base_logloss);
   // 100k examples per worker and epoch, in batches of 128.
-  EXPECT_EQ(Field(run.log0, "worker 0 done", "steps"), epochs * 782);
-  EXPECT_EQ(Field(run.log1, "worker 1 done", "steps"), epochs * 782);
-  EXPECT_EQ(Field(run.log1, "worker 1 done", "test_logloss"), -1);  // worker 0 evaluates
+  EXPECT_EQ(NumberField(run.log0, "worker 0 done", "steps"), epochs * 782);
+  EXPECT_EQ(NumberField(run.log1, "worker 1 done", "steps"), epochs * 782);
+  EXPECT_EQ(NumberField(run.log1, "worker 1 done", "test_logloss"), -1);  // worker 0 evaluates
   std::printf("held-out log-loss %.6f, true model %.6f (ratio %.4f), base rate %.6f\n", learned,
               log.true_logloss, learned / log.true_logloss, log.base_logloss);
 }
@@ -176,12 +166,12 @@ TEST(SparseMultiprocessTest, CtrModelLossFalls) {
       &run));
   const ClickLog& log = Log();
   for (const std::string* l : {&run.log0, &run.log1}) {
-    const double first = Field(*l, " done ", "first_loss"), last = Field(*l, " done ", "last_loss");
+    const double first = DoneField(*l, "first_loss"), last = DoneField(*l, "last_loss");
     // The first 10 steps average about 0.6 (from ln 2 at the start), the last about 0.52.
     EXPECT_LT(last, first - 0.04) << *l;
-    EXPECT_EQ(Field(*l, " done ", "steps"), 500);
+    EXPECT_EQ(DoneField(*l, "steps"), 500);
   }
-  const double learned = Field(run.log0, "worker 0 done", "test_logloss");
+  const double learned = NumberField(run.log0, "worker 0 done", "test_logloss");
   EXPECT_LT(learned, 0.9 * log.base_logloss) << run.log0;
   EXPECT_LT(learned, 1.15 * log.true_logloss) << run.log0;
   std::printf("ctr: held-out log-loss %.6f, true model %.6f, base rate %.6f\n", learned,

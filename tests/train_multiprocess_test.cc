@@ -14,14 +14,6 @@ namespace ps {
 namespace testing {
 namespace {
 
-double Field(const std::string& log, const std::string& key) {
-  absl::StatusOr<std::string> v = FindField(log, " done ", key);
-  EXPECT_TRUE(v.ok()) << v.status() << "\n" << log;
-  double d = -1;
-  if (v.ok()) EXPECT_TRUE(absl::SimpleAtod(*v, &d)) << *v;
-  return d;
-}
-
 void TrainAndCheck(const std::string& mode, int steps) {
   const std::string dir = TempDir("train-" + mode);
   ServerCluster servers;
@@ -42,8 +34,8 @@ void TrainAndCheck(const std::string& mode, int steps) {
     ASSERT_TRUE(code.ok()) << code.status();
     EXPECT_EQ(*code, 0) << workers[w].Log();
     const std::string log = workers[w].Log();
-    EXPECT_EQ(Field(log, "steps"), steps);
-    const double first = Field(log, "first_loss"), last = Field(log, "last_loss");
+    EXPECT_EQ(DoneField(log, "steps"), steps);
+    const double first = DoneField(log, "first_loss"), last = DoneField(log, "last_loss");
     EXPECT_GT(first, 0.6) << log;   // an untrained 10-class model starts near ln(10)
     EXPECT_LT(last, 0.65 * first) << log;
   }

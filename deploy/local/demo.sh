@@ -64,7 +64,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 "$ROOT/deploy/local/install_deps.sh"
 echo "building ps_server and ps_worker ..."
-bazel build --noshow_progress //server:ps_server //worker:ps_worker 2>&1 | grep -E "ERROR|error:" || true
+bazel build --noshow_progress //server:ps_server //worker:ps_worker //psctl:psctl 2>&1 | grep -E "ERROR|error:" || true
 BIN="$(bazel info bazel-bin 2>/dev/null)"
 [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] || { echo "demo.sh: build failed" >&2; exit 1; }
 
@@ -84,7 +84,8 @@ trap 'exit 130' INT TERM
 echo "logs in $RUN_DIR"
 for ((s = 0; s < SERVERS; s++)); do
   "$BIN/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$RUN_DIR/server-$s.port" \
-    --shard_index="$s" --num_shards="$SERVERS" >"$RUN_DIR/server-$s.log" 2>&1 &
+    --shard_index="$s" --num_shards="$SERVERS" --metrics_port=0 \
+    --metrics_port_file="$RUN_DIR/server-$s.metrics_port" >"$RUN_DIR/server-$s.log" 2>&1 &
   PIDS+=($!)
 done
 ADDRS=()
@@ -95,6 +96,10 @@ for ((s = 0; s < SERVERS; s++)); do
 done
 SERVER_LIST="$(IFS=,; echo "${ADDRS[*]}")"
 echo "servers: $SERVER_LIST"
+echo "watch it: $BIN/psctl/psctl --servers=$SERVER_LIST watch"
+for ((s = 0; s < SERVERS; s++)); do
+  echo "metrics of shard $s: curl http://127.0.0.1:$(cat "$RUN_DIR/server-$s.metrics_port" 2>/dev/null)/metrics"
+done
 
 WORKER_PIDS=()
 START=$(date +%s.%N)
