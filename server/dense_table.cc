@@ -146,8 +146,8 @@ absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_value
 }
 
 void DenseTable::Read(int64_t offset, int64_t length, std::string* out) const {
-  out->resize(length * 4);
-  std::memcpy(out->data(), params_.data() + (offset - offset_), length * 4);
+  // assign() copies once; resize() + memcpy would zero-fill first.
+  out->assign(reinterpret_cast<const char*>(params_.data() + (offset - offset_)), length * 4);
 }
 
 absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,

@@ -11,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "common/flags_env.h"
+#include "common/malloc_tuning.h"
 #include "common/tf_config.h"
 #include "glog/logging.h"
 #include "server/ps_server.h"
@@ -57,6 +58,7 @@ bool WritePortFile(const std::string& path, int port) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_server: one shard of the parameter server.");
+  ps::KeepFreedMemoryForReuse();
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
   if (absl::Status s = ps::ApplyTfConfigFromEnv(ps::TfRole::kPs); !s.ok()) {  // before PS_*

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/malloc_tuning.h"
 #include "server/optimizer.h"
 #include "worker/ps_client.h"
 
@@ -49,6 +50,7 @@ Rate Measure(F op, int64_t bytes, double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ps::KeepFreedMemoryForReuse();
   absl::ParseCommandLine(argc, argv);
   const std::vector<std::string> servers = absl::StrSplit(absl::GetFlag(FLAGS_servers), ',');
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers);

@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/flags_env.h"
+#include "common/malloc_tuning.h"
 #include "common/tf_config.h"
 #include "glog/logging.h"
 #include "kernels/backend.h"
@@ -212,6 +213,7 @@ int RunSparse(const std::string& model_name, int worker, int workers,
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_worker: one data-parallel training replica.");
+  ps::KeepFreedMemoryForReuse();
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
   if (absl::Status s = ps::ApplyTfConfigFromEnv(ps::TfRole::kWorker); !s.ok()) {  // before PS_*
