@@ -22,7 +22,8 @@ package(default_visibility = ["//visibility:public"])
 
 cc_library(
     name = "cuda_headers",
-    hdrs = glob(["include/**/*.h", "include/**/*.hpp"]),
+    # Everything: CUDA's headers include extension-less ones such as <nv/target>.
+    hdrs = glob(["include/**"]),
     includes = ["include"],
 )
 

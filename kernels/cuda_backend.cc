@@ -70,20 +70,20 @@ absl::Status FromCublas(cublasStatus_t s, absl::string_view call) {
 }
 
 // Evaluate a CUDA / cuBLAS / Status expression and return its error, naming the call.
-#define PS_CUDA_RETURN_IF_ERROR(expr)                                    \
-  do {                                                                   \
-    absl::Status ps_cuda_status_ = FromCuda((expr), #expr);              \
-    if (!ps_cuda_status_.ok()) return ps_cuda_status_;                   \
+#define PS_CUDA_RETURN_IF_ERROR(expr)                       \
+  do {                                                      \
+    absl::Status ps_cuda_status_ = FromCuda((expr), #expr); \
+    if (!ps_cuda_status_.ok()) return ps_cuda_status_;      \
   } while (0)
-#define PS_CUBLAS_RETURN_IF_ERROR(expr)                                  \
-  do {                                                                   \
-    absl::Status ps_cublas_status_ = FromCublas((expr), #expr);          \
-    if (!ps_cublas_status_.ok()) return ps_cublas_status_;               \
+#define PS_CUBLAS_RETURN_IF_ERROR(expr)                         \
+  do {                                                          \
+    absl::Status ps_cublas_status_ = FromCublas((expr), #expr); \
+    if (!ps_cublas_status_.ok()) return ps_cublas_status_;      \
   } while (0)
-#define PS_STATUS_RETURN_IF_ERROR(expr)                                  \
-  do {                                                                   \
-    absl::Status ps_status_ = (expr);                                    \
-    if (!ps_status_.ok()) return ps_status_;                             \
+#define PS_STATUS_RETURN_IF_ERROR(expr)      \
+  do {                                       \
+    absl::Status ps_status_ = (expr);        \
+    if (!ps_status_.ok()) return ps_status_; \
   } while (0)
 
 absl::Status CheckNonNegative(absl::string_view op, absl::string_view what, int64_t v) {
@@ -207,11 +207,11 @@ class CudaBackend final : public ComputeBackend {
     return absl::OkStatus();
   }
 
-  absl::Status Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                    const float* a, const float* b, float beta, float* c) override {
+  absl::Status Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+                    const float* b, float beta, float* c) override {
     if (m < 0 || n < 0 || k < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("Gemm: negative size m=", m, " n=", n,
-                                                     " k=", k));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Gemm: negative size m=", m, " n=", n, " k=", k));
     }
     if (m == 0 || n == 0) return absl::OkStatus();
     PS_STATUS_RETURN_IF_ERROR(Activate());
@@ -220,8 +220,8 @@ class CudaBackend final : public ComputeBackend {
     const int lda = std::max(trans_a ? m : k, 1);
     const int ldb = std::max(trans_b ? k : n, 1);
     PS_CUBLAS_RETURN_IF_ERROR(cublasSgemm(cublas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                          trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
-                                          &alpha, b, ldb, a, lda, &beta, c, n));
+                                          trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
+                                          ldb, a, lda, &beta, c, n));
     return absl::OkStatus();
   }
 
@@ -232,8 +232,7 @@ class CudaBackend final : public ComputeBackend {
     return absl::OkStatus();
   }
 
-  absl::Status ColumnSum(const float* x, int rows, int cols, bool accumulate,
-                         float* out) override {
+  absl::Status ColumnSum(const float* x, int rows, int cols, bool accumulate, float* out) override {
     PS_STATUS_RETURN_IF_ERROR(CheckShape("ColumnSum", rows, cols));
     PS_STATUS_RETURN_IF_ERROR(Activate());
     PS_CUDA_RETURN_IF_ERROR(cuda::LaunchColumnSum(x, rows, cols, accumulate, out, stream_));
@@ -261,9 +260,8 @@ class CudaBackend final : public ComputeBackend {
     if (rows == 0) return LossResult();
     PS_STATUS_RETURN_IF_ERROR(Activate());
     PS_CUDA_RETURN_IF_ERROR(ResetRecord());
-    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchSoftmaxCrossEntropy(logits, labels, rows, cols,
-                                                            grad_scale, dlogits,
-                                                            record_.data(), stream_));
+    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchSoftmaxCrossEntropy(logits, labels, rows, cols, grad_scale,
+                                                            dlogits, record_.data(), stream_));
     absl::StatusOr<cuda::DeviceRecord> record = FetchRecord();
     if (!record.ok()) return record.status();
     const int64_t bad = cuda::FirstBadPosition(*record);
@@ -285,21 +283,18 @@ class CudaBackend final : public ComputeBackend {
     if (n == 0) return absl::OkStatus();
     PS_STATUS_RETURN_IF_ERROR(Activate());
     PS_CUDA_RETURN_IF_ERROR(ResetRecord());
-    PS_CUDA_RETURN_IF_ERROR(
-        cuda::LaunchCheckIndices(idx, n, table_rows, record_.data(), stream_));
-    PS_CUDA_RETURN_IF_ERROR(
-        cuda::LaunchGather(table, width, idx, n, out, record_.data(), stream_));
+    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchCheckIndices(idx, n, table_rows, record_.data(), stream_));
+    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchGather(table, width, idx, n, out, record_.data(), stream_));
     return CheckIndicesRecord("Gather", idx, table_rows);
   }
 
-  absl::Status ScatterAdd(const float* g, const int32_t* idx, int64_t n, int width,
-                          float* table, int64_t table_rows) override {
+  absl::Status ScatterAdd(const float* g, const int32_t* idx, int64_t n, int width, float* table,
+                          int64_t table_rows) override {
     PS_STATUS_RETURN_IF_ERROR(CheckIndexedShape("ScatterAdd", table_rows, width, n));
     if (n == 0) return absl::OkStatus();
     PS_STATUS_RETURN_IF_ERROR(Activate());
     PS_CUDA_RETURN_IF_ERROR(ResetRecord());
-    PS_CUDA_RETURN_IF_ERROR(
-        cuda::LaunchCheckIndices(idx, n, table_rows, record_.data(), stream_));
+    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchCheckIndices(idx, n, table_rows, record_.data(), stream_));
     PS_CUDA_RETURN_IF_ERROR(
         cuda::LaunchScatterAdd(g, idx, n, width, table, record_.data(), stream_));
     return CheckIndicesRecord("ScatterAdd", idx, table_rows);
@@ -319,8 +314,8 @@ class CudaBackend final : public ComputeBackend {
     return absl::OkStatus();
   }
 
-  absl::Status SgdUpdate(float* p, const float* g, float* buf, int64_t n, float lr,
-                         float momentum, float dampening, bool nesterov, float weight_decay,
+  absl::Status SgdUpdate(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
+                         float dampening, bool nesterov, float weight_decay,
                          bool first_step) override {
     PS_STATUS_RETURN_IF_ERROR(CheckNonNegative("SgdUpdate", "size", n));
     PS_STATUS_RETURN_IF_ERROR(Activate());
@@ -336,8 +331,8 @@ class CudaBackend final : public ComputeBackend {
   }
 
   absl::Status AdamUpdate(float* p, const float* g, float* m, float* v, int64_t n, float lr,
-                          float beta1, float beta2, float eps, float weight_decay,
-                          bool decoupled, int64_t step) override {
+                          float beta1, float beta2, float eps, float weight_decay, bool decoupled,
+                          int64_t step) override {
     if (step < 1) return absl::InvalidArgumentError(absl::StrCat("Adam step ", step, " < 1"));
     PS_STATUS_RETURN_IF_ERROR(CheckNonNegative("AdamUpdate", "size", n));
     PS_STATUS_RETURN_IF_ERROR(Activate());
@@ -365,9 +360,9 @@ class CudaBackend final : public ComputeBackend {
     const cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
       cudaGetLastError();  // Clear it, so later CUDA calls in this process do not see it.
-      return absl::UnavailableError(absl::StrCat("no usable CUDA device: cudaGetDeviceCount: ",
-                                                 cudaGetErrorName(e), " (",
-                                                 cudaGetErrorString(e), ")"));
+      return absl::UnavailableError(
+          absl::StrCat("no usable CUDA device: cudaGetDeviceCount: ", cudaGetErrorName(e), " (",
+                       cudaGetErrorString(e), ")"));
     }
     if (count == 0) return absl::UnavailableError("no CUDA device present");
     if (device_ < 0 || device_ >= count) {
@@ -398,8 +393,8 @@ class CudaBackend final : public ComputeBackend {
     PS_CUBLAS_RETURN_IF_ERROR(cublasCreate(&cublas_));
     PS_CUBLAS_RETURN_IF_ERROR(cublasSetStream(cublas_, stream_));
     // FP32 unless asked: TF32 tensor cores round the inputs to a 10-bit mantissa.
-    PS_CUBLAS_RETURN_IF_ERROR(cublasSetMathMode(
-        cublas_, allow_tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    PS_CUBLAS_RETURN_IF_ERROR(
+        cublasSetMathMode(cublas_, allow_tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 
     absl::StatusOr<Buffer<cuda::DeviceRecord>> record = AllocDevice<cuda::DeviceRecord>(1);
     if (!record.ok()) return record.status();
@@ -442,15 +437,13 @@ class CudaBackend final : public ComputeBackend {
     PS_STATUS_RETURN_IF_ERROR(Activate());
     // From pageable memory this returns once the source has been staged, so the caller
     // may reuse it at once; from AllocHostPinned memory it is truly asynchronous.
-    PS_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(dst, host, n * elem, cudaMemcpyHostToDevice, stream_));
+    PS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, host, n * elem, cudaMemcpyHostToDevice, stream_));
     return absl::OkStatus();
   }
 
   static absl::Status CheckShape(absl::string_view op, int rows, int cols) {
     if (rows >= 0 && cols >= 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": negative shape ", rows, " x ", cols));
+    return absl::InvalidArgumentError(absl::StrCat(op, ": negative shape ", rows, " x ", cols));
   }
 
   static absl::Status CheckIndexedShape(absl::string_view op, int64_t table_rows, int width,
@@ -467,8 +460,8 @@ class CudaBackend final : public ComputeBackend {
   // Copies the device record back, waiting for all work enqueued so far.
   absl::StatusOr<cuda::DeviceRecord> FetchRecord() {
     PS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_record_.data(), record_.data(),
-                                            sizeof(cuda::DeviceRecord),
-                                            cudaMemcpyDeviceToHost, stream_));
+                                            sizeof(cuda::DeviceRecord), cudaMemcpyDeviceToHost,
+                                            stream_));
     PS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     return *host_record_.data();
   }
@@ -476,23 +469,22 @@ class CudaBackend final : public ComputeBackend {
   // Reads one int32 from device memory (error paths only).
   absl::StatusOr<int32_t> FetchInt(const int32_t* device_value) {
     int32_t value = 0;
-    PS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&value, device_value, sizeof(value),
-                                            cudaMemcpyDeviceToHost, stream_));
+    PS_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(&value, device_value, sizeof(value), cudaMemcpyDeviceToHost, stream_));
     PS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     return value;
   }
 
   // Turns the record of LaunchCheckIndices into the CPU backend's error.
-  absl::Status CheckIndicesRecord(absl::string_view op, const int32_t* idx,
-                                  int64_t table_rows) {
+  absl::Status CheckIndicesRecord(absl::string_view op, const int32_t* idx, int64_t table_rows) {
     absl::StatusOr<cuda::DeviceRecord> record = FetchRecord();
     if (!record.ok()) return record.status();
     const int64_t bad = cuda::FirstBadPosition(*record);
     if (bad < 0) return absl::OkStatus();
     absl::StatusOr<int32_t> index = FetchInt(idx + bad);
     if (!index.ok()) return index.status();
-    return absl::InvalidArgumentError(absl::StrCat(op, ": index ", *index, " at ", bad,
-                                                   " outside [0, ", table_rows, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": index ", *index, " at ", bad, " outside [0, ", table_rows, ")"));
   }
 
   const int device_;

@@ -42,8 +42,8 @@ __device__ __forceinline__ void RecordBadPosition(DeviceRecord* record, int64_t 
 // ----------------------------------------------------------------------------------------
 // Kernels
 
-__global__ void AddBiasKernel(float* __restrict__ y, const float* __restrict__ bias,
-                              int64_t n, int cols) {
+__global__ void AddBiasKernel(float* __restrict__ y, const float* __restrict__ bias, int64_t n,
+                              int cols) {
   for (int64_t i = GlobalIndex(); i < n; i += GridStride()) y[i] += bias[i % cols];
 }
 
@@ -53,8 +53,8 @@ __global__ void AddBiasKernel(float* __restrict__ y, const float* __restrict__ b
 constexpr int kColTile = 32;
 constexpr int kRowSplit = 8;
 
-__global__ void ColumnSumKernel(const float* __restrict__ x, int rows, int cols,
-                                bool accumulate, float* __restrict__ out) {
+__global__ void ColumnSumKernel(const float* __restrict__ x, int rows, int cols, bool accumulate,
+                                float* __restrict__ out) {
   __shared__ float partial[kRowSplit][kColTile + 1];  // +1: no bank conflicts.
   const int c = blockIdx.x * kColTile + threadIdx.x;
   float sum = 0.0f;
@@ -76,8 +76,7 @@ __global__ void ReluKernel(float* __restrict__ y, int64_t n) {
   for (int64_t i = GlobalIndex(); i < n; i += GridStride()) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
-__global__ void ReluBackwardKernel(const float* __restrict__ y, float* __restrict__ dy,
-                                   int64_t n) {
+__global__ void ReluBackwardKernel(const float* __restrict__ y, float* __restrict__ dy, int64_t n) {
   for (int64_t i = GlobalIndex(); i < n; i += GridStride()) {
     dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
   }
@@ -89,9 +88,9 @@ __global__ void ReluBackwardKernel(const float* __restrict__ y, float* __restric
 constexpr int kRowsPerBlock = kThreads / kWarp;
 
 __global__ void SoftmaxCrossEntropyKernel(const float* __restrict__ logits,
-                                          const int32_t* __restrict__ labels, int rows,
-                                          int cols, float grad_scale,
-                                          float* __restrict__ dlogits, DeviceRecord* record) {
+                                          const int32_t* __restrict__ labels, int rows, int cols,
+                                          float grad_scale, float* __restrict__ dlogits,
+                                          DeviceRecord* record) {
   __shared__ double block_loss[kRowsPerBlock];
   __shared__ int block_correct[kRowsPerBlock];
   const int warp = threadIdx.x / kWarp;
@@ -235,8 +234,7 @@ __global__ void AdamUpdateKernel(float* __restrict__ p, const float* __restrict_
 // ----------------------------------------------------------------------------------------
 // Launchers. Empty inputs launch nothing (a zero-block grid is a launch error).
 
-cudaError_t LaunchAddBias(float* y, const float* bias, int rows, int cols,
-                          cudaStream_t stream) {
+cudaError_t LaunchAddBias(float* y, const float* bias, int rows, int cols, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(rows) * cols;
   if (n <= 0) return cudaSuccess;
   AddBiasKernel<<<Blocks(n), kThreads, 0, stream>>>(y, bias, n, cols);
@@ -269,32 +267,31 @@ cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels
                                       DeviceRecord* record, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;  // cols == 0 still runs: every label is then invalid.
   const int blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  SoftmaxCrossEntropyKernel<<<blocks, kThreads, 0, stream>>>(logits, labels, rows, cols,
-                                                             grad_scale, dlogits, record);
+  SoftmaxCrossEntropyKernel<<<blocks, kThreads, 0, stream>>>(logits, labels, rows, cols, grad_scale,
+                                                             dlogits, record);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchCheckIndices(const int32_t* idx, int64_t n, int64_t limit,
-                               DeviceRecord* record, cudaStream_t stream) {
+cudaError_t LaunchCheckIndices(const int32_t* idx, int64_t n, int64_t limit, DeviceRecord* record,
+                               cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   CheckIndicesKernel<<<Blocks(n), kThreads, 0, stream>>>(idx, n, limit, record);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchGather(const float* table, int width, const int32_t* idx, int64_t n,
-                         float* out, const DeviceRecord* record, cudaStream_t stream) {
+cudaError_t LaunchGather(const float* table, int width, const int32_t* idx, int64_t n, float* out,
+                         const DeviceRecord* record, cudaStream_t stream) {
   const int64_t total = n * width;
   if (total <= 0) return cudaSuccess;
   GatherKernel<<<Blocks(total), kThreads, 0, stream>>>(table, width, idx, total, out, record);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchScatterAdd(const float* g, const int32_t* idx, int64_t n, int width,
-                             float* table, const DeviceRecord* record, cudaStream_t stream) {
+cudaError_t LaunchScatterAdd(const float* g, const int32_t* idx, int64_t n, int width, float* table,
+                             const DeviceRecord* record, cudaStream_t stream) {
   const int64_t total = n * width;
   if (total <= 0) return cudaSuccess;
-  ScatterAddKernel<<<Blocks(total), kThreads, 0, stream>>>(g, idx, total, width, table,
-                                                           record);
+  ScatterAddKernel<<<Blocks(total), kThreads, 0, stream>>>(g, idx, total, width, table, record);
   return cudaGetLastError();
 }
 

@@ -23,8 +23,8 @@ namespace cuda {
 // Results that kernels reduce on the device and the host copies back after one sync.
 // Zero bytes mean "nothing yet", so a single cudaMemsetAsync resets the record.
 struct DeviceRecord {
-  double loss_sum;               // SoftmaxCrossEntropy: summed loss over rows.
-  unsigned long long correct;    // SoftmaxCrossEntropy: rows whose arg-max is the label.
+  double loss_sum;             // SoftmaxCrossEntropy: summed loss over rows.
+  unsigned long long correct;  // SoftmaxCrossEntropy: rows whose arg-max is the label.
   // First (lowest) invalid position p, stored as ~p so that atomicMax keeps the lowest
   // one and 0 means "none"; decode with FirstBadPosition().
   unsigned long long bad_key;
@@ -36,8 +36,7 @@ inline int64_t FirstBadPosition(const DeviceRecord& record) {
 }
 
 // y[r, :] += bias.
-cudaError_t LaunchAddBias(float* y, const float* bias, int rows, int cols,
-                          cudaStream_t stream);
+cudaError_t LaunchAddBias(float* y, const float* bias, int rows, int cols, cudaStream_t stream);
 // out[c] = (accumulate ? out[c] : 0) + sum_r x[r, c]; deterministic (no atomics).
 cudaError_t LaunchColumnSum(const float* x, int rows, int cols, bool accumulate, float* out,
                             cudaStream_t stream);
@@ -54,15 +53,15 @@ cudaError_t LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels
                                       DeviceRecord* record, cudaStream_t stream);
 
 // Records in `record` the first i with idx[i] outside [0, limit).
-cudaError_t LaunchCheckIndices(const int32_t* idx, int64_t n, int64_t limit,
-                               DeviceRecord* record, cudaStream_t stream);
+cudaError_t LaunchCheckIndices(const int32_t* idx, int64_t n, int64_t limit, DeviceRecord* record,
+                               cudaStream_t stream);
 // out[i, :] = table[idx[i], :], and table[idx[i], :] += g[i, :] with atomicAdd. Both do
 // nothing at all when `record` holds an invalid index (run LaunchCheckIndices first), so
 // an invalid batch never touches memory out of bounds nor half-updates the table.
-cudaError_t LaunchGather(const float* table, int width, const int32_t* idx, int64_t n,
-                         float* out, const DeviceRecord* record, cudaStream_t stream);
-cudaError_t LaunchScatterAdd(const float* g, const int32_t* idx, int64_t n, int width,
-                             float* table, const DeviceRecord* record, cudaStream_t stream);
+cudaError_t LaunchGather(const float* table, int width, const int32_t* idx, int64_t n, float* out,
+                         const DeviceRecord* record, cudaStream_t stream);
+cudaError_t LaunchScatterAdd(const float* g, const int32_t* idx, int64_t n, int width, float* table,
+                             const DeviceRecord* record, cudaStream_t stream);
 
 // y += alpha * x; x *= alpha.
 cudaError_t LaunchAxpy(float alpha, const float* x, float* y, int64_t n, cudaStream_t stream);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -97,6 +98,17 @@ absl::StatusOr<int64_t> Trainer::LastClock() {
   return clock;
 }
 
+absl::Status Trainer::FinishPush(std::future<absl::Status>* push) {
+  if (!push->valid()) return absl::OkStatus();
+  absl::Status s = push->get();
+  if (absl::IsUnavailable(s)) {
+    // Async: a gradient that a restarting shard missed is dropped, as on arrival there.
+    LOG(WARNING) << "background push failed, gradient dropped: " << s;
+    return absl::OkStatus();
+  }
+  return s;
+}
+
 absl::StatusOr<TrainResult> Trainer::Run() {
   const int worker = options_.worker_index;
   const bool sync = options_.mode == v1::SYNC;
@@ -173,6 +185,30 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   bool need_pull = true;
   int64_t pulled_version = 0;
   int buffered = 0;  // local steps in the gradient buffer
+  // Async: overlap communication with computation. Parameters for the next step are
+  // pulled, and the last gradient pushed, in the background while a step computes (one
+  // step more staleness, none of the waiting).
+  const bool overlap = !sync && options_.overlap;
+  std::vector<float> staging;
+  std::vector<DenseTensor> staged_params, staged_grads;
+  if (overlap) {
+    staging.resize(2 * model_->num_parameters());
+    int64_t at = 0;
+    for (const DenseTensor& t : model_->host_params()) {
+      staged_params.push_back({t.table, t.num_elements, staging.data() + at});
+      staged_grads.push_back(
+          {t.table, t.num_elements, staging.data() + model_->num_parameters() + at});
+      at += t.num_elements;
+    }
+  }
+  std::future<absl::StatusOr<int64_t>> prefetch;
+  std::future<absl::Status> pending_push;
+  // Waits for the background transfers before evaluating or finishing.
+  auto drain = [&]() -> absl::Status {
+    if (prefetch.valid()) prefetch.get().IgnoreError();
+    need_pull = true;
+    return FinishPush(&pending_push);
+  };
   absl::Time last_push = absl::Now();
   for (int epoch = 0; epoch < options_.epochs; ++epoch) {
     std::shuffle(shard.begin(), shard.end(), rng);
@@ -186,6 +222,32 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         const int64_t idx = shard[first + i];
         std::copy_n(train_->features.data() + idx * dim, dim, x.data() + i * dim);
         y[i] = train_->labels[idx];
+      }
+      if (need_pull && overlap && prefetch.valid()) {
+        // The parameters pulled in the background while the last step computed.
+        absl::StatusOr<int64_t> version = prefetch.get();
+        if (version.ok()) {
+          for (size_t i = 0; i < staged_params.size(); ++i) {
+            std::copy_n(staged_params[i].data, staged_params[i].num_elements,
+                        model_->host_params()[i].data);
+          }
+          pulled_version = *version;
+          if (absl::Status s = model_->Upload(); !s.ok()) return s;
+          need_pull = false;
+        } else {
+          LOG(WARNING) << "background pull failed, pulling again: " << version.status();
+        }
+      }
+      const bool last_of_epoch =
+          step + 1 == steps_per_epoch ||
+          (options_.max_steps > 0 && resume + result.steps + 1 >= options_.max_steps);
+      // Prefetch while this step computes if it is the last of a buffer (so the next
+      // step pulls) and not the last of the epoch (where transfers are drained).
+      if (overlap && !prefetch.valid() && !last_of_epoch &&
+          buffered + 1 >= options_.buffer_steps) {
+        prefetch = std::async(std::launch::async, [&] {
+          return client_->Pull(staged_params, 0, worker);
+        });
       }
       if (need_pull) {
         absl::StatusOr<int64_t> version =
@@ -210,9 +272,6 @@ absl::StatusOr<TrainResult> Trainer::Run() {
           model_->TrainStep(x.data(), y.data(), batch, /*accumulate=*/buffered > 0);
       if (!loss.ok()) return loss.status();
       ++buffered;
-      const bool last_of_epoch =
-          step + 1 == steps_per_epoch ||
-          (options_.max_steps > 0 && resume + result.steps + 1 >= options_.max_steps);
       const bool flush =
           last_of_epoch || buffered >= options_.buffer_steps ||
           (options_.buffer_bytes > 0 && buffered * grad_bytes >= options_.buffer_bytes) ||
@@ -221,7 +280,21 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       if (flush) {
         const float scale = options_.buffer_mean ? 1.0f / static_cast<float>(buffered) : 1.0f;
         if (absl::Status s = model_->DownloadGrads(scale); !s.ok()) return s;
-        absl::Status pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, worker);
+        absl::Status pushed;
+        if (overlap) {
+          // Send in the background while the next step computes; the previous push is
+          // done first, so gradients leave in order and the staging buffer is free.
+          pushed = FinishPush(&pending_push);
+          for (size_t i = 0; i < staged_grads.size(); ++i) {
+            std::copy_n(model_->host_grads()[i].data, staged_grads[i].num_elements,
+                        staged_grads[i].data);
+          }
+          pending_push = std::async(std::launch::async, [&, v = pulled_version] {
+            return client_->Push(staged_grads, v, worker);
+          });
+        } else {
+          pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, worker);
+        }
         buffered = 0;
         need_pull = true;
         last_push = absl::Now();
@@ -266,6 +339,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         window_start = absl::Now();
       }
     }
+    if (absl::Status s = drain(); !s.ok()) return s;
     if (options_.max_steps > 0 && resume + result.steps >= options_.max_steps) break;
     if (visited <= resume) continue;  // an epoch finished before the restart
     if (worker == 0 && options_.evaluate_each_epoch && test_ != nullptr) {

@@ -85,6 +85,18 @@ TEST(TrainerTest, BufferingFourStepsCutsTrafficFourFold) {
   EXPECT_GE(run.result.test_accuracy, 0.95);
 }
 
+TEST(TrainerTest, OverlappedTransfersMoveTheSameBytesAndLearn) {
+  TrainerOptions o = Options(v1::ASYNC);
+  o.overlap = true;
+  o.buffer_steps = 4;
+  const RunFigures run = Train(o);
+  EXPECT_EQ(run.result.pushes, 12);
+  EXPECT_EQ(run.bytes_pushed, 12 * run.params * 4);
+  // Nine of the twelve training pulls ran in the background; none was wasted.
+  EXPECT_EQ(run.bytes_pulled, (12 + 3) * run.params * 4);
+  EXPECT_GE(run.result.test_accuracy, 0.95);
+}
+
 TEST(TrainerTest, ByteLimitFlushesAndEpochEndsFlush) {
   TrainerOptions o = Options(v1::ASYNC);
   o.buffer_steps = 1000;

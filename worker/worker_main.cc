@@ -64,6 +64,7 @@ ABSL_FLAG(int, buffer_steps, 1, "Buffered gradients: push once every this many l
 ABSL_FLAG(int64_t, buffer_bytes, 0, "Buffered gradients: push once this many gradient bytes are buffered (0: off).");
 ABSL_FLAG(absl::Duration, buffer_time, absl::ZeroDuration(), "Buffered gradients: push at least this often (0: off).");
 ABSL_FLAG(bool, buffer_mean, false, "Push the mean of the buffered gradients instead of their sum.");
+ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
 
@@ -224,7 +225,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
+           "buffer_mean", "resume", "overlap", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
@@ -301,6 +302,7 @@ int main(int argc, char** argv) {
   options.buffer_time = absl::GetFlag(FLAGS_buffer_time);
   options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
   options.resume = absl::GetFlag(FLAGS_resume);
+  options.overlap = absl::GetFlag(FLAGS_overlap);
   if (options.buffer_steps < 1 || options.buffer_bytes < 0 ||
       options.buffer_time < absl::ZeroDuration()) {
     return Fail(absl::InvalidArgumentError(
