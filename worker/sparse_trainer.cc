@@ -14,77 +14,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "worker/membership.h"
 
 namespace ps {
-namespace {
-
-std::string HostName() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
-  return buf;
-}
-
-// This worker's examples: a contiguous block of a permutation every worker draws alike,
-// so shards are disjoint, cover the data, and differ in size by at most one (as Trainer).
-std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t seed) {
-  std::vector<int64_t> all(n);
-  std::iota(all.begin(), all.end(), 0);
-  std::mt19937_64 rng(seed);
-  std::shuffle(all.begin(), all.end(), rng);
-  const int64_t begin = n * worker / workers, end = n * (worker + 1) / workers;
-  return std::vector<int64_t>(all.begin() + begin, all.begin() + end);
-}
-
-// Heartbeats every second with a copy of `stats` until stopped (at the latest when
-// destroyed), re-registering with a shard that has forgotten the worker.
-class HeartbeatThread {
- public:
-  HeartbeatThread(PsClient* client, int worker, const std::string& device)
-      : client_(client), worker_(worker), device_(device) {
-    stats_.set_device(device);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~HeartbeatThread() { Stop(); }
-
-  void Update(int64_t clock, int epoch, double loss, double rate) {
-    absl::MutexLock lock(&mu_);
-    stats_.set_clock(clock);
-    stats_.set_epoch(epoch);
-    stats_.set_loss(static_cast<float>(loss));
-    stats_.set_samples_per_sec(rate);
-  }
-  void Stop() {
-    if (!stop_.HasBeenNotified()) stop_.Notify();
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void Loop() {
-    while (!stop_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-      v1::WorkerStats copy;
-      {
-        absl::MutexLock lock(&mu_);
-        copy = stats_;
-      }
-      absl::Status s = client_->Heartbeat(worker_, copy);
-      if (absl::IsNotFound(s)) {
-        LOG(WARNING) << "a shard no longer knows this worker (" << s << "); registering again";
-        s = client_->RegisterWorker(worker_, HostName(), device_, client_->clock());
-      }
-      if (!s.ok()) LOG(WARNING) << "heartbeat failed: " << s;
-    }
-  }
-
-  PsClient* const client_;
-  const int worker_;
-  const std::string device_;
-  absl::Mutex mu_;
-  v1::WorkerStats stats_ ABSL_GUARDED_BY(mu_);
-  absl::Notification stop_;
-  std::thread thread_;
-};
-
-}  // namespace
 
 SparseTrainer::SparseTrainer(const SparseTrainerOptions& options, PsClient* client,
                              SparseModel* model, const SparseDataset* train,
@@ -111,35 +43,6 @@ absl::StatusOr<double> SparseTrainer::Evaluate() {
     loss += *l;
   }
   return loss / static_cast<double>(test_->size());
-}
-
-absl::Status SparseTrainer::WaitForWorkers() {
-  const absl::Time give_up = absl::Now() + options_.start_timeout;
-  absl::Time next_log = absl::Now();
-  while (true) {
-    absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client_->GetStatus();
-    if (!status.ok()) return status.status();
-    int live = options_.num_workers;
-    bool started = false;
-    for (const v1::GetStatusResponse& shard : *status) {
-      int shard_live = 0;
-      for (const v1::WorkerStatus& w : shard.workers()) shard_live += w.live();
-      live = std::min(live, shard_live);
-      for (const v1::TableStatus& t : shard.tables()) started |= t.version() > 0;
-    }
-    if (live >= options_.num_workers || started) return absl::OkStatus();
-    if (absl::Now() > give_up) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "only ", live, " of ", options_.num_workers, " workers registered within ",
-          absl::FormatDuration(options_.start_timeout)));
-    }
-    if (absl::Now() >= next_log) {
-      LOG(INFO) << "waiting for workers: " << live << " of " << options_.num_workers
-                << " registered";
-      next_log = absl::Now() + absl::Seconds(5);
-    }
-    absl::SleepFor(absl::Milliseconds(50));
-  }
 }
 
 absl::Status SparseTrainer::WaitForOthersToLeave() {
@@ -180,7 +83,10 @@ absl::StatusOr<SparseTrainResult> SparseTrainer::Run() {
   // Heartbeats start at once: waiting for slow starters must not get this worker dropped.
   HeartbeatThread heartbeat(client_, worker, device_name_);
   // A job starts once every worker is there, so SSP clocks start together.
-  if (absl::Status s = WaitForWorkers(); !s.ok()) return s;
+  if (absl::Status s = WaitForWorkers(client_, options_.num_workers, options_.start_timeout);
+      !s.ok()) {
+    return s;
+  }
 
   std::vector<int64_t> shard =
       ShardIndices(train_->size(), worker, options_.num_workers, options_.seed);
@@ -223,7 +129,8 @@ absl::StatusOr<SparseTrainResult> SparseTrainer::Run() {
         LOG(INFO) << "worker " << worker << " epoch " << epoch + 1 << "/" << options_.epochs
                   << " step " << step + 1 << "/" << steps_per_epoch << " logloss " << mean
                   << " samples/s " << static_cast<int64_t>(rate);
-        heartbeat.Update(result.steps, epoch + 1, mean, rate);
+        heartbeat.SetProgress(result.steps, epoch + 1);
+        heartbeat.SetFigures(mean, rate);
         window_loss = 0;
         window_samples = 0;
         window_start = absl::Now();

@@ -67,8 +67,6 @@ class SparseTrainer {
   absl::StatusOr<double> Evaluate();
 
  private:
-  // Blocks until every shard sees num_workers live workers, or training has started.
-  absl::Status WaitForWorkers();
   // Blocks until no shard sees a live worker (all have left or been dropped).
   absl::Status WaitForOthersToLeave();
 

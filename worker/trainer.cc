@@ -14,28 +14,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "worker/membership.h"
 
 namespace ps {
-namespace {
-
-std::string HostName() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
-  return buf;
-}
-
-// Indices of this worker's shard: a contiguous block of a fixed global permutation, so
-// shards are disjoint, cover the data set, and differ in size by at most one.
-std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t seed) {
-  std::vector<int64_t> all(n);
-  std::iota(all.begin(), all.end(), 0);
-  std::mt19937_64 rng(seed);
-  std::shuffle(all.begin(), all.end(), rng);
-  const int64_t begin = n * worker / workers, end = n * (worker + 1) / workers;
-  return std::vector<int64_t>(all.begin() + begin, all.begin() + end);
-}
-
-}  // namespace
 
 Trainer::Trainer(const TrainerOptions& options, PsClient* client, Mlp* model,
                  const Dataset* train, const Dataset* test, const std::string& device_name)
@@ -55,35 +36,6 @@ absl::StatusOr<double> Trainer::Evaluate(int64_t min_version) {
       model_->Evaluate(test_->features.data(), test_->labels.data(), test_->size);
   if (!r.ok()) return r.status();
   return static_cast<double>(r->correct) / static_cast<double>(test_->size);
-}
-
-absl::Status Trainer::WaitForWorkers() {
-  const absl::Time give_up = absl::Now() + options_.start_timeout;
-  absl::Time next_log = absl::Now();
-  while (true) {
-    absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client_->GetStatus();
-    if (!status.ok()) return status.status();
-    int live = options_.num_workers;
-    bool started = false;
-    for (const v1::GetStatusResponse& shard : *status) {
-      int shard_live = 0;
-      for (const v1::WorkerStatus& w : shard.workers()) shard_live += w.live();
-      live = std::min(live, shard_live);
-      for (const v1::TableStatus& t : shard.tables()) started |= t.version() > 0;
-    }
-    if (live >= options_.num_workers || started) return absl::OkStatus();
-    if (absl::Now() > give_up) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "only ", live, " of ", options_.num_workers, " workers registered within ",
-          absl::FormatDuration(options_.start_timeout)));
-    }
-    if (absl::Now() >= next_log) {
-      LOG(INFO) << "waiting for workers: " << live << " of " << options_.num_workers
-                << " registered";
-      next_log = absl::Now() + absl::Seconds(5);
-    }
-    absl::SleepFor(absl::Milliseconds(50));
-  }
 }
 
 absl::StatusOr<int64_t> Trainer::LastClock() {
@@ -121,36 +73,13 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   };
   // A job starts once every worker is there (or has already started without this one,
   // which then rejoins at the current version), so no step runs short-handed.
-  if (absl::Status s = WaitForWorkers(); !s.ok()) return s;
+  if (absl::Status s = WaitForWorkers(client_, options_.num_workers, options_.start_timeout);
+      !s.ok()) {
+    return s;
+  }
 
   // Heartbeats carry the figures the operator sees in status reports.
-  absl::Mutex stats_mu;
-  v1::WorkerStats stats;
-  stats.set_device(device_name_);
-  absl::Notification stop_heartbeat;
-  std::thread heartbeat([&] {
-    while (!stop_heartbeat.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-      v1::WorkerStats copy;
-      {
-        absl::MutexLock lock(&stats_mu);
-        copy = stats;
-      }
-      absl::Status s = client_->Heartbeat(worker, copy);
-      if (absl::IsNotFound(s)) {
-        LOG(WARNING) << "a shard no longer knows this worker (" << s << "); registering again";
-        s = client_->RegisterWorker(worker, HostName(), device_name_, client_->clock());
-      }
-      if (!s.ok()) LOG(WARNING) << "heartbeat failed: " << s;
-    }
-  });
-  struct StopHeartbeat {
-    absl::Notification* n;
-    std::thread* t;
-    ~StopHeartbeat() {
-      n->Notify();
-      t->join();
-    }
-  } stop_guard{&stop_heartbeat, &heartbeat};
+  HeartbeatThread heartbeat(client_, worker, device_name_);
 
   std::vector<int64_t> shard =
       ShardIndices(train_->size, worker, options_.num_workers, options_.seed);
@@ -316,11 +245,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       result.samples += batch;
       window_loss += loss->loss_sum;
       window_samples += batch;
-      {
-        absl::MutexLock lock(&stats_mu);
-        stats.set_clock(resume + result.steps);
-        stats.set_epoch(epoch + 1);
-      }
+      heartbeat.SetProgress(resume + result.steps, epoch + 1);
       if (result.steps % options_.log_every == 0 || step + 1 == steps_per_epoch) {
         const double secs = absl::ToDoubleSeconds(absl::Now() - window_start);
         const double mean = window_loss / std::max<int64_t>(1, window_samples);
@@ -331,9 +256,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         LOG(INFO) << "worker " << worker << " epoch " << epoch + 1 << "/" << options_.epochs
                   << " step " << step + 1 << "/" << steps_per_epoch << " loss " << mean
                   << " samples/s " << static_cast<int64_t>(rate);
-        absl::MutexLock lock(&stats_mu);
-        stats.set_loss(static_cast<float>(mean));
-        stats.set_samples_per_sec(rate);
+        heartbeat.SetFigures(mean, rate);
         window_loss = 0;
         window_samples = 0;
         window_start = absl::Now();
@@ -350,13 +273,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  {
-    // The last figures reach the servers before the worker leaves.
-    absl::MutexLock lock(&stats_mu);
-    if (absl::Status s = client_->Heartbeat(worker, stats); !s.ok()) {
-      LOG(WARNING) << "last heartbeat failed: " << s;
-    }
-  }
+  // The last figures reach the servers before the worker leaves.
+  if (absl::Status s = heartbeat.SendNow(); !s.ok()) LOG(WARNING) << "last heartbeat failed: " << s;
+  heartbeat.Stop();
   if (absl::Status s = client_->LeaveWorker(worker); !s.ok()) {
     LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;
   }

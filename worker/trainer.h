@@ -85,8 +85,6 @@ class Trainer {
   absl::Status FinishPush(std::future<absl::Status>* push);
   // The largest clock any shard recorded for this worker index (0 if none).
   absl::StatusOr<int64_t> LastClock();
-  // Blocks until every shard sees num_workers live workers, or training has started.
-  absl::Status WaitForWorkers();
 
   const TrainerOptions options_;
   PsClient* const client_;

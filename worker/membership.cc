@@ -1,0 +1,103 @@
+#include "worker/membership.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace ps {
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t seed) {
+  std::vector<int64_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(all.begin(), all.end(), rng);
+  const int64_t begin = n * worker / workers, end = n * (worker + 1) / workers;
+  return std::vector<int64_t>(all.begin() + begin, all.begin() + end);
+}
+
+absl::Status WaitForWorkers(PsClient* client, int num_workers, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  absl::Time next_log = absl::Now();
+  while (true) {
+    absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client->GetStatus();
+    if (!status.ok()) return status.status();
+    int live = num_workers;
+    bool started = false;
+    for (const v1::GetStatusResponse& shard : *status) {
+      int shard_live = 0;
+      for (const v1::WorkerStatus& w : shard.workers()) shard_live += w.live();
+      live = std::min(live, shard_live);
+      for (const v1::TableStatus& t : shard.tables()) started |= t.version() > 0;
+    }
+    if (live >= num_workers || started) return absl::OkStatus();
+    if (absl::Now() > give_up) {
+      return absl::DeadlineExceededError(absl::StrCat("only ", live, " of ", num_workers,
+                                                      " workers registered within ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    if (absl::Now() >= next_log) {
+      LOG(INFO) << "waiting for workers: " << live << " of " << num_workers << " registered";
+      next_log = absl::Now() + absl::Seconds(5);
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+HeartbeatThread::HeartbeatThread(PsClient* client, int worker, const std::string& device)
+    : client_(client), worker_(worker), device_(device) {
+  stats_.set_device(device);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+HeartbeatThread::~HeartbeatThread() { Stop(); }
+
+void HeartbeatThread::SetProgress(int64_t clock, int epoch) {
+  absl::MutexLock lock(&mu_);
+  stats_.set_clock(clock);
+  stats_.set_epoch(epoch);
+}
+
+void HeartbeatThread::SetFigures(double loss, double samples_per_sec) {
+  absl::MutexLock lock(&mu_);
+  stats_.set_loss(static_cast<float>(loss));
+  stats_.set_samples_per_sec(samples_per_sec);
+}
+
+absl::Status HeartbeatThread::SendNow() {
+  v1::WorkerStats copy;
+  {
+    absl::MutexLock lock(&mu_);
+    copy = stats_;
+  }
+  absl::Status s = client_->Heartbeat(worker_, copy);
+  if (absl::IsNotFound(s)) {
+    LOG(WARNING) << "a shard no longer knows this worker (" << s << "); registering again";
+    s = client_->RegisterWorker(worker_, HostName(), device_, client_->clock());
+  }
+  return s;
+}
+
+void HeartbeatThread::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HeartbeatThread::Loop() {
+  while (!stop_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    if (absl::Status s = SendNow(); !s.ok()) LOG(WARNING) << "heartbeat failed: " << s;
+  }
+}
+
+}  // namespace ps

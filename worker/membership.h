@@ -1,0 +1,63 @@
+// What every kind of worker does around its training loop: find its data shard, wait
+// for the other workers at start, and heartbeat its figures to every shard.
+//
+// Thread safety: HeartbeatThread's methods may be called from any thread; the free
+// functions are pure or use only the client (which is thread-safe).
+#ifndef PS_WORKER_MEMBERSHIP_H_
+#define PS_WORKER_MEMBERSHIP_H_
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "proto/v1/ps.pb.h"
+#include "worker/ps_client.h"
+
+namespace ps {
+
+// This machine's host name, for registration ("unknown" if it cannot be read).
+std::string HostName();
+
+// Indices of worker `worker`'s examples out of `n`: a contiguous block of a permutation
+// every worker draws alike from `seed`, so shards are disjoint, cover the data, and
+// differ in size by at most one.
+std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t seed);
+
+// Blocks until every shard sees `num_workers` live workers or training has already
+// started (a rejoining worker does not wait); DEADLINE_EXCEEDED after `timeout`.
+absl::Status WaitForWorkers(PsClient* client, int num_workers, absl::Duration timeout);
+
+// Heartbeats every second with the worker's latest figures until stopped (at the latest
+// when destroyed), registering again with a shard that has forgotten the worker.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(PsClient* client, int worker, const std::string& device);
+  ~HeartbeatThread();
+
+  void SetProgress(int64_t clock, int epoch);
+  void SetFigures(double loss, double samples_per_sec);
+  // Sends the current figures now (e.g. the last ones before leaving).
+  absl::Status SendNow();
+  void Stop();
+
+ private:
+  void Loop();
+
+  PsClient* const client_;
+  const int worker_;
+  const std::string device_;
+  absl::Mutex mu_;
+  v1::WorkerStats stats_ ABSL_GUARDED_BY(mu_);
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+}  // namespace ps
+
+#endif  // PS_WORKER_MEMBERSHIP_H_
