@@ -31,6 +31,45 @@ struct Chunk {
   std::vector<Piece> pieces;
 };
 
+// One request to one shard and what came back.
+template <typename Request, typename Response>
+struct Call {
+  grpc::ClientContext ctx;
+  Request request;
+  Response response;
+  grpc::Status status;
+};
+
+// Sends calls[i] to shard shards[i], all at once (gRPC's callback API), and returns when
+// every one has finished. Calls wait for a shard that is down or restarting, up to
+// `timeout`, instead of failing at once.
+template <typename Request, typename Response, typename Method>
+void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
+             std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
+             absl::Duration timeout, Method method) {
+  absl::BlockingCounter done(static_cast<int>(calls.size()));
+  for (size_t i = 0; i < calls.size(); ++i) {
+    Call<Request, Response>& c = calls[i];
+    c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    c.ctx.set_wait_for_ready(true);
+    method(stubs[shards[i]]->async(), &c.ctx, &c.request, &c.response,
+           [&c, &done](grpc::Status s) {
+             c.status = std::move(s);
+             done.DecrementCount();
+           });
+  }
+  done.Wait();
+}
+
+constexpr auto kPull = [](auto* async, grpc::ClientContext* ctx, const v1::PullRequest* req,
+                          v1::PullResponse* resp, std::function<void(grpc::Status)> cb) {
+  async->Pull(ctx, req, resp, std::move(cb));
+};
+constexpr auto kPush = [](auto* async, grpc::ClientContext* ctx, const v1::PushRequest* req,
+                          v1::PushResponse* resp, std::function<void(grpc::Status)> cb) {
+  async->Push(ctx, req, resp, std::move(cb));
+};
+
 class GrpcPsClient final : public PsClient {
  public:
   GrpcPsClient(const std::vector<std::string>& servers, const ClientOptions& options)
@@ -110,16 +149,10 @@ class GrpcPsClient final : public PsClient {
   absl::StatusOr<int64_t> Pull(const std::vector<DenseTensor>& tensors, int64_t min_version,
                                int worker) override {
     const std::vector<Chunk> chunks = Plan(tensors);
-    struct Call {
-      grpc::ClientContext ctx;
-      v1::PullRequest request;
-      v1::PullResponse response;
-      grpc::Status status;
-    };
-    std::vector<Call> calls(chunks.size());
-    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    std::vector<Call<v1::PullRequest, v1::PullResponse>> calls(chunks.size());
+    std::vector<int> shards;
     for (size_t i = 0; i < chunks.size(); ++i) {
-      Call& c = calls[i];
+      auto& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_min_version(min_version == kPerShard ? NextVersion(chunks[i].shard)
                                                          : min_version);
@@ -130,15 +163,9 @@ class GrpcPsClient final : public PsClient {
         d->set_offset(p.begin);
         d->set_length(p.length);
       }
-      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      c.ctx.set_wait_for_ready(true);  // a restarting shard is waited for, not failed
-      stubs_[chunks[i].shard]->async()->Pull(&c.ctx, &c.request, &c.response,
-                                             [&c, &done](grpc::Status s) {
-                                               c.status = std::move(s);
-                                               done.DecrementCount();
-                                             });
+      shards.push_back(chunks[i].shard);
     }
-    done.Wait();
+    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPull);
     int64_t version = std::numeric_limits<int64_t>::max();
     std::vector<int64_t> shard_version(servers_.size(), std::numeric_limits<int64_t>::max());
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -180,16 +207,10 @@ class GrpcPsClient final : public PsClient {
 
   absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step, int worker) override {
     const std::vector<Chunk> chunks = Plan(tensors);
-    struct Call {
-      grpc::ClientContext ctx;
-      v1::PushRequest request;
-      v1::PushResponse response;
-      grpc::Status status;
-    };
-    std::vector<Call> calls(chunks.size());
-    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
+    std::vector<int> shards;
     for (size_t i = 0; i < chunks.size(); ++i) {
-      Call& c = calls[i];
+      auto& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_step(step == kPerShard ? PulledVersion(chunks[i].shard) : step);
       c.request.set_clock(clock());
@@ -201,15 +222,9 @@ class GrpcPsClient final : public PsClient {
         d->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin), p.length * 4);
         bytes_pushed_.fetch_add(p.length * 4, std::memory_order_relaxed);
       }
-      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      c.ctx.set_wait_for_ready(true);
-      stubs_[chunks[i].shard]->async()->Push(&c.ctx, &c.request, &c.response,
-                                             [&c, &done](grpc::Status s) {
-                                               c.status = std::move(s);
-                                               done.DecrementCount();
-                                             });
+      shards.push_back(chunks[i].shard);
     }
-    done.Wait();
+    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPush);
     absl::Status first_error;
     std::vector<bool> shard_ok(servers_.size(), true);
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -239,30 +254,18 @@ class GrpcPsClient final : public PsClient {
     std::vector<float> unused;
     const std::vector<int64_t> unique = SumDuplicateKeys(keys, 0, nullptr, &unused);
     std::vector<SparseChunk> chunks = PlanSparse(unique);
-    struct Call {
-      grpc::ClientContext ctx;
-      v1::PullRequest request;
-      v1::PullResponse response;
-      grpc::Status status;
-    };
-    std::vector<Call> calls(chunks.size());
-    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    std::vector<Call<v1::PullRequest, v1::PullResponse>> calls(chunks.size());
+    std::vector<int> shards;
     for (size_t i = 0; i < chunks.size(); ++i) {
-      Call& c = calls[i];
+      auto& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_clock(clock());
       v1::SparseRows* r = c.request.add_sparse();
       r->set_table(table);
       for (size_t k : chunks[i].positions) r->add_keys(unique[k]);
-      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      c.ctx.set_wait_for_ready(true);  // a restarting shard is waited for, not failed
-      stubs_[chunks[i].shard]->async()->Pull(&c.ctx, &c.request, &c.response,
-                                             [&c, &done](grpc::Status s) {
-                                               c.status = std::move(s);
-                                               done.DecrementCount();
-                                             });
+      shards.push_back(chunks[i].shard);
     }
-    done.Wait();
+    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPull);
     std::vector<float> unique_rows(unique.size() * static_cast<size_t>(width));
     int64_t version = std::numeric_limits<int64_t>::max();
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -298,16 +301,10 @@ class GrpcPsClient final : public PsClient {
     // Every shard hears from every push, even without keys for it, so SSP clocks advance
     // on all shards.
     std::vector<SparseChunk> chunks = PlanSparse(unique, /*every_shard=*/true);
-    struct Call {
-      grpc::ClientContext ctx;
-      v1::PushRequest request;
-      v1::PushResponse response;
-      grpc::Status status;
-    };
-    std::vector<Call> calls(chunks.size());
-    absl::BlockingCounter done(static_cast<int>(chunks.size()));
+    std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
+    std::vector<int> shards;
     for (size_t i = 0; i < chunks.size(); ++i) {
-      Call& c = calls[i];
+      auto& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_step(step);
       c.request.set_clock(clock());
@@ -321,15 +318,9 @@ class GrpcPsClient final : public PsClient {
         std::memcpy(values->data() + j * width * 4, summed.data() + k * width, width * 4);
       }
       bytes_pushed_.fetch_add(values->size(), std::memory_order_relaxed);
-      c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      c.ctx.set_wait_for_ready(true);
-      stubs_[chunks[i].shard]->async()->Push(&c.ctx, &c.request, &c.response,
-                                             [&c, &done](grpc::Status s) {
-                                               c.status = std::move(s);
-                                               done.DecrementCount();
-                                             });
+      shards.push_back(chunks[i].shard);
     }
-    done.Wait();
+    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPush);
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "sparse push", calls[i].status);
     }
