@@ -64,6 +64,13 @@ ABSL_FLAG(int, buffer_steps, 1, "Buffered gradients: push once every this many l
 ABSL_FLAG(int64_t, buffer_bytes, 0, "Buffered gradients: push once this many gradient bytes are buffered (0: off).");
 ABSL_FLAG(absl::Duration, buffer_time, absl::ZeroDuration(), "Buffered gradients: push at least this often (0: off).");
 ABSL_FLAG(bool, buffer_mean, false, "Push the mean of the buffered gradients instead of their sum.");
+ABSL_FLAG(std::string, lr_schedule, "constant", "constant, step, cosine or warmup (linear warm-up, then constant).");
+ABSL_FLAG(int64_t, lr_step_size, 1000, "step: updates between decays.");
+ABSL_FLAG(double, lr_gamma, 0.5, "step: decay factor.");
+ABSL_FLAG(int64_t, lr_total_steps, 10000, "cosine: updates over which the rate decays.");
+ABSL_FLAG(double, lr_min, 0.0, "cosine: the final rate.");
+ABSL_FLAG(int64_t, lr_warmup_steps, 100, "warmup: updates of the linear ramp.");
+ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many live workers pushed; later gradients are dropped and counted.");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
@@ -99,6 +106,25 @@ absl::StatusOr<ps::v1::OptimizerSpec> OptimizerFromFlags() {
   }
   if (absl::GetFlag(FLAGS_weight_decay) != 0.0 || name != "adamw") {
     spec.set_weight_decay(static_cast<float>(absl::GetFlag(FLAGS_weight_decay)));
+  }
+  const std::string schedule = absl::AsciiStrToLower(absl::GetFlag(FLAGS_lr_schedule));
+  ps::v1::LearningRateSchedule* sched = spec.mutable_schedule();
+  if (schedule == "constant") {
+    sched->set_kind(ps::v1::LearningRateSchedule::CONSTANT);
+  } else if (schedule == "step") {
+    sched->set_kind(ps::v1::LearningRateSchedule::STEP);
+    sched->set_step_size(absl::GetFlag(FLAGS_lr_step_size));
+    sched->set_gamma(static_cast<float>(absl::GetFlag(FLAGS_lr_gamma)));
+  } else if (schedule == "cosine") {
+    sched->set_kind(ps::v1::LearningRateSchedule::COSINE);
+    sched->set_total_steps(absl::GetFlag(FLAGS_lr_total_steps));
+    sched->set_min_lr(static_cast<float>(absl::GetFlag(FLAGS_lr_min)));
+  } else if (schedule == "warmup") {
+    sched->set_kind(ps::v1::LearningRateSchedule::LINEAR_WARMUP);
+    sched->set_warmup_steps(absl::GetFlag(FLAGS_lr_warmup_steps));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--lr_schedule=", schedule, " is unknown: want constant, step, cosine or warmup"));
   }
   if (absl::Status s = ps::Optimizer::Validate(spec); !s.ok()) return s;
   return spec;
@@ -225,7 +251,8 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
+           "buffer_mean", "resume", "overlap", "lr_schedule", "lr_step_size", "lr_gamma",
+           "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
@@ -284,6 +311,7 @@ int main(int argc, char** argv) {
     for (ps::v1::TableSpec spec :
          (*model)->TableSpecs(*optimizer, *mode, absl::GetFlag(FLAGS_seed))) {
       if (*mode == ps::v1::SSP) spec.set_staleness_bound(absl::GetFlag(FLAGS_staleness_bound));
+      if (*mode == ps::v1::SYNC) spec.set_backup_workers(absl::GetFlag(FLAGS_backup_workers));
       if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
     }
   }
