@@ -235,7 +235,9 @@ class NetnsTest : public ::testing::Test {
       const double first = DoneField(log, "first_loss"), last = DoneField(log, "last_loss");
       EXPECT_GT(first, 0.6) << log;  // an untrained 10-class model starts near ln(10)
       EXPECT_LT(last, 0.65 * first) << log;
-      if (w == 0) EXPECT_GT(DoneField(log, "test_accuracy"), 0.75) << log;  // worker 0 evaluates
+      if (w == 0) {  // worker 0 evaluates
+        EXPECT_GT(DoneField(log, "test_accuracy"), 0.75) << log;
+      }
     }
     // Shards stop cleanly on SIGTERM, as when Kubernetes deletes their pods.
     for (int i = 0; i < kServers; ++i) {
