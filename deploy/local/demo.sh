@@ -82,9 +82,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "logs in $RUN_DIR"
+# Every shard is told every shard's address (as in a real deployment), so any one of
+# them can answer for the whole job (psctl). The ports are free ones picked now.
+PORTS=()
 for ((s = 0; s < SERVERS; s++)); do
-  "$BIN/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$RUN_DIR/server-$s.port" \
-    --shard_index="$s" --num_shards="$SERVERS" --metrics_port=0 \
+  PORTS+=("$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')")
+done
+PEERS="$(printf '127.0.0.1:%s,' "${PORTS[@]}")"
+PEERS="${PEERS%,}"
+for ((s = 0; s < SERVERS; s++)); do
+  "$BIN/server/ps_server" --host=127.0.0.1 --port="${PORTS[$s]}" --port_file="$RUN_DIR/server-$s.port" \
+    --shard_index="$s" --servers="$PEERS" --metrics_port=0 \
     --metrics_port_file="$RUN_DIR/server-$s.metrics_port" >"$RUN_DIR/server-$s.log" 2>&1 &
   PIDS+=($!)
 done
