@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "server/tensor_bytes_testing.h"
 #include "server/optimizer.h"
 #include "server/parameter_store.h"
 #include "server/worker_registry.h"
@@ -35,23 +36,14 @@
 namespace ps {
 namespace {
 
+using ::ps::testing::Decode;
+using ::ps::testing::Encode;
+
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-
-std::string Encode(const std::vector<float>& values) {
-  std::string bytes(values.size() * 4, '\0');
-  std::memcpy(bytes.data(), values.data(), bytes.size());  // little-endian hosts
-  return bytes;
-}
-
-std::vector<float> Decode(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / 4);
-  std::memcpy(values.data(), bytes.data(), values.size() * 4);
-  return values;
-}
 
 v1::TableSpec DenseSpec(const std::string& name, int64_t n, v1::ConsistencyMode mode,
                         const v1::OptimizerSpec& optimizer) {

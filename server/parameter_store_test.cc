@@ -14,12 +14,16 @@
 #include "common/placement.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/tensor_bytes_testing.h"
 #include "server/initializer.h"
 #include "server/optimizer.h"
 #include "server/worker_registry.h"
 
 namespace ps {
 namespace {
+
+using ::ps::testing::Decode;
+using ::ps::testing::Encode;
 
 using ::testing::Each;
 using ::testing::ElementsAre;
@@ -47,29 +51,6 @@ v1::TableSpec DenseSpec(const std::string& name, std::vector<int64_t> shape,
   *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::SGD, learning_rate);
   spec.set_consistency(mode);
   return spec;
-}
-
-// Float32 values as DenseSlice bytes: little-endian, 4 bytes each.
-std::string Encode(const std::vector<float>& values) {
-  std::string bytes(values.size() * 4, '\0');
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, &values[i], 4);
-    for (int b = 0; b < 4; ++b) bytes[4 * i + b] = static_cast<char>((bits >> (8 * b)) & 0xff);
-  }
-  return bytes;
-}
-
-std::vector<float> Decode(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / 4);
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint32_t bits = 0;
-    for (int b = 0; b < 4; ++b) {
-      bits |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[4 * i + b])) << (8 * b);
-    }
-    std::memcpy(&values[i], &bits, 4);
-  }
-  return values;
 }
 
 v1::DenseSlice Slice(const std::string& table, int64_t offset, const std::vector<float>& values) {

@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/tensor_bytes_testing.h"
 #include "proto/v1/ps.grpc.pb.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
@@ -21,21 +22,11 @@
 namespace ps {
 namespace {
 
+using ::ps::testing::Decode;
+using ::ps::testing::Encode;
+
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-std::string Encode(const std::vector<float>& values) {
-  static_assert(sizeof(float) == 4);
-  std::string bytes(values.size() * 4, '\0');
-  std::memcpy(bytes.data(), values.data(), bytes.size());  // x86 and ARM: little-endian
-  return bytes;
-}
-
-std::vector<float> Decode(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / 4);
-  std::memcpy(values.data(), bytes.data(), values.size() * 4);
-  return values;
-}
 
 v1::TableSpec DenseSpec(const std::string& name, int64_t n, v1::ConsistencyMode mode) {
   v1::TableSpec spec;

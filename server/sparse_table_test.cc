@@ -17,12 +17,16 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "server/tensor_bytes_testing.h"
 #include "server/optimizer.h"
 #include "server/parameter_store.h"
 #include "server/worker_registry.h"
 
 namespace ps {
 namespace {
+
+using ::ps::testing::Decode;
+using ::ps::testing::Encode;
 
 using ::testing::Each;
 using ::testing::ElementsAre;
@@ -31,29 +35,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// Float32 values as wire bytes: little-endian, 4 bytes each.
-std::string Encode(const std::vector<float>& values) {
-  std::string bytes(values.size() * 4, '\0');
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, &values[i], 4);
-    for (int b = 0; b < 4; ++b) bytes[4 * i + b] = static_cast<char>((bits >> (8 * b)) & 0xff);
-  }
-  return bytes;
-}
-
-std::vector<float> Decode(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / 4);
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint32_t bits = 0;
-    for (int b = 0; b < 4; ++b) {
-      bits |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[4 * i + b])) << (8 * b);
-    }
-    std::memcpy(&values[i], &bits, 4);
-  }
-  return values;
-}
 
 v1::Initializer Constant(float value) {
   v1::Initializer init;

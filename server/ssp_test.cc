@@ -15,12 +15,15 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/tensor_bytes_testing.h"
 #include "server/optimizer.h"
 #include "server/parameter_store.h"
 #include "server/worker_registry.h"
 
 namespace ps {
 namespace {
+
+using ::ps::testing::Encode;
 
 using ::testing::DoubleEq;
 using ::testing::ElementsAre;
@@ -30,12 +33,6 @@ using ::testing::HasSubstr;
 // short one of their own.
 constexpr absl::Duration kLongWait = absl::Seconds(5);
 constexpr absl::Duration kShortWait = absl::Milliseconds(50);
-
-std::string Encode(const std::vector<float>& values) {
-  std::string bytes(values.size() * 4, '\0');
-  std::memcpy(bytes.data(), values.data(), bytes.size());  // x86/ARM: little-endian
-  return bytes;
-}
 
 v1::TableSpec DenseSpec(const std::string& name, v1::ConsistencyMode mode, int bound = 0) {
   v1::TableSpec spec;
