@@ -194,6 +194,15 @@ def check_overlay(docs, flags_by_binary, device, p):
     check_env_flags(where_sts, server_env, flags_by_binary, p)
     check_env_flags(where_job, worker_env, flags_by_binary, p)
 
+    # Workers serve the gRPC health service on PS_HEALTH_PORT, which their probes call.
+    health = worker_env.get("PS_HEALTH_PORT")
+    if p.check(health is not None and str(health).isdigit(),
+               "%s: no numeric PS_HEALTH_PORT for the workers' gRPC probes" % where_job):
+        p.check(named_port(worker, "health") == int(health),
+                "%s: container port 'health' is %s, PS_HEALTH_PORT is %s" %
+                (where_job, named_port(worker, "health"), health))
+        check_probes(where_job, worker, int(health), p)
+
     # One gRPC port everywhere: the flag, the container, the probes, the Service, the list.
     port = int(server_env.get("PS_PORT", DEFAULT_PORT))
     p.check(named_port(server, "grpc") == port, "%s: container port 'grpc' is %s, PS_PORT is %d" %

@@ -7,6 +7,7 @@
 // prediction from LibSVM files (--train_file, --test_file) with sparse tables.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "kernels/backend.h"
 #include "server/optimizer.h"
 #include "worker/libsvm.h"
+#include "worker/health_server.h"
 #include "worker/mlp.h"
 #include "worker/mnist.h"
 #include "worker/sparse_model.h"
@@ -72,6 +74,8 @@ ABSL_FLAG(int64_t, lr_total_steps, 10000, "cosine: updates over which the rate d
 ABSL_FLAG(double, lr_min, 0.0, "cosine: the final rate.");
 ABSL_FLAG(int64_t, lr_warmup_steps, 100, "warmup: updates of the linear ramp.");
 ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many live workers pushed; later gradients are dropped and counted.");
+ABSL_FLAG(int, health_port, -1, "Serve the gRPC health service and reflection on this port (-1: off, 0: a free one), for Kubernetes probes.");
+ABSL_FLAG(std::string, health_port_file, "", "If set, the health port is written here once serving.");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
@@ -255,7 +259,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "lr_schedule", "lr_step_size", "lr_gamma",
+           "buffer_mean", "resume", "overlap", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
            "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {
@@ -285,6 +289,22 @@ int main(int argc, char** argv) {
   if (!mode.ok()) return Fail(mode.status());
   if (absl::GetFlag(FLAGS_batch_size) <= 0) {
     return Fail(absl::InvalidArgumentError("--batch_size must be positive"));
+  }
+  // Health and reflection for probes and stock tools, alive for the process's life.
+  std::unique_ptr<ps::HealthServer> health;
+  if (absl::GetFlag(FLAGS_health_port) >= 0) {
+    absl::StatusOr<std::unique_ptr<ps::HealthServer>> h =
+        ps::HealthServer::Start("0.0.0.0", absl::GetFlag(FLAGS_health_port));
+    if (!h.ok()) return Fail(h.status());
+    health = *std::move(h);
+    LOG(INFO) << "health service on port " << health->port();
+    const std::string port_file = absl::GetFlag(FLAGS_health_port_file);
+    if (!port_file.empty()) {
+      std::ofstream(port_file + ".tmp") << health->port() << "\n";
+      if (std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
+        return Fail(absl::InternalError("cannot write --health_port_file " + port_file));
+      }
+    }
   }
   if (sparse_model) return RunSparse(model_name, worker, workers, servers, *optimizer, *mode);
   absl::StatusOr<std::vector<int>> hidden = ps::ParseLayerSizes(absl::GetFlag(FLAGS_layers));
