@@ -76,6 +76,7 @@ ABSL_FLAG(int64_t, lr_warmup_steps, 100, "warmup: updates of the linear ramp.");
 ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many live workers pushed; later gradients are dropped and counted.");
 ABSL_FLAG(int, health_port, -1, "Serve the gRPC health service and reflection on this port (-1: off, 0: a free one), for Kubernetes probes.");
 ABSL_FLAG(std::string, health_port_file, "", "If set, the health port is written here once serving.");
+ABSL_FLAG(int64_t, max_chunk_bytes, 1 << 20, "Largest request sent to one shard; bigger tensors move as several requests at once.");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
@@ -153,6 +154,12 @@ absl::StatusOr<ps::v1::ConsistencyMode> ModeFromFlag(bool sparse_model) {
       absl::StrCat("--mode=", mode, " is unknown: want sync, async or ssp"));
 }
 
+ps::ClientOptions ClientOptionsFromFlags() {
+  ps::ClientOptions options;
+  options.max_chunk_bytes = std::max<int64_t>(4096, absl::GetFlag(FLAGS_max_chunk_bytes));
+  return options;
+}
+
 int Fail(const absl::Status& s) {
   LOG(ERROR) << s;
   return 1;
@@ -205,7 +212,7 @@ int RunSparse(const std::string& model_name, int worker, int workers,
     }
   }
 
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers);
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, ClientOptionsFromFlags());
   if (!eval_only) {
     for (const ps::v1::TableSpec& spec :
          model->TableSpecs(optimizer, dense_optimizer, mode, absl::GetFlag(FLAGS_staleness_bound),
@@ -259,7 +266,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
+           "buffer_mean", "resume", "overlap", "max_chunk_bytes", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
            "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {
@@ -330,7 +337,7 @@ int main(int argc, char** argv) {
       ps::Mlp::Create(sizes, eval_batch, backend->get());
   if (!model.ok()) return Fail(model.status());
 
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers);
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, ClientOptionsFromFlags());
   if (!absl::GetFlag(FLAGS_eval_only)) {
     for (ps::v1::TableSpec spec :
          (*model)->TableSpecs(*optimizer, *mode, absl::GetFlag(FLAGS_seed))) {
