@@ -55,6 +55,20 @@ absl::Status WaitForWorkers(PsClient* client, int num_workers, absl::Duration ti
   }
 }
 
+ProgressWindow::Figures ProgressWindow::Close() {
+  const absl::Time now = absl::Now();
+  Figures f;
+  f.mean_loss = loss_sum_ / static_cast<double>(std::max<int64_t>(1, samples_));
+  f.samples_per_sec = samples_ / std::max(1e-9, absl::ToDoubleSeconds(now - start_));
+  if (!closed_any_) first_loss_ = f.mean_loss;
+  closed_any_ = true;
+  last_loss_ = f.mean_loss;
+  loss_sum_ = 0;
+  samples_ = 0;
+  start_ = now;
+  return f;
+}
+
 HeartbeatThread::HeartbeatThread(PsClient* client, int worker, const std::string& device)
     : client_(client), worker_(worker), device_(device) {
   stats_.set_device(device);

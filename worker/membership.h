@@ -33,6 +33,34 @@ std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t s
 // started (a rejoining worker does not wait); DEADLINE_EXCEEDED after `timeout`.
 absl::Status WaitForWorkers(PsClient* client, int num_workers, absl::Duration timeout);
 
+// The figures of a progress line: mean loss and throughput over the steps since the
+// last line. Keeps the first and last means for the worker's final summary.
+class ProgressWindow {
+ public:
+  struct Figures {
+    double mean_loss = 0;
+    double samples_per_sec = 0;
+  };
+
+  // Adds one step: its summed loss over `samples` examples.
+  void Add(double loss_sum, int64_t samples) {
+    loss_sum_ += loss_sum;
+    samples_ += samples;
+  }
+  // Returns the window's figures and starts the next window.
+  Figures Close();
+  double first_loss() const { return first_loss_; }
+  double last_loss() const { return last_loss_; }
+
+ private:
+  double loss_sum_ = 0;
+  int64_t samples_ = 0;
+  absl::Time start_ = absl::Now();
+  bool closed_any_ = false;
+  double first_loss_ = 0;
+  double last_loss_ = 0;
+};
+
 // Heartbeats every second with the worker's latest figures until stopped (at the latest
 // when destroyed), registering again with a shard that has forgotten the worker.
 class HeartbeatThread {

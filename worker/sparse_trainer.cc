@@ -98,11 +98,8 @@ absl::StatusOr<SparseTrainResult> SparseTrainer::Run() {
 
   SparseTrainResult result;
   std::mt19937_64 rng(options_.seed * 7919 + worker);
-  double window_loss = 0;
-  int64_t window_samples = 0;
-  absl::Time window_start = absl::Now();
+  ProgressWindow window;
   const absl::Time start = absl::Now();
-  bool first_window = true;
   auto out_of_steps = [&] { return options_.max_steps > 0 && result.steps >= options_.max_steps; };
   for (int epoch = 0; epoch < options_.epochs && !out_of_steps(); ++epoch) {
     std::shuffle(shard.begin(), shard.end(), rng);
@@ -116,28 +113,22 @@ absl::StatusOr<SparseTrainResult> SparseTrainer::Run() {
       result.steps++;
       result.samples += batch;
       client_->set_clock(result.steps);  // SSP: steps completed
-      window_loss += *loss;
-      window_samples += batch;
+      window.Add(*loss, batch);
       if (result.steps % options_.log_every == 0 || step + 1 == steps_per_epoch ||
           out_of_steps()) {
-        const double secs = absl::ToDoubleSeconds(absl::Now() - window_start);
-        const double mean = window_loss / std::max<int64_t>(1, window_samples);
-        const double rate = window_samples / std::max(1e-9, secs);
-        if (first_window) result.first_loss = mean;
-        first_window = false;
-        result.last_loss = mean;
+        const ProgressWindow::Figures f = window.Close();
+        const double mean = f.mean_loss, rate = f.samples_per_sec;
         LOG(INFO) << "worker " << worker << " epoch " << epoch + 1 << "/" << options_.epochs
                   << " step " << step + 1 << "/" << steps_per_epoch << " logloss " << mean
                   << " samples/s " << static_cast<int64_t>(rate);
         heartbeat.SetProgress(result.steps, epoch + 1);
         heartbeat.SetFigures(mean, rate);
-        window_loss = 0;
-        window_samples = 0;
-        window_start = absl::Now();
       }
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.first_loss = window.first_loss();
+  result.last_loss = window.last_loss();
   heartbeat.Stop();
   if (absl::Status s = client_->LeaveWorker(worker); !s.ok()) {
     LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;

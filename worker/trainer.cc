@@ -105,11 +105,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   result.resumed_steps = resume;
   int64_t visited = 0;  // steps of the schedule passed, done before or now
   std::mt19937_64 rng(options_.seed * 7919 + worker);
-  double window_loss = 0;
-  int64_t window_samples = 0;
-  absl::Time window_start = absl::Now();
+  ProgressWindow window;
   const absl::Time start = absl::Now();
-  bool first_window = true;
   const int64_t grad_bytes = model_->num_parameters() * 4;
   bool need_pull = true;
   int64_t pulled_version = 0;
@@ -243,23 +240,15 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       }
       result.steps++;
       result.samples += batch;
-      window_loss += loss->loss_sum;
-      window_samples += batch;
+      window.Add(loss->loss_sum, batch);
       heartbeat.SetProgress(resume + result.steps, epoch + 1);
       if (result.steps % options_.log_every == 0 || step + 1 == steps_per_epoch) {
-        const double secs = absl::ToDoubleSeconds(absl::Now() - window_start);
-        const double mean = window_loss / std::max<int64_t>(1, window_samples);
-        const double rate = window_samples / std::max(1e-9, secs);
-        if (first_window) result.first_loss = mean;
-        first_window = false;
-        result.last_loss = mean;
+        const ProgressWindow::Figures f = window.Close();
+        const double mean = f.mean_loss, rate = f.samples_per_sec;
         LOG(INFO) << "worker " << worker << " epoch " << epoch + 1 << "/" << options_.epochs
                   << " step " << step + 1 << "/" << steps_per_epoch << " loss " << mean
                   << " samples/s " << static_cast<int64_t>(rate);
         heartbeat.SetFigures(mean, rate);
-        window_loss = 0;
-        window_samples = 0;
-        window_start = absl::Now();
       }
     }
     if (absl::Status s = drain(); !s.ok()) return s;
@@ -273,6 +262,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.first_loss = window.first_loss();
+  result.last_loss = window.last_loss();
   // The last figures reach the servers before the worker leaves.
   if (absl::Status s = heartbeat.SendNow(); !s.ok()) LOG(WARNING) << "last heartbeat failed: " << s;
   heartbeat.Stop();
