@@ -76,8 +76,10 @@ absl::Status Mlp::Init() {
   float* hp = params_.data();
   float* hg = grads_.data();
   if (backend_->is_gpu()) {
-    absl::StatusOr<kernels::FloatBuffer> a = kernels::NewCpuBackend()->AllocFloat(num_params_);
-    absl::StatusOr<kernels::FloatBuffer> b = kernels::NewCpuBackend()->AllocFloat(num_params_);
+    // Pinned host memory: the copies to and from the device run at full speed. (A
+    // temporary CPU backend here would also reset OpenBLAS's thread count.)
+    absl::StatusOr<kernels::FloatBuffer> a = backend_->AllocHostPinned(num_params_);
+    absl::StatusOr<kernels::FloatBuffer> b = backend_->AllocHostPinned(num_params_);
     if (!a.ok()) return a.status();
     if (!b.ok()) return b.status();
     host_params_buf_ = *std::move(a);
