@@ -150,6 +150,10 @@ void DenseTable::Read(int64_t offset, int64_t length, std::string* out) const {
   out->assign(reinterpret_cast<const char*>(params_.data() + (offset - offset_)), length * 4);
 }
 
+void DenseTable::ReadInto(int64_t offset, int64_t length, char* out) const {
+  std::memcpy(out, params_.data() + (offset - offset_), length * 4);
+}
+
 absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
                                    const v1::DenseSlice& slice) const {
   if (!is_sync()) return absl::OkStatus();

@@ -58,6 +58,9 @@ class DenseTable {
   // Copies a checked slice's current values into `out` (length * 4 bytes).
   void Read(int64_t offset, int64_t length, std::string* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same into `out` (length * 4 bytes of caller memory).
+  void ReadInto(int64_t offset, int64_t length, char* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks that `worker` may push `slice` for `step` now (sync: the current step, a live
   // worker, no element pushed twice). Changes nothing.
   absl::Status CheckPush(int worker, bool worker_live, int64_t step,

@@ -139,7 +139,11 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
 }
 
 absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
-                                  v1::PullResponse* response) {
+                                  v1::PullResponse* response,
+                                  const std::vector<char*>* dense_out) {
+  if (dense_out != nullptr && dense_out->size() != static_cast<size_t>(request.dense_size())) {
+    return absl::InternalError("pull destinations do not match the request's slices");
+  }
   int64_t bytes = 0;
   std::vector<SparseTable*> sparse;
   for (const v1::SparseRows& rows : request.sparse()) {
@@ -228,7 +232,12 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
     out->set_offset(slice.offset());
     out->set_length(slice.length());
     out->set_version(t->version());
-    t->Read(slice.offset(), slice.length(), out->mutable_values());
+    if (dense_out != nullptr && (*dense_out)[i] != nullptr) {
+      t->ReadInto(slice.offset(), slice.length(), (*dense_out)[i]);
+      out->set_window_offset(slice.window_offset());
+    } else {
+      t->Read(slice.offset(), slice.length(), out->mutable_values());
+    }
     t->CountPull();
     t->mu()->Unlock();
   }

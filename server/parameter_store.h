@@ -51,8 +51,12 @@ class ParameterStore {
   // spec under the same name is ALREADY_EXISTS.
   absl::Status CreateTable(const v1::CreateTableRequest& request,
                            v1::CreateTableResponse* response);
+  // `dense_out`, when given, has one entry per request.dense(): a non-null entry
+  // receives that slice's values (length * 4 bytes, written under the table's lock)
+  // instead of the response, whose slice then carries the request's window_offset.
   absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
-                    v1::PullResponse* response);
+                    v1::PullResponse* response,
+                    const std::vector<char*>* dense_out = nullptr);
   absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response);
 
   // Re-checks every sync table after the live set shrank, so a dropped or departed

@@ -68,7 +68,8 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
     checkpointer = s->checkpoints_.get();
   }
   s->service_ = std::make_unique<ParameterServerService>(
-      s->store_.get(), s->registry_.get(), options.heartbeat_interval, options.max_pull_wait);
+      s->store_.get(), s->registry_.get(), options.heartbeat_interval, options.max_pull_wait,
+      options.same_host_windows);
   if (CheckpointManager* cm = s->checkpoints_.get()) {
     s->service_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
       const std::string path = cm->latest_path();

@@ -50,6 +50,8 @@ struct ServerOptions {
   CheckpointOptions checkpoint;
   // Replaces the built-in checkpoints for Admin.Checkpoint (tests); must outlive the server.
   Checkpointer* checkpointer = nullptr;
+  // Offer same-host transfer windows to workers on this host (docs/same_host.md).
+  bool same_host_windows = true;
   // Report NOT_SERVING on the health service until SetReady(true) (e.g. after a restore).
   bool start_not_ready = false;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_util.h"
 #include "glog/logging.h"
 
@@ -17,15 +18,35 @@ absl::Status LogRejected(const char* what, int worker, absl::Status s) {
   return s;
 }
 
+bool UsesWindow(const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices) {
+  for (const v1::DenseSlice& d : slices) {
+    if (d.has_window_offset()) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<const TransferWindows::Window>>
+ParameterServerService::WindowFor(int worker) const {
+  std::shared_ptr<const TransferWindows::Window> w = windows_.Get(worker);
+  if (w == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker, " sent a slice with a window offset but has no transfer window on "
+        "shard ", store_->options().shard_index, "; call OpenWindow first"));
+  }
+  return w;
+}
 
 ParameterServerService::ParameterServerService(ParameterStore* store, WorkerRegistry* registry,
                                                absl::Duration heartbeat_interval,
-                                               absl::Duration max_pull_wait)
+                                               absl::Duration max_pull_wait,
+                                               bool same_host_windows)
     : store_(store),
       registry_(registry),
       heartbeat_interval_(heartbeat_interval),
-      max_pull_wait_(max_pull_wait) {}
+      max_pull_wait_(max_pull_wait),
+      windows_(same_host_windows) {}
 
 grpc::Status ParameterServerService::CreateTable(grpc::ServerContext*,
                                                  const v1::CreateTableRequest* request,
@@ -41,11 +62,31 @@ grpc::Status ParameterServerService::Pull(grpc::ServerContext* context,
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
     deadline = std::min(deadline, absl::FromChrono(context->deadline()));
   }
-  absl::Status s = store_->Pull(*request, deadline, response);
+  absl::Status s;
+  if (!UsesWindow(request->dense())) {
+    s = store_->Pull(*request, deadline, response);
+  } else {
+    // Same-host: the values go into the worker's pull window instead of the reply.
+    absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
+        WindowFor(request->worker_index());
+    s = w.status();
+    std::vector<char*> out(request->dense_size(), nullptr);
+    for (int i = 0; s.ok() && i < request->dense_size(); ++i) {
+      const v1::DenseSlice& d = request->dense(i);
+      if (!d.has_window_offset()) continue;
+      s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
+      if (s.ok()) out[i] = (*w)->pull.get() + d.window_offset();
+    }
+    if (s.ok()) s = store_->Pull(*request, deadline, response, &out);
+  }
   if (s.ok()) {
-    int64_t bytes = 0;
-    for (const v1::DenseSlice& d : response->dense()) bytes += d.values().size();
-    bytes_sent_.fetch_add(bytes, std::memory_order_relaxed);
+    int64_t bytes = 0, window_bytes = 0;
+    for (const v1::DenseSlice& d : response->dense()) {
+      bytes += d.values().size();
+      if (d.has_window_offset()) window_bytes += d.length() * 4;
+    }
+    bytes_sent_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
+    window_bytes_sent_.fetch_add(window_bytes, std::memory_order_relaxed);
   }
   return ToGrpcStatus(LogRejected("Pull", request->worker_index(), s));
 }
@@ -55,8 +96,36 @@ grpc::Status ParameterServerService::Push(grpc::ServerContext*, const v1::PushRe
   push_requests_.fetch_add(1, std::memory_order_relaxed);
   int64_t bytes = 0;
   for (const v1::DenseSlice& d : request->dense()) bytes += d.values().size();
-  bytes_received_.fetch_add(bytes, std::memory_order_relaxed);
-  return ToGrpcStatus(LogRejected("Push", request->worker_index(), store_->Push(*request, response)));
+  if (!UsesWindow(request->dense())) {
+    bytes_received_.fetch_add(bytes, std::memory_order_relaxed);
+    return ToGrpcStatus(
+        LogRejected("Push", request->worker_index(), store_->Push(*request, response)));
+  }
+  // Same-host: the gradients are in the worker's push window. They are copied out first,
+  // so the checks and the update see bytes the worker can no longer change.
+  absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
+      WindowFor(request->worker_index());
+  if (!w.ok()) return ToGrpcStatus(LogRejected("Push", request->worker_index(), w.status()));
+  v1::PushRequest local = *request;
+  int64_t window_bytes = 0;
+  for (v1::DenseSlice& d : *local.mutable_dense()) {
+    if (!d.has_window_offset()) continue;
+    absl::Status s;
+    if (!d.values().empty()) {
+      s = absl::InvalidArgumentError(absl::StrCat(
+          "table '", d.table(), "': slice at ", d.offset(),
+          " carries both values and a window offset"));
+    } else {
+      s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
+    }
+    if (!s.ok()) return ToGrpcStatus(LogRejected("Push", request->worker_index(), s));
+    d.mutable_values()->assign((*w)->push.get() + d.window_offset(), d.length() * 4);
+    d.clear_window_offset();
+    window_bytes += d.length() * 4;
+  }
+  bytes_received_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
+  window_bytes_received_.fetch_add(window_bytes, std::memory_order_relaxed);
+  return ToGrpcStatus(LogRejected("Push", request->worker_index(), store_->Push(local, response)));
 }
 
 grpc::Status ParameterServerService::RegisterWorker(grpc::ServerContext*,
@@ -68,6 +137,7 @@ grpc::Status ParameterServerService::RegisterWorker(grpc::ServerContext*,
     response->set_heartbeat_interval_ms(absl::ToInt64Milliseconds(heartbeat_interval_));
     response->set_heartbeat_timeout_ms(absl::ToInt64Milliseconds(registry_->heartbeat_timeout()));
     response->set_live_workers(registry_->num_live());
+    if (windows_.enabled()) windows_.FillOffer(response->mutable_same_host());
   }
   return ToGrpcStatus(s);
 }
@@ -84,7 +154,10 @@ grpc::Status ParameterServerService::LeaveWorker(grpc::ServerContext*,
                                                  const v1::LeaveWorkerRequest* request,
                                                  v1::LeaveWorkerResponse*) {
   absl::Status s = registry_->Leave(request->worker_index());
-  if (s.ok()) store_->OnMembershipChange();
+  if (s.ok()) {
+    windows_.Close(request->worker_index());
+    store_->OnMembershipChange();
+  }
   return ToGrpcStatus(s);
 }
 
@@ -97,7 +170,35 @@ grpc::Status ParameterServerService::GetStatus(grpc::ServerContext*, const v1::G
   response->set_pull_requests(pull_requests_.load());
   response->set_bytes_received(bytes_received_.load());
   response->set_bytes_sent(bytes_sent_.load());
+  response->set_window_bytes_received(window_bytes_received_.load());
+  response->set_window_bytes_sent(window_bytes_sent_.load());
   if (decorate_) decorate_(response);
+  return grpc::Status::OK;
+}
+
+}  // namespace ps
+
+namespace ps {
+
+grpc::Status ParameterServerService::OpenWindow(grpc::ServerContext*,
+                                                const v1::OpenWindowRequest* request,
+                                                v1::OpenWindowResponse* response) {
+  const int worker = request->worker_index();
+  if (windows_.enabled() && !registry_->IsLive(worker)) {
+    return ToGrpcStatus(LogRejected(
+        "OpenWindow", worker,
+        absl::FailedPreconditionError(absl::StrCat(
+            "worker ", worker, " is not registered with shard ",
+            store_->options().shard_index, "; register before opening transfer windows"))));
+  }
+  int64_t dense_bytes = 0;
+  for (DenseTable* t : store_->Tables()) dense_bytes += t->local_size() * 4;
+  absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
+      windows_.Open(worker, request->bytes(), dense_bytes);
+  if (!w.ok()) return ToGrpcStatus(LogRejected("OpenWindow", worker, w.status()));
+  response->set_push_address(reinterpret_cast<uint64_t>((*w)->push.get()));
+  response->set_pull_address(reinterpret_cast<uint64_t>((*w)->pull.get()));
+  response->set_bytes((*w)->bytes);
   return grpc::Status::OK;
 }
 

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "proto/v1/ps.grpc.pb.h"
 #include "server/parameter_store.h"
+#include "server/transfer_windows.h"
 #include "server/worker_registry.h"
 
 namespace ps {
@@ -20,8 +21,10 @@ class ParameterServerService final : public v1::ParameterServer::Service {
  public:
   // `store` and `registry` must outlive the service. A pull waits at most
   // `max_pull_wait` for its version when the call itself has no deadline.
+  // `same_host_windows`: offer same-host transfer windows (docs/same_host.md).
   ParameterServerService(ParameterStore* store, WorkerRegistry* registry,
-                         absl::Duration heartbeat_interval, absl::Duration max_pull_wait);
+                         absl::Duration heartbeat_interval, absl::Duration max_pull_wait,
+                         bool same_host_windows = true);
 
   // Adds figures the service does not own (e.g. checkpoint state) to GetStatus replies.
   // Call before serving.
@@ -44,18 +47,28 @@ class ParameterServerService final : public v1::ParameterServer::Service {
                            v1::LeaveWorkerResponse* response) override;
   grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;
+  grpc::Status OpenWindow(grpc::ServerContext* context, const v1::OpenWindowRequest* request,
+                          v1::OpenWindowResponse* response) override;
+
+  TransferWindows* windows() { return &windows_; }
 
  private:
+  // The worker's windows, or FAILED_PRECONDITION when it has none.
+  absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> WindowFor(int worker) const;
+
   ParameterStore* const store_;
   WorkerRegistry* const registry_;
   const absl::Duration heartbeat_interval_;
   const absl::Duration max_pull_wait_;
   const absl::Time start_ = absl::Now();
   std::function<void(v1::GetStatusResponse*)> decorate_;
+  TransferWindows windows_;
   std::atomic<int64_t> push_requests_{0};
   std::atomic<int64_t> pull_requests_{0};
   std::atomic<int64_t> bytes_received_{0};
   std::atomic<int64_t> bytes_sent_{0};
+  std::atomic<int64_t> window_bytes_received_{0};
+  std::atomic<int64_t> window_bytes_sent_{0};
 };
 
 }  // namespace ps

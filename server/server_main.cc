@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, checkpoint_dir, "", "Directory for this shard's checkpoin
 ABSL_FLAG(int64_t, checkpoint_every_steps, 0, "Checkpoint sync tables at every multiple of this version (0: off).");
 ABSL_FLAG(absl::Duration, checkpoint_interval, absl::ZeroDuration(), "Also checkpoint this often (0: off).");
 ABSL_FLAG(int, checkpoint_keep, 3, "Newest checkpoint files kept per shard.");
+ABSL_FLAG(bool, same_host_windows, true,
+          "Offer same-host transfer windows: workers on this host (same boot id, pid and "
+          "network namespace) move tensor bytes by cross-memory attach instead of TCP.");
 ABSL_FLAG(int64_t, max_sparse_keys, 1 << 17, "Most keys of one sparse table in one request.");
 ABSL_FLAG(int, metrics_port, -1,
           "Port of the Prometheus endpoint (/metrics); -1 turns it off, 0 picks a free one.");
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
   options.max_pull_wait = absl::GetFlag(FLAGS_max_pull_wait);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
+  options.same_host_windows = absl::GetFlag(FLAGS_same_host_windows);
   options.checkpoint.dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.checkpoint.every_steps = absl::GetFlag(FLAGS_checkpoint_every_steps);
   options.checkpoint.interval = absl::GetFlag(FLAGS_checkpoint_interval);

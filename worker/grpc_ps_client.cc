@@ -5,12 +5,15 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
+#include "glog/logging.h"
 #include "common/placement.h"
+#include "common/same_host.h"
 #include "common/status_util.h"
 #include "proto/v1/ps.grpc.pb.h"
 #include "worker/ps_client.h"
@@ -23,6 +26,7 @@ struct Piece {
   const DenseTensor* tensor;
   int64_t begin;
   int64_t length;
+  int64_t window_offset = -1;  // byte offset in the shard's transfer window; -1: in-band
 };
 
 // A request to one shard with the pieces it carries, in order.
@@ -79,6 +83,8 @@ class GrpcPsClient final : public PsClient {
     args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
     next_.assign(servers_.size(), 0);
     pulled_.assign(servers_.size(), 0);
+    same_host_.resize(servers_.size());
+    if (options_.same_host) local_identity_ = LocalHostIdentity();
     for (const std::string& address : servers_) {
       stubs_.push_back(v1::ParameterServer::NewStub(
           grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
@@ -106,7 +112,9 @@ class GrpcPsClient final : public PsClient {
     request.set_device(device);
     return ForEachShard<v1::RegisterWorkerResponse>(
         [&](int s, grpc::ClientContext* ctx, v1::RegisterWorkerResponse* resp) {
-          return stubs_[s]->RegisterWorker(ctx, request, resp);
+          grpc::Status st = stubs_[s]->RegisterWorker(ctx, request, resp);
+          if (st.ok()) AcceptOffer(s, resp->has_same_host() ? &resp->same_host() : nullptr);
+          return st;
         },
         /*wait_for_ready=*/true);
   }
@@ -148,7 +156,20 @@ class GrpcPsClient final : public PsClient {
 
   absl::StatusOr<int64_t> Pull(const std::vector<DenseTensor>& tensors, int64_t min_version,
                                int worker) override {
-    const std::vector<Chunk> chunks = Plan(tensors);
+    // One windowed pull at a time: a second one at once goes in-band.
+    if (worker >= 0 && pull_window_mu_.TryLock()) {
+      absl::StatusOr<int64_t> v = PullImpl(tensors, min_version, worker, /*windows=*/true);
+      pull_window_mu_.Unlock();
+      return v;
+    }
+    return PullImpl(tensors, min_version, worker, /*windows=*/false);
+  }
+
+  absl::StatusOr<int64_t> PullImpl(const std::vector<DenseTensor>& tensors, int64_t min_version,
+                                   int worker, bool windows) {
+    std::vector<Chunk> chunks = Plan(tensors);
+    const std::vector<WindowUse> use =
+        windows ? PrepareWindows(&chunks, worker) : std::vector<WindowUse>(servers_.size());
     std::vector<Call<v1::PullRequest, v1::PullResponse>> calls(chunks.size());
     std::vector<int> shards;
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -162,10 +183,12 @@ class GrpcPsClient final : public PsClient {
         d->set_table(p.tensor->table);
         d->set_offset(p.begin);
         d->set_length(p.length);
+        if (p.window_offset >= 0) d->set_window_offset(p.window_offset);
       }
       shards.push_back(chunks[i].shard);
     }
     SendAll(calls, shards, stubs_, options_.rpc_timeout, kPull);
+    std::vector<std::vector<RemoteCopy>> window_reads(servers_.size());
     int64_t version = std::numeric_limits<int64_t>::max();
     std::vector<int64_t> shard_version(servers_.size(), std::numeric_limits<int64_t>::max());
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -179,15 +202,40 @@ class GrpcPsClient final : public PsClient {
       for (int j = 0; j < r.dense_size(); ++j) {
         const Piece& p = chunks[i].pieces[j];
         const std::string& values = r.dense(j).values();
-        if (static_cast<int64_t>(values.size()) != p.length * 4) {
+        if (p.window_offset >= 0) {
+          if (!r.dense(j).has_window_offset() || r.dense(j).window_offset() != p.window_offset ||
+              !values.empty()) {
+            return absl::InternalError(absl::StrCat("shard ", chunks[i].shard,
+                                                    " answered a windowed pull of table '",
+                                                    p.tensor->table, "' without its window"));
+          }
+          window_reads[chunks[i].shard].push_back(
+              {reinterpret_cast<char*>(p.tensor->data + p.begin),
+               use[chunks[i].shard].pull_address + static_cast<uint64_t>(p.window_offset),
+               static_cast<size_t>(p.length * 4)});
+        } else if (static_cast<int64_t>(values.size()) != p.length * 4) {
           return absl::InternalError(absl::StrCat("shard ", chunks[i].shard, " sent ",
                                                   values.size(), " bytes for table '",
                                                   p.tensor->table, "' slice of ", p.length));
+        } else {
+          std::memcpy(p.tensor->data + p.begin, values.data(), values.size());
         }
-        std::memcpy(p.tensor->data + p.begin, values.data(), values.size());
-        bytes_pulled_.fetch_add(values.size(), std::memory_order_relaxed);
+        bytes_pulled_.fetch_add(p.length * 4, std::memory_order_relaxed);
         version = std::min(version, r.dense(j).version());
         shard_version[chunks[i].shard] = std::min(shard_version[chunks[i].shard], r.dense(j).version());
+      }
+    }
+    for (size_t s = 0; s < window_reads.size(); ++s) {
+      if (window_reads[s].empty()) continue;
+      absl::Status st = ReadFromProcess(use[s].pid, window_reads[s]);
+      if (!st.ok()) {
+        // The shard answered but its window cannot be read: pull again without windows
+        // (a pull changes nothing on the server).
+        DisableSameHost(static_cast<int>(s), st);
+        return PullImpl(tensors, min_version, worker, /*windows=*/false);
+      }
+      for (const RemoteCopy& c : window_reads[s]) {
+        window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
       }
     }
     {
@@ -206,7 +254,46 @@ class GrpcPsClient final : public PsClient {
   }
 
   absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step, int worker) override {
-    const std::vector<Chunk> chunks = Plan(tensors);
+    if (worker >= 0 && push_window_mu_.TryLock()) {
+      absl::Status s = PushImpl(tensors, step, worker, /*windows=*/true);
+      push_window_mu_.Unlock();
+      return s;
+    }
+    return PushImpl(tensors, step, worker, /*windows=*/false);
+  }
+
+  absl::Status PushImpl(const std::vector<DenseTensor>& tensors, int64_t step, int worker,
+                        bool windows) {
+    std::vector<Chunk> chunks = Plan(tensors);
+    if (windows) {
+      const std::vector<WindowUse> use = PrepareWindows(&chunks, worker);
+      // Gradients go into each shard's push window before the calls that name them.
+      std::vector<std::vector<RemoteCopy>> writes(servers_.size());
+      for (const Chunk& c : chunks) {
+        for (const Piece& p : c.pieces) {
+          if (p.window_offset < 0) continue;
+          writes[c.shard].push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
+                                     use[c.shard].push_address +
+                                         static_cast<uint64_t>(p.window_offset),
+                                     static_cast<size_t>(p.length * 4)});
+        }
+      }
+      for (size_t s = 0; s < writes.size(); ++s) {
+        if (writes[s].empty()) continue;
+        absl::Status st = WriteToProcess(use[s].pid, writes[s]);
+        if (st.ok()) {
+          for (const RemoteCopy& c : writes[s]) {
+            window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
+          }
+          continue;
+        }
+        DisableSameHost(static_cast<int>(s), st);
+        for (Chunk& c : chunks) {
+          if (c.shard != static_cast<int>(s)) continue;
+          for (Piece& p : c.pieces) p.window_offset = -1;
+        }
+      }
+    }
     std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
     std::vector<int> shards;
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -219,7 +306,11 @@ class GrpcPsClient final : public PsClient {
         d->set_table(p.tensor->table);
         d->set_offset(p.begin);
         d->set_length(p.length);
-        d->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin), p.length * 4);
+        if (p.window_offset >= 0) {
+          d->set_window_offset(p.window_offset);
+        } else {
+          d->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin), p.length * 4);
+        }
         bytes_pushed_.fetch_add(p.length * 4, std::memory_order_relaxed);
       }
       shards.push_back(chunks[i].shard);
@@ -328,6 +419,181 @@ class GrpcPsClient final : public PsClient {
   }
 
  private:
+  // A shard's same-host state: an offer this process verified, and its open windows.
+  struct SameHostShard {
+    bool usable = false;
+    int64_t pid = 0;
+    uint64_t probe_address = 0;
+    std::string probe_token;
+    // Open windows, per worker index (one client may act for several workers).
+    struct Window {
+      uint64_t push_address = 0;
+      uint64_t pull_address = 0;
+      int64_t bytes = 0;
+    };
+    std::map<int, Window> windows;
+  };
+  static constexpr int64_t kWindowRequestBytes = 16 << 20;
+  // What one call uses of a shard's windows; pid 0: none.
+  struct WindowUse {
+    int64_t pid = 0;
+    uint64_t push_address = 0;
+    uint64_t pull_address = 0;
+  };
+
+  // Reads the probe token out of process `pid`: proves that the process is the shard's
+  // server (not a stranger that got its pid) and that this process may attach to it.
+  static absl::Status CheckProbe(int64_t pid, uint64_t address, const std::string& token) {
+    char got[16];
+    if (token.size() != sizeof(got)) {
+      return absl::InvalidArgumentError(absl::StrCat("probe token of ", token.size(), " bytes"));
+    }
+    absl::Status s = ReadFromProcess(pid, {{got, address, sizeof(got)}});
+    if (!s.ok()) return s;
+    if (std::memcmp(got, token.data(), sizeof(got)) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", pid, " does not hold the shard's probe token"));
+    }
+    return absl::OkStatus();
+  }
+
+  void AcceptOffer(int shard, const v1::SameHostOffer* offer) {
+    SameHostShard next;
+    std::string why;
+    if (!options_.same_host) {
+      why = "disabled on this worker";
+    } else if (offer == nullptr) {
+      why = "not offered by the shard";
+    } else {
+      HostIdentity theirs;
+      theirs.pid = offer->pid();
+      theirs.boot_id = offer->boot_id();
+      theirs.pid_namespace = offer->pid_namespace();
+      theirs.net_namespace = offer->net_namespace();
+      if (!SameHost(local_identity_, theirs)) {
+        why = "the shard is on another host or in other namespaces";
+      } else if (absl::Status s =
+                     CheckProbe(offer->pid(), offer->probe_address(), offer->probe_token());
+                 !s.ok()) {
+        why = absl::StrCat("same host, but cannot attach: ", s.message());
+      } else {
+        next.usable = true;
+        next.pid = offer->pid();
+        next.probe_address = offer->probe_address();
+        next.probe_token = offer->probe_token();
+      }
+    }
+    absl::MutexLock lock(&same_host_mu_);
+    SameHostShard& cur = same_host_[shard];
+    if (next.usable && cur.usable && cur.pid == next.pid && cur.probe_token == next.probe_token) {
+      return;  // the same server process: keep its windows
+    }
+    if (next.usable != cur.usable || next.pid != cur.pid) {
+      if (next.usable) {
+        LOG(INFO) << "shard " << shard << " (" << servers_[shard]
+                  << "): tensor bytes move through same-host windows (cross-memory attach "
+                     "to pid "
+                  << next.pid << ")";
+      } else if (offer != nullptr) {
+        LOG(INFO) << "shard " << shard << " (" << servers_[shard]
+                  << "): tensor bytes go over gRPC (same-host windows: " << why << ")";
+      }
+    }
+    cur = next;
+  }
+
+  void DisableSameHost(int shard, const absl::Status& why) {
+    absl::MutexLock lock(&same_host_mu_);
+    if (!same_host_[shard].usable) return;
+    LOG(WARNING) << "shard " << shard << " (" << servers_[shard]
+                 << "): same-host windows stopped working (" << why
+                 << "); tensor bytes go over gRPC until the worker registers again";
+    same_host_[shard] = SameHostShard();
+  }
+
+  // For the shards whose windows this call can use: opens or grows their windows, checks
+  // the probe, and lays the pieces out in them (window_offset). Other shards' pieces stay
+  // in-band. Returns, per shard, what the call uses.
+  std::vector<WindowUse> PrepareWindows(std::vector<Chunk>* chunks, int worker) {
+    std::vector<WindowUse> use(servers_.size());
+    if (!options_.same_host || worker < 0) return use;
+    std::vector<int64_t> need(servers_.size(), 0);
+    for (const Chunk& c : *chunks) {
+      for (const Piece& p : c.pieces) need[c.shard] += p.length * 4;
+    }
+    for (int s = 0; s < num_shards(); ++s) {
+      if (need[s] == 0) continue;
+      SameHostShard state;
+      {
+        absl::MutexLock lock(&same_host_mu_);
+        state = same_host_[s];
+      }
+      if (!state.usable) continue;
+      SameHostShard::Window window = state.windows[worker];
+      if (window.bytes < need[s]) {
+        v1::OpenWindowRequest request;
+        request.set_worker_index(worker);
+        request.set_bytes(need[s]);
+        v1::OpenWindowResponse response;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        grpc::Status st = stubs_[s]->OpenWindow(&ctx, request, &response);
+        if (!st.ok()) {
+          DisableSameHost(s, ShardError(s, "OpenWindow", st));
+          continue;
+        }
+        window = {response.push_address(), response.pull_address(), response.bytes()};
+        absl::MutexLock lock(&same_host_mu_);
+        SameHostShard& cur = same_host_[s];
+        if (cur.usable && cur.pid == state.pid) cur.windows[worker] = window;
+      }
+      if (window.bytes < need[s]) continue;
+      // The server process may have been replaced since the offer (a restart).
+      if (absl::Status st = CheckProbe(state.pid, state.probe_address, state.probe_token);
+          !st.ok()) {
+        DisableSameHost(s, st);
+        continue;
+      }
+      use[s] = {state.pid, window.push_address, window.pull_address};
+    }
+    std::vector<int64_t> at(servers_.size(), 0);
+    for (Chunk& c : *chunks) {
+      if (use[c.shard].pid == 0) continue;
+      for (Piece& p : c.pieces) {
+        p.window_offset = at[c.shard];
+        at[c.shard] += p.length * 4;
+      }
+    }
+    // Windowed requests carry no tensor bytes, so the message limit that chunking exists
+    // for does not apply: one request per shard (up to kWindowRequestBytes of tensor, well
+    // under the server's --max_request_bytes) saves the per-call cost.
+    std::vector<Chunk> merged;
+    int64_t merged_bytes = 0;
+    for (Chunk& c : *chunks) {
+      int64_t bytes = 0;
+      for (const Piece& p : c.pieces) bytes += p.length * 4;
+      if (use[c.shard].pid != 0 && !merged.empty() && merged.back().shard == c.shard &&
+          merged_bytes + bytes <= kWindowRequestBytes) {
+        for (const Piece& p : c.pieces) merged.back().pieces.push_back(p);
+        merged_bytes += bytes;
+      } else {
+        merged.push_back(std::move(c));
+        merged_bytes = bytes;
+      }
+    }
+    *chunks = std::move(merged);
+    return use;
+  }
+
+ public:
+  int same_host_shards() const override {
+    absl::MutexLock lock(&same_host_mu_);
+    int n = 0;
+    for (const SameHostShard& s : same_host_) n += s.usable ? 1 : 0;
+    return n;
+  }
+
+ private:
   // Positions (into a distinct-key list) that one request to `shard` carries.
   struct SparseChunk {
     int shard;
@@ -421,6 +687,12 @@ class GrpcPsClient final : public PsClient {
   mutable absl::Mutex progress_mu_;
   std::vector<int64_t> next_ ABSL_GUARDED_BY(progress_mu_);    // per shard, for kPerShard pulls
   std::vector<int64_t> pulled_ ABSL_GUARDED_BY(progress_mu_);  // per shard, for kPerShard pushes
+  HostIdentity local_identity_;
+  mutable absl::Mutex same_host_mu_;
+  std::vector<SameHostShard> same_host_ ABSL_GUARDED_BY(same_host_mu_);
+  // One windowed pull and one windowed push at a time (each lays out the whole window).
+  absl::Mutex pull_window_mu_;
+  absl::Mutex push_window_mu_;
 };
 
 }  // namespace

@@ -37,6 +37,9 @@ struct ClientOptions {
   absl::Duration rpc_timeout = absl::Minutes(5);
   // How long the first calls wait for servers that are still starting.
   absl::Duration connect_timeout = absl::Seconds(60);
+  // Use the same-host transfer windows a shard offers when it runs on this host
+  // (docs/same_host.md); tensor bytes then skip TCP. Off: everything in the messages.
+  bool same_host = true;
 };
 
 class PsClient {
@@ -91,10 +94,15 @@ class PsClient {
   // Tensor payload bytes sent (pushes) and received (pulls) so far.
   int64_t bytes_pushed() const { return bytes_pushed_.load(); }
   int64_t bytes_pulled() const { return bytes_pulled_.load(); }
+  // Of those, the bytes that went through same-host transfer windows.
+  int64_t window_bytes() const { return window_bytes_.load(); }
+  // Shards whose transfer windows this client currently uses or may open.
+  virtual int same_host_shards() const { return 0; }
 
  protected:
   std::atomic<int64_t> bytes_pushed_{0};
   std::atomic<int64_t> bytes_pulled_{0};
+  std::atomic<int64_t> window_bytes_{0};
   std::atomic<int64_t> clock_{0};
 };
 

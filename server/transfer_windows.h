@@ -1,0 +1,68 @@
+// TransferWindows: each same-host worker's push and pull windows on this shard (see
+// docs/same_host.md). A window is plain memory in this process; the worker writes its
+// gradients into the push window and reads pulled values out of the pull window with
+// cross-memory attach, and the requests carry only the byte offsets.
+//
+// The server itself never reads or writes another process: everything it does to a
+// window is local, so a wrong offset from a client can only ever touch that client's own
+// window (offsets are checked against its size).
+//
+// Thread-safe.
+#ifndef PS_SERVER_TRANSFER_WINDOWS_H_
+#define PS_SERVER_TRANSFER_WINDOWS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/same_host.h"
+#include "proto/v1/ps.pb.h"
+
+namespace ps {
+
+class TransferWindows {
+ public:
+  struct Window {
+    explicit Window(int64_t n);
+    const int64_t bytes;
+    const std::unique_ptr<char[]> push;
+    const std::unique_ptr<char[]> pull;
+  };
+
+  // `enabled` false: no offers, and OpenWindow is FAILED_PRECONDITION.
+  explicit TransferWindows(bool enabled);
+
+  bool enabled() const { return enabled_; }
+  // This process's identity and the probe a worker reads to prove it can attach.
+  void FillOffer(v1::SameHostOffer* offer) const;
+
+  // Gives `worker` windows of `bytes` each (reusing its current ones when large enough).
+  // INVALID_ARGUMENT when bytes is not in (0, max_bytes]; FAILED_PRECONDITION when off.
+  absl::StatusOr<std::shared_ptr<const Window>> Open(int worker, int64_t bytes,
+                                                     int64_t max_bytes);
+  // The worker's windows; null when it has none. The pointer keeps them alive while a
+  // call uses them, even if the worker reopens or leaves meanwhile.
+  std::shared_ptr<const Window> Get(int worker) const;
+  void Close(int worker);
+  // Total bytes held in windows (push plus pull), for status reports.
+  int64_t bytes_held() const;
+
+ private:
+  const bool enabled_;
+  const HostIdentity identity_;
+  alignas(16) char probe_[16];
+  mutable absl::Mutex mu_;
+  std::map<int, std::shared_ptr<const Window>> windows_ ABSL_GUARDED_BY(mu_);
+};
+
+// Checks that [offset, offset + length * 4) lies inside a window of `window_bytes`;
+// INVALID_ARGUMENT naming the table otherwise.
+absl::Status CheckWindowRange(const std::string& table, int64_t offset, int64_t length,
+                              int64_t window_bytes);
+
+}  // namespace ps
+
+#endif  // PS_SERVER_TRANSFER_WINDOWS_H_
