@@ -113,7 +113,8 @@ DenseTable::DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t 
   optimizer_->InitSlots(slot_ptrs.data(), local_size);
 }
 
-absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_values) const {
+absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_values,
+                                    const char* values) const {
   const int64_t begin = slice.offset(), length = slice.length();
   if (begin < 0 || length <= 0 || begin > num_elements_ - length) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -127,12 +128,25 @@ absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_value
         ")"));
   }
   if (!with_values) return absl::OkStatus();
-  if (static_cast<int64_t>(slice.values().size()) != length * 4) {
+  if (values != nullptr && !slice.values().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': slice at ", begin, " carries both values and a window offset"));
+  }
+  if (values == nullptr && static_cast<int64_t>(slice.values().size()) != length * 4) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table '", name(), "': slice at ", begin, " carries ", slice.values().size(),
         " bytes but its length ", length, " needs ", length * 4));
   }
-  const char* bytes = slice.values().data();
+  const char* bytes = values != nullptr ? values : slice.values().data();
+  // A branch-free scan first (it vectorises); the element is looked up only on failure.
+  uint32_t worst = 0;
+  for (int64_t i = 0; i < length; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, bytes + 4 * i, 4);
+    // Exponent all ones: infinity or NaN.
+    worst |= ((bits & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+  }
+  if (worst == 0) return absl::OkStatus();
   for (int64_t i = 0; i < length; ++i) {
     float v;
     std::memcpy(&v, bytes + 4 * i, 4);
@@ -188,10 +202,12 @@ void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n) 
   ++version_;
 }
 
-void DenseTable::Push(int worker, int64_t step, const v1::DenseSlice& slice) {
+void DenseTable::Push(int worker, int64_t step, const v1::DenseSlice& slice,
+                      const char* values) {
   ++pushes_;
   const int64_t b = slice.offset() - offset_, n = slice.length();
-  const float* grad = reinterpret_cast<const float*>(slice.values().data());
+  const float* grad =
+      reinterpret_cast<const float*>(values != nullptr ? values : slice.values().data());
   if (!is_sync()) {
     const int64_t staleness = std::max<int64_t>(0, version_ - step);
     staleness_sum_ += staleness;
@@ -200,16 +216,26 @@ void DenseTable::Push(int worker, int64_t step, const v1::DenseSlice& slice) {
     ApplyUpdate(b, grad, n);
     return;
   }
-  if (step_sum_.empty()) step_sum_.assign(local_size(), 0.0f);
+  if (step_sum_.empty()) step_sum_.resize(local_size());
   Contribution& c = step_contrib_[worker];
+  auto add_to_sum = [this](const float* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    float* sum = step_sum_.data();
+    const int64_t size = local_size();
+    if (step_sum_empty_) {
+      std::memcpy(sum, g, size * 4);
+      step_sum_empty_ = false;
+    } else {
+      for (int64_t i = 0; i < size; ++i) sum[i] += g[i];
+    }
+  };
   if (c.covered == 0 && n == local_size()) {
     // Fast path: the whole range in one slice goes straight into the sum.
-    for (int64_t i = 0; i < n; ++i) step_sum_[i] += grad[i];
+    add_to_sum(grad);
   } else {
     if (c.partial.empty()) c.partial.assign(local_size(), 0.0f);
     std::memcpy(c.partial.data() + b, grad, n * 4);
     if (c.covered + n == local_size()) {
-      for (int64_t i = 0; i < local_size(); ++i) step_sum_[i] += c.partial[i];
+      add_to_sum(c.partial.data());
       std::vector<float>().swap(c.partial);
     }
   }
@@ -230,7 +256,7 @@ bool DenseTable::MaybeFinishStep(const std::vector<int>& live) {
   const float inv = 1.0f / static_cast<float>(step_full_);
   for (float& g : step_sum_) g *= inv;
   ApplyUpdate(0, step_sum_.data(), local_size());
-  std::fill(step_sum_.begin(), step_sum_.end(), 0.0f);
+  step_sum_empty_ = true;
   step_full_ = 0;
   step_contrib_.clear();
   return true;

@@ -51,8 +51,11 @@ class DenseTable {
   absl::Mutex* mu() const ABSL_LOCK_RETURNED(mu_) { return &mu_; }
 
   // Checks a slice's range (and, with values, its byte length and finiteness) against
-  // this shard's part. Needs no lock: it reads only immutable fields.
-  absl::Status CheckSlice(const v1::DenseSlice& slice, bool with_values) const;
+  // this shard's part. Needs no lock: it reads only immutable fields. `values`, when not
+  // null, holds the slice's length * 4 bytes in place of slice.values(), which must then
+  // be empty.
+  absl::Status CheckSlice(const v1::DenseSlice& slice, bool with_values,
+                          const char* values = nullptr) const;
 
   int64_t version() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return version_; }
   // Copies a checked slice's current values into `out` (length * 4 bytes).
@@ -67,8 +70,9 @@ class DenseTable {
                          const v1::DenseSlice& slice) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies (async, SSP) or accumulates (sync) a slice that passed CheckSlice and
   // CheckPush. `step` is the version the gradient was computed from.
-  void Push(int worker, int64_t step, const v1::DenseSlice& slice)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `values` as for CheckSlice.
+  void Push(int worker, int64_t step, const v1::DenseSlice& slice,
+            const char* values = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sync: applies the pending step if the workers in `live` (ascending) have all pushed
   // (up to backup_workers). Returns true if the version advanced.
   bool MaybeFinishStep(const std::vector<int>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -109,6 +113,9 @@ class DenseTable {
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   // Sync: the summed gradients of workers that covered the range for step version_.
   std::vector<float> step_sum_ ABSL_GUARDED_BY(mu_);
+  // No contribution in step_sum_ yet: the first one is copied in, not added, so the sum
+  // never needs clearing.
+  bool step_sum_empty_ ABSL_GUARDED_BY(mu_) = true;
   int step_full_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int, Contribution> step_contrib_ ABSL_GUARDED_BY(mu_);
   int64_t pushes_ ABSL_GUARDED_BY(mu_) = 0;

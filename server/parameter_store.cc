@@ -244,16 +244,26 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
   return absl::OkStatus();
 }
 
-absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response) {
+absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response,
+                                  const std::vector<const char*>* dense_values) {
   if (request.dense_size() == 0 && request.sparse_size() == 0) {
     return absl::InvalidArgumentError("push carries no slices and no rows");
   }
+  if (dense_values != nullptr &&
+      dense_values->size() != static_cast<size_t>(request.dense_size())) {
+    return absl::InternalError("push value pointers do not match the request's slices");
+  }
+  auto external = [dense_values](int i) -> const char* {
+    return dense_values == nullptr ? nullptr : (*dense_values)[i];
+  };
   int64_t bytes = 0;
   std::vector<DenseTable*> tables;
-  for (const v1::DenseSlice& slice : request.dense()) {
+  for (int i = 0; i < request.dense_size(); ++i) {
+    const v1::DenseSlice& slice = request.dense(i);
     absl::StatusOr<DenseTable*> t = Find(slice.table());
     if (!t.ok()) return t.status();
-    bytes += static_cast<int64_t>(slice.values().size());
+    bytes += external(i) != nullptr ? std::max<int64_t>(0, slice.length()) * 4
+                                    : static_cast<int64_t>(slice.values().size());
     tables.push_back(*t);
   }
   std::vector<SparseTable*> sparse;
@@ -269,7 +279,9 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
         " bytes per request; split it into chunks"));
   }
   for (size_t i = 0; i < tables.size(); ++i) {
-    if (absl::Status s = tables[i]->CheckSlice(request.dense(i), /*with_values=*/true); !s.ok()) {
+    if (absl::Status s =
+            tables[i]->CheckSlice(request.dense(i), /*with_values=*/true, external(i));
+        !s.ok()) {
       absl::MutexLock lock(tables[i]->mu());
       tables[i]->CountRejected(request.step());
       return s;
@@ -324,7 +336,7 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
     for (SparseTable* t : sparse) t->CountRejected();
   } else {
     for (size_t i = 0; i < tables.size(); ++i) {
-      tables[i]->Push(request.worker_index(), request.step(), request.dense(i));
+      tables[i]->Push(request.worker_index(), request.step(), request.dense(i), external(i));
     }
     for (size_t i = 0; i < sparse.size(); ++i) sparse[i]->Push(request.step(), request.sparse(i));
     const std::vector<int> live_workers = registry_->LiveWorkers();

@@ -57,7 +57,11 @@ class ParameterStore {
   absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
                     v1::PullResponse* response,
                     const std::vector<char*>* dense_out = nullptr);
-  absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response);
+  // `dense_values`, when given, has one entry per request.dense(): a non-null entry holds
+  // that slice's gradient (length * 4 bytes, e.g. in a transfer window), and the slice's
+  // own `values` must then be empty.
+  absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response,
+                    const std::vector<const char*>* dense_values = nullptr);
 
   // Re-checks every sync table after the live set shrank, so a dropped or departed
   // worker never holds a step back, and wakes SSP pulls waiting on a departed worker.

@@ -101,31 +101,26 @@ grpc::Status ParameterServerService::Push(grpc::ServerContext*, const v1::PushRe
     return ToGrpcStatus(
         LogRejected("Push", request->worker_index(), store_->Push(*request, response)));
   }
-  // Same-host: the gradients are in the worker's push window. They are copied out first,
-  // so the checks and the update see bytes the worker can no longer change.
+  // Same-host: the gradients are read straight out of the worker's push window. (A copy
+  // first would protect nothing: a process that can write the window can write anywhere
+  // in this one; see docs/same_host.md.)
   absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
       WindowFor(request->worker_index());
   if (!w.ok()) return ToGrpcStatus(LogRejected("Push", request->worker_index(), w.status()));
-  v1::PushRequest local = *request;
+  std::vector<const char*> values(request->dense_size(), nullptr);
   int64_t window_bytes = 0;
-  for (v1::DenseSlice& d : *local.mutable_dense()) {
+  for (int i = 0; i < request->dense_size(); ++i) {
+    const v1::DenseSlice& d = request->dense(i);
     if (!d.has_window_offset()) continue;
-    absl::Status s;
-    if (!d.values().empty()) {
-      s = absl::InvalidArgumentError(absl::StrCat(
-          "table '", d.table(), "': slice at ", d.offset(),
-          " carries both values and a window offset"));
-    } else {
-      s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
-    }
+    absl::Status s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
     if (!s.ok()) return ToGrpcStatus(LogRejected("Push", request->worker_index(), s));
-    d.mutable_values()->assign((*w)->push.get() + d.window_offset(), d.length() * 4);
-    d.clear_window_offset();
+    values[i] = (*w)->push.get() + d.window_offset();
     window_bytes += d.length() * 4;
   }
   bytes_received_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
   window_bytes_received_.fetch_add(window_bytes, std::memory_order_relaxed);
-  return ToGrpcStatus(LogRejected("Push", request->worker_index(), store_->Push(local, response)));
+  return ToGrpcStatus(
+      LogRejected("Push", request->worker_index(), store_->Push(*request, response, &values)));
 }
 
 grpc::Status ParameterServerService::RegisterWorker(grpc::ServerContext*,
