@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
                                             "max_pull_wait", "max_request_bytes",
                                             "metrics_port", "metrics_port_file", "checkpoint_dir",
                                             "checkpoint_every_steps", "checkpoint_interval",
-                                            "checkpoint_keep", "max_sparse_keys"});
+                                            "checkpoint_keep", "max_sparse_keys", "same_host_windows"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;

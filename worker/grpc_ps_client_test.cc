@@ -62,6 +62,53 @@ TEST_F(GrpcPsClientTest, ChunkedPushAndPullRoundTripLargeTensors) {
   for (int64_t i = 0; i < big; ++i) ASSERT_FLOAT_EQ(p_big[i], 1.0f - 0.5f * (i % 7)) << i;
   for (float x : p_small) EXPECT_FLOAT_EQ(x, 0.0f);
   EXPECT_GE(*v, 1);
+  // Not registered: the shards made no same-host offer, so every byte went in-band.
+  EXPECT_EQ(client->same_host_shards(), 0);
+  EXPECT_EQ(client->window_bytes(), 0);
+}
+
+// One worker moves its bytes through same-host windows, the other in the messages; the
+// sync step is the same average either way.
+TEST_F(GrpcPsClientTest, SameHostWindowsCarryTheBytesWithTheSameResults) {
+  ClientOptions windowed;
+  windowed.max_chunk_bytes = 4096;
+  ClientOptions in_band = windowed;
+  in_band.same_host = false;
+  std::unique_ptr<PsClient> a = NewGrpcPsClient(addresses_, windowed);
+  std::unique_ptr<PsClient> b = NewGrpcPsClient(addresses_, in_band);
+  const int64_t n = 50001, m = 7;
+  ASSERT_TRUE(a->CreateTable(Spec("w", n, v1::SYNC)).ok());
+  ASSERT_TRUE(a->CreateTable(Spec("v", m, v1::SYNC)).ok());
+  ASSERT_TRUE(a->RegisterWorker(0, "h", "cpu").ok());
+  ASSERT_TRUE(b->RegisterWorker(1, "h", "cpu").ok());
+  EXPECT_EQ(a->same_host_shards(), 2);
+  EXPECT_EQ(b->same_host_shards(), 0);
+
+  for (int step = 0; step < 3; ++step) {
+    std::vector<float> ga(n), gb(n), va(m, 1.0f), vb(m, 3.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      ga[i] = static_cast<float>(i % 5);
+      gb[i] = static_cast<float>(step);
+    }
+    ASSERT_TRUE(a->Push({{"w", n, ga.data()}, {"v", m, va.data()}}, PsClient::kPerShard, 0).ok());
+    ASSERT_TRUE(b->Push({{"w", n, gb.data()}, {"v", m, vb.data()}}, PsClient::kPerShard, 1).ok());
+    std::vector<float> pa(n), pb(n), qa(m), qb(m);
+    ASSERT_TRUE(a->Pull({{"w", n, pa.data()}, {"v", m, qa.data()}}, PsClient::kPerShard, 0).ok());
+    ASSERT_TRUE(b->Pull({{"w", n, pb.data()}, {"v", m, qb.data()}}, PsClient::kPerShard, 1).ok());
+    ASSERT_EQ(pa, pb);
+    ASSERT_EQ(qa, qb);
+    // SGD lr 0.5 on the mean of the two gradients, from all ones, step by step.
+    for (int64_t i = 0; i < n; i += 997) {
+      float expect = 1.0f;
+      for (int t = 0; t <= step; ++t) expect -= 0.5f * (static_cast<float>(i % 5) + t) / 2.0f;
+      ASSERT_FLOAT_EQ(pa[i], expect) << "step " << step << " element " << i;
+    }
+    for (float x : qa) ASSERT_FLOAT_EQ(x, 1.0f - (step + 1) * 0.5f * 2.0f);
+  }
+  EXPECT_EQ(a->window_bytes(), a->bytes_pushed() + a->bytes_pulled());
+  EXPECT_EQ(a->bytes_pushed(), 3 * (n + m) * 4);
+  EXPECT_EQ(b->window_bytes(), 0);
+  EXPECT_EQ(b->bytes_pushed(), 3 * (n + m) * 4);
 }
 
 TEST_F(GrpcPsClientTest, SyncStepAcrossTwoShardsWithTwoWorkers) {

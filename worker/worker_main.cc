@@ -76,6 +76,9 @@ ABSL_FLAG(int64_t, lr_warmup_steps, 100, "warmup: updates of the linear ramp.");
 ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many live workers pushed; later gradients are dropped and counted.");
 ABSL_FLAG(int, health_port, -1, "Serve the gRPC health service and reflection on this port (-1: off, 0: a free one), for Kubernetes probes.");
 ABSL_FLAG(std::string, health_port_file, "", "If set, the health port is written here once serving.");
+ABSL_FLAG(bool, same_host, true,
+          "Use the same-host transfer windows a server offers when it runs on this host "
+          "(cross-memory attach instead of TCP for tensor bytes; docs/same_host.md).");
 ABSL_FLAG(int64_t, max_chunk_bytes, 1 << 20, "Largest request sent to one shard; bigger tensors move as several requests at once.");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
@@ -157,6 +160,7 @@ absl::StatusOr<ps::v1::ConsistencyMode> ModeFromFlag(bool sparse_model) {
 ps::ClientOptions ClientOptionsFromFlags() {
   ps::ClientOptions options;
   options.max_chunk_bytes = std::max<int64_t>(4096, absl::GetFlag(FLAGS_max_chunk_bytes));
+  options.same_host = absl::GetFlag(FLAGS_same_host);
   return options;
 }
 
@@ -266,7 +270,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "max_chunk_bytes", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
+           "buffer_mean", "resume", "overlap", "max_chunk_bytes", "same_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
            "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {
