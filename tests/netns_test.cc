@@ -235,6 +235,12 @@ class NetnsTest : public ::testing::Test {
       const double first = DoneField(log, "first_loss"), last = DoneField(log, "last_loss");
       EXPECT_GT(first, 0.6) << log;  // an untrained 10-class model starts near ln(10)
       EXPECT_LT(last, 0.65 * first) << log;
+      // Other network namespaces are other hosts: no same-host windows, bytes over TCP.
+      EXPECT_NE(log.find("tensor bytes go over gRPC (same-host windows: the shard is on "
+                         "another host or in other namespaces)"),
+                std::string::npos)
+          << log;
+      EXPECT_EQ(log.find("move through same-host windows"), std::string::npos) << log;
       if (w == 0) {  // worker 0 evaluates
         EXPECT_GT(DoneField(log, "test_accuracy"), 0.75) << log;
       }

@@ -14,7 +14,8 @@ namespace ps {
 namespace testing {
 namespace {
 
-void TrainAndCheck(const std::string& mode, int steps) {
+// `same_host`: the workers' --same_host (the servers always offer windows).
+void TrainAndCheck(const std::string& mode, int steps, bool same_host) {
   const std::string dir = TempDir("train-" + mode);
   ServerCluster servers;
   ASSERT_TRUE(servers.Start(2, dir).ok());
@@ -24,7 +25,8 @@ void TrainAndCheck(const std::string& mode, int steps) {
         {RunfilePath("worker/ps_worker"), "--servers=" + servers.servers_flag(),
          absl::StrCat("--worker_index=", w), "--num_workers=2", "--mode=" + mode,
          "--device=cpu", absl::StrCat("--max_steps=", steps), "--log_every=50",
-         "--optimizer=momentum", "--learning_rate=0.02"},
+         "--optimizer=momentum", "--learning_rate=0.02",
+         absl::StrCat("--same_host=", same_host ? "true" : "false")},
         absl::StrCat(dir, "/worker-", w, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
     workers.push_back(*std::move(p));
@@ -55,15 +57,32 @@ void TrainAndCheck(const std::string& mode, int steps) {
       }
       EXPECT_EQ(t.rejected_pushes(), 0);
     }
+    // Gradients crossed process boundaries through the windows, or all over TCP.
+    EXPECT_GT(shard.bytes_received(), 0);
+    if (same_host) {
+      EXPECT_EQ(shard.window_bytes_received(), shard.bytes_received());
+      EXPECT_GT(shard.window_bytes_sent(), 0);
+    } else {
+      EXPECT_EQ(shard.window_bytes_received(), 0);
+      EXPECT_EQ(shard.window_bytes_sent(), 0);
+    }
     EXPECT_EQ(shard.workers_size(), 2);
     for (const v1::WorkerStatus& w : shard.workers()) EXPECT_FALSE(w.live());  // both left
   }
   EXPECT_GE(tables, 6);  // fc0.w and fc1.w are split, the rest placed whole
 }
 
-TEST(TrainMultiprocessTest, SyncTwoServersTwoWorkersLossFalls) { TrainAndCheck("sync", 300); }
+TEST(TrainMultiprocessTest, SyncTwoServersTwoWorkersLossFalls) {
+  TrainAndCheck("sync", 300, /*same_host=*/true);
+}
 
-TEST(TrainMultiprocessTest, AsyncTwoServersTwoWorkersLossFalls) { TrainAndCheck("async", 300); }
+TEST(TrainMultiprocessTest, SyncOverTcpOnlyLossFalls) {
+  TrainAndCheck("sync", 300, /*same_host=*/false);
+}
+
+TEST(TrainMultiprocessTest, AsyncTwoServersTwoWorkersLossFalls) {
+  TrainAndCheck("async", 300, /*same_host=*/true);
+}
 
 }  // namespace
 }  // namespace testing

@@ -432,6 +432,7 @@ class GrpcPsClient final : public PsClient {
       int64_t bytes = 0;
     };
     std::map<int, Window> windows;
+    std::string note;  // what was last logged about this shard
   };
   static constexpr int64_t kWindowRequestBytes = 16 << 20;
   // What one call uses of a shard's windows; pid 0: none.
@@ -488,17 +489,15 @@ class GrpcPsClient final : public PsClient {
     if (next.usable && cur.usable && cur.pid == next.pid && cur.probe_token == next.probe_token) {
       return;  // the same server process: keep its windows
     }
-    if (next.usable != cur.usable || next.pid != cur.pid) {
-      if (next.usable) {
-        LOG(INFO) << "shard " << shard << " (" << servers_[shard]
-                  << "): tensor bytes move through same-host windows (cross-memory attach "
-                     "to pid "
-                  << next.pid << ")";
-      } else if (offer != nullptr) {
-        LOG(INFO) << "shard " << shard << " (" << servers_[shard]
-                  << "): tensor bytes go over gRPC (same-host windows: " << why << ")";
-      }
+    // Said once per shard and again only when it changes (re-registrations repeat it).
+    const std::string note =
+        next.usable ? absl::StrCat("tensor bytes move through same-host windows "
+                                   "(cross-memory attach to pid ", next.pid, ")")
+                    : absl::StrCat("tensor bytes go over gRPC (same-host windows: ", why, ")");
+    if (note != cur.note) {
+      LOG(INFO) << "shard " << shard << " (" << servers_[shard] << "): " << note;
     }
+    next.note = note;
     cur = next;
   }
 
@@ -508,7 +507,9 @@ class GrpcPsClient final : public PsClient {
     LOG(WARNING) << "shard " << shard << " (" << servers_[shard]
                  << "): same-host windows stopped working (" << why
                  << "); tensor bytes go over gRPC until the worker registers again";
-    same_host_[shard] = SameHostShard();
+    SameHostShard off;
+    off.note = "stopped";
+    same_host_[shard] = off;
   }
 
   // For the shards whose windows this call can use: opens or grows their windows, checks
