@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, servers, "127.0.0.1:50051", "Shards, in order.");
 ABSL_FLAG(std::string, sizes, "4096,65536,1048576,16777216", "Payload bytes per push/pull.");
 ABSL_FLAG(double, seconds, 2.0, "Time per measurement.");
 ABSL_FLAG(std::string, optimizer, "sgd", "sgd (the server adds the values) or adam.");
+ABSL_FLAG(bool, same_host, true,
+          "Register as worker 0 and use the servers' same-host windows when offered; false: "
+          "tensor bytes over gRPC.");
 
 namespace {
 
@@ -53,7 +56,17 @@ int main(int argc, char** argv) {
   ps::KeepFreedMemoryForReuse();
   absl::ParseCommandLine(argc, argv);
   const std::vector<std::string> servers = absl::StrSplit(absl::GetFlag(FLAGS_servers), ',');
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers);
+  ps::ClientOptions options;
+  options.same_host = absl::GetFlag(FLAGS_same_host);
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, options);
+  const int worker = 0;
+  if (absl::Status s = client->RegisterWorker(worker, "pushpull_benchmark", "cpu"); !s.ok()) {
+    std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf("tensor bytes: %s\n", client->same_host_shards() == client->num_shards()
+                                         ? "same-host windows (cross-memory attach)"
+                                         : "gRPC messages");
   const double seconds = absl::GetFlag(FLAGS_seconds);
   std::printf("%-10s %12s %12s %12s %12s %14s\n", "payload", "push GB/s", "pull GB/s",
               "push+pull", "push p50 us", "pull p50 us");
@@ -79,16 +92,17 @@ int main(int argc, char** argv) {
     }
     std::vector<float> data(n, 0.001f);
     const std::vector<ps::DenseTensor> t = {{spec.name(), n, data.data()}};
-    const Rate push = Measure([&] { return client->Push(t, 0, -1); }, bytes, seconds);
-    const Rate pull = Measure([&] { return client->Pull(t, 0, -1).status(); }, bytes, seconds);
+    const Rate push = Measure([&] { return client->Push(t, 0, worker); }, bytes, seconds);
+    const Rate pull = Measure([&] { return client->Pull(t, 0, worker).status(); }, bytes, seconds);
     const Rate both = Measure(
         [&]() -> absl::Status {
-          if (absl::Status s = client->Push(t, 0, -1); !s.ok()) return s;
-          return client->Pull(t, 0, -1).status();
+          if (absl::Status s = client->Push(t, 0, worker); !s.ok()) return s;
+          return client->Pull(t, 0, worker).status();
         },
         2 * bytes, seconds);
     std::printf("%-10lld %12.3f %12.3f %12.3f %12.0f %14.0f\n", static_cast<long long>(bytes),
                 push.gbps, pull.gbps, both.gbps, push.p50_us, pull.p50_us);
   }
+  client->LeaveWorker(worker).IgnoreError();
   return 0;
 }
