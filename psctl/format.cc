@@ -104,18 +104,20 @@ std::string FormatHeader(const v1::ClusterStatusResponse& cluster) {
 std::string FormatShards(const v1::ClusterStatusResponse& cluster) {
   std::vector<std::vector<std::string>> rows = {{"SHARD", "ADDRESS", "REACHABLE", "UPTIME",
                                                  "TABLES", "PUSHES", "PULLS", "BYTES IN",
-                                                 "BYTES OUT"}};
+                                                 "BYTES OUT", "VIA WINDOWS"}};
   for (int i = 0; i < cluster.shards_size(); ++i) {
     const v1::ShardStatus& shard = cluster.shards(i);
     const v1::GetStatusResponse& s = shard.status();
     if (!shard.reachable()) {
-      rows.push_back({absl::StrCat(i), shard.address(), "no", "-", "-", "-", "-", "-", "-"});
+      rows.push_back(
+          {absl::StrCat(i), shard.address(), "no", "-", "-", "-", "-", "-", "-", "-"});
       continue;
     }
     rows.push_back({absl::StrCat(i), shard.address(), "yes", FormatMillis(s.uptime_ms()),
                     absl::StrCat(s.tables_size()), absl::StrCat(s.push_requests()),
                     absl::StrCat(s.pull_requests()), FormatBytes(s.bytes_received()),
-                    FormatBytes(s.bytes_sent())});
+                    FormatBytes(s.bytes_sent()),
+                    FormatBytes(s.window_bytes_received() + s.window_bytes_sent())});
   }
   return RenderColumns(rows);
 }

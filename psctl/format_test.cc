@@ -25,6 +25,8 @@ v1::ClusterStatusResponse TwoShards() {
   st->set_pull_requests(13);
   st->set_bytes_received(2048);
   st->set_bytes_sent(3 << 20);
+  st->set_window_bytes_received(1024);
+  st->set_window_bytes_sent(1 << 20);
   v1::TableStatus* t = st->add_tables();
   t->mutable_spec()->set_name("w1");
   t->mutable_spec()->set_kind(v1::DENSE);
@@ -69,7 +71,7 @@ TEST(FormatTest, ColumnsAreAlignedToTheWidestCell) {
 TEST(FormatTest, ShardsShowReachableFiguresAndDashesForUnreachable) {
   const std::string out = FormatShards(TwoShards());
   EXPECT_THAT(out, HasSubstr("0      10.0.0.1:50051  yes        2m05s   1       12      13     "
-                             "2.0 KiB   3.0 MiB"));
+                             "2.0 KiB   3.0 MiB    1.0 MiB"));
   EXPECT_THAT(out, HasSubstr("1      10.0.0.2:50051  no         -"));
 }
 

@@ -127,6 +127,14 @@ std::vector<MetricFamily> ServerMetrics::StatusFamilies(const v1::GetStatusRespo
            status.bytes_received());
   b.Sample(b.Family("ps_pull_bytes_total", "Parameter bytes sent in pulls.", kCounter),
            status.bytes_sent());
+  b.Sample(b.Family("ps_push_window_bytes_total",
+                    "Of ps_push_bytes_total, bytes that came through same-host windows.",
+                    kCounter),
+           status.window_bytes_received());
+  b.Sample(b.Family("ps_pull_window_bytes_total",
+                    "Of ps_pull_bytes_total, bytes that went through same-host windows.",
+                    kCounter),
+           status.window_bytes_sent());
   b.Sample(b.Family("ps_uptime_seconds", "Seconds since the shard started.", kGauge),
            status.uptime_ms() / 1000.0);
   int live = 0;

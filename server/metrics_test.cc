@@ -143,6 +143,9 @@ TEST_F(MetricsTest, ScrapeShowsRequestCountersAndTableGauges) {
   EXPECT_EQ(Sample(text, "ps_pull_requests_total", {"shard=\"0\""}), 1);
   EXPECT_EQ(Sample(text, "ps_push_bytes_total", {"shard=\"0\""}), 16);
   EXPECT_EQ(Sample(text, "ps_pull_bytes_total", {"shard=\"0\""}), 16);
+  // In-band requests: nothing through same-host windows.
+  EXPECT_EQ(Sample(text, "ps_push_window_bytes_total", {"shard=\"0\""}), 0);
+  EXPECT_EQ(Sample(text, "ps_pull_window_bytes_total", {"shard=\"0\""}), 0);
   EXPECT_EQ(Sample(text, "ps_table_elements", {"shard=\"0\"", "table=\"emb\""}), 4);
   EXPECT_EQ(Sample(text, "ps_table_version", {"shard=\"0\"", "table=\"emb\""}), 1);
   EXPECT_EQ(Sample(text, "ps_live_workers", {"shard=\"0\""}), 0);

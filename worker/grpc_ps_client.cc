@@ -131,6 +131,11 @@ class GrpcPsClient final : public PsClient {
   }
 
   absl::Status LeaveWorker(int worker) override {
+    {
+      // A shard frees a departing worker's windows; a later registration opens new ones.
+      absl::MutexLock lock(&same_host_mu_);
+      for (SameHostShard& s : same_host_) s.windows.erase(worker);
+    }
     v1::LeaveWorkerRequest request;
     request.set_worker_index(worker);
     return ForEachShard<v1::LeaveWorkerResponse>(
