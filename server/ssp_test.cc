@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "server/tensor_bytes_testing.h"
 #include "server/optimizer.h"
+#include "server/spec_testing.h"
 #include "server/parameter_store.h"
 #include "server/worker_registry.h"
 
@@ -35,14 +36,7 @@ constexpr absl::Duration kLongWait = absl::Seconds(5);
 constexpr absl::Duration kShortWait = absl::Milliseconds(50);
 
 v1::TableSpec DenseSpec(const std::string& name, v1::ConsistencyMode mode, int bound = 0) {
-  v1::TableSpec spec;
-  spec.set_name(name);
-  spec.set_kind(v1::DENSE);
-  spec.add_shape(4);
-  spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
-  spec.mutable_initializer()->set_value(1.0f);
-  *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.5f);
-  spec.set_consistency(mode);
+  v1::TableSpec spec = ::ps::testing::OnesSgdSpec(name, 4, mode);
   spec.set_staleness_bound(bound);
   return spec;
 }

@@ -17,6 +17,7 @@
 #include "proto/v1/ps.grpc.pb.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
+#include "server/spec_testing.h"
 #include "server/tensor_bytes_testing.h"
 
 namespace ps {
@@ -28,15 +29,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 v1::TableSpec DenseSpec(const std::string& name, int64_t n, v1::ConsistencyMode mode) {
-  v1::TableSpec spec;
-  spec.set_name(name);
-  spec.set_kind(v1::DENSE);
-  spec.add_shape(n);
-  spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
-  spec.mutable_initializer()->set_value(1.0f);
-  *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.5f);
-  spec.set_consistency(mode);
-  return spec;
+  return ::ps::testing::OnesSgdSpec(name, n, mode);
 }
 
 class TransferWindowsTest : public ::testing::Test {

@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
+#include "server/spec_testing.h"
 #include "worker/ps_client.h"
 
 namespace ps {
@@ -27,15 +28,7 @@ class GrpcPsClientTest : public ::testing::Test {
   }
 
   v1::TableSpec Spec(const std::string& name, int64_t n, v1::ConsistencyMode mode) {
-    v1::TableSpec spec;
-    spec.set_name(name);
-    spec.set_kind(v1::DENSE);
-    spec.add_shape(n);
-    spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
-    spec.mutable_initializer()->set_value(1.0f);
-    *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.5f);
-    spec.set_consistency(mode);
-    return spec;
+    return ::ps::testing::OnesSgdSpec(name, n, mode);
   }
 
   std::vector<std::unique_ptr<PsServer>> servers_;
