@@ -54,30 +54,33 @@ grpc::Status ParameterServerService::CreateTable(grpc::ServerContext*,
   return ToGrpcStatus(LogRejected("CreateTable", -1, store_->CreateTable(*request, response)));
 }
 
-grpc::Status ParameterServerService::Pull(grpc::ServerContext* context,
-                                          const v1::PullRequest* request,
-                                          v1::PullResponse* response) {
-  pull_requests_.fetch_add(1, std::memory_order_relaxed);
+absl::Time ParameterServerService::PullDeadline(const grpc::ServerContext* context) const {
   absl::Time deadline = absl::Now() + max_pull_wait_;
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
     deadline = std::min(deadline, absl::FromChrono(context->deadline()));
   }
+  return deadline;
+}
+
+absl::Status ParameterServerService::DoPull(const v1::PullRequest& request, absl::Time deadline,
+                                            v1::PullResponse* response) {
+  pull_requests_.fetch_add(1, std::memory_order_relaxed);
   absl::Status s;
-  if (!UsesWindow(request->dense())) {
-    s = store_->Pull(*request, deadline, response);
+  if (!UsesWindow(request.dense())) {
+    s = store_->Pull(request, deadline, response);
   } else {
     // Same-host: the values go into the worker's pull window instead of the reply.
     absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
-        WindowFor(request->worker_index());
+        WindowFor(request.worker_index());
     s = w.status();
-    std::vector<char*> out(request->dense_size(), nullptr);
-    for (int i = 0; s.ok() && i < request->dense_size(); ++i) {
-      const v1::DenseSlice& d = request->dense(i);
+    std::vector<char*> out(request.dense_size(), nullptr);
+    for (int i = 0; s.ok() && i < request.dense_size(); ++i) {
+      const v1::DenseSlice& d = request.dense(i);
       if (!d.has_window_offset()) continue;
       s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
       if (s.ok()) out[i] = (*w)->pull.get() + d.window_offset();
     }
-    if (s.ok()) s = store_->Pull(*request, deadline, response, &out);
+    if (s.ok()) s = store_->Pull(request, deadline, response, &out);
   }
   if (s.ok()) {
     int64_t bytes = 0, window_bytes = 0;
@@ -88,39 +91,69 @@ grpc::Status ParameterServerService::Pull(grpc::ServerContext* context,
     bytes_sent_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
     window_bytes_sent_.fetch_add(window_bytes, std::memory_order_relaxed);
   }
-  return ToGrpcStatus(LogRejected("Pull", request->worker_index(), s));
+  return LogRejected("Pull", request.worker_index(), s);
 }
 
-grpc::Status ParameterServerService::Push(grpc::ServerContext*, const v1::PushRequest* request,
-                                          v1::PushResponse* response) {
+absl::Status ParameterServerService::DoPush(const v1::PushRequest& request,
+                                            v1::PushResponse* response) {
   push_requests_.fetch_add(1, std::memory_order_relaxed);
   int64_t bytes = 0;
-  for (const v1::DenseSlice& d : request->dense()) bytes += d.values().size();
-  if (!UsesWindow(request->dense())) {
+  for (const v1::DenseSlice& d : request.dense()) bytes += d.values().size();
+  if (!UsesWindow(request.dense())) {
     bytes_received_.fetch_add(bytes, std::memory_order_relaxed);
-    return ToGrpcStatus(
-        LogRejected("Push", request->worker_index(), store_->Push(*request, response)));
+    return LogRejected("Push", request.worker_index(), store_->Push(request, response));
   }
   // Same-host: the gradients are read straight out of the worker's push window. (A copy
   // first would protect nothing: a process that can write the window can write anywhere
   // in this one; see docs/same_host.md.)
   absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
-      WindowFor(request->worker_index());
-  if (!w.ok()) return ToGrpcStatus(LogRejected("Push", request->worker_index(), w.status()));
-  std::vector<const char*> values(request->dense_size(), nullptr);
+      WindowFor(request.worker_index());
+  if (!w.ok()) return LogRejected("Push", request.worker_index(), w.status());
+  std::vector<const char*> values(request.dense_size(), nullptr);
   int64_t window_bytes = 0;
-  for (int i = 0; i < request->dense_size(); ++i) {
-    const v1::DenseSlice& d = request->dense(i);
+  for (int i = 0; i < request.dense_size(); ++i) {
+    const v1::DenseSlice& d = request.dense(i);
     if (!d.has_window_offset()) continue;
     absl::Status s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
-    if (!s.ok()) return ToGrpcStatus(LogRejected("Push", request->worker_index(), s));
+    if (!s.ok()) return LogRejected("Push", request.worker_index(), s);
     values[i] = (*w)->push.get() + d.window_offset();
     window_bytes += d.length() * 4;
   }
   bytes_received_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
   window_bytes_received_.fetch_add(window_bytes, std::memory_order_relaxed);
-  return ToGrpcStatus(
-      LogRejected("Push", request->worker_index(), store_->Push(*request, response, &values)));
+  return LogRejected("Push", request.worker_index(), store_->Push(request, response, &values));
+}
+
+grpc::Status ParameterServerService::Pull(grpc::ServerContext* context,
+                                          const v1::PullRequest* request,
+                                          v1::PullResponse* response) {
+  return ToGrpcStatus(DoPull(*request, PullDeadline(context), response));
+}
+
+grpc::Status ParameterServerService::Push(grpc::ServerContext*, const v1::PushRequest* request,
+                                          v1::PushResponse* response) {
+  return ToGrpcStatus(DoPush(*request, response));
+}
+
+grpc::Status ParameterServerService::PushPull(grpc::ServerContext* context,
+                                              const v1::PushPullRequest* request,
+                                              v1::PushPullResponse* response) {
+  if (request->push().worker_index() != request->pull().worker_index()) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "push-pull: the push is from worker ", request->push().worker_index(),
+        " but the pull for worker ", request->pull().worker_index())));
+  }
+  // The call's status is the push's: a rejected push is not followed by a pull.
+  if (absl::Status s = DoPush(request->push(), response->mutable_push()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  absl::Status pulled = DoPull(request->pull(), PullDeadline(context), response->mutable_pull());
+  if (!pulled.ok()) {
+    response->clear_pull();
+    response->set_pull_code(static_cast<int>(pulled.code()));
+    response->set_pull_message(std::string(pulled.message()));
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status ParameterServerService::RegisterWorker(grpc::ServerContext*,

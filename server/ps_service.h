@@ -38,6 +38,8 @@ class ParameterServerService final : public v1::ParameterServer::Service {
                     v1::PullResponse* response) override;
   grpc::Status Push(grpc::ServerContext* context, const v1::PushRequest* request,
                     v1::PushResponse* response) override;
+  grpc::Status PushPull(grpc::ServerContext* context, const v1::PushPullRequest* request,
+                        v1::PushPullResponse* response) override;
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterWorkerRequest* request,
                               v1::RegisterWorkerResponse* response) override;
@@ -53,6 +55,11 @@ class ParameterServerService final : public v1::ParameterServer::Service {
   TransferWindows* windows() { return &windows_; }
 
  private:
+  absl::Time PullDeadline(const grpc::ServerContext* context) const;
+  // Pull and Push with their counters and logging; the status is the call's.
+  absl::Status DoPull(const v1::PullRequest& request, absl::Time deadline,
+                      v1::PullResponse* response);
+  absl::Status DoPush(const v1::PushRequest& request, v1::PushResponse* response);
   // The worker's windows, or FAILED_PRECONDITION when it has none.
   absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> WindowFor(int worker) const;
 

@@ -188,6 +188,71 @@ TEST_F(PsServiceTest, SyncPushForAnotherStepIsFailedPrecondition) {
   ExpectTable("synced", 0.0f, 1);
 }
 
+// PushPull: the sync step's push, then the pull of the version after it, in one call.
+TEST_F(PsServiceTest, PushPullAppliesThePushThenPullsTheNextVersion) {
+  grpc::ClientContext reg_ctx;
+  SetDeadline(&reg_ctx);
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_index(0);
+  v1::RegisterWorkerResponse reg_response;
+  ASSERT_TRUE(stub_->RegisterWorker(&reg_ctx, reg, &reg_response).ok());
+
+  auto push_pull = [&](int64_t step, const std::string& grad, int pull_worker,
+                       int64_t pull_length, v1::PushPullResponse* response) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::PushPullRequest request;
+    v1::PushRequest* push = request.mutable_push();
+    push->set_worker_index(0);
+    push->set_step(step);
+    v1::DenseSlice* d = push->add_dense();
+    d->set_table("synced");
+    d->set_length(4);
+    d->set_values(grad);
+    v1::PullRequest* pull = request.mutable_pull();
+    pull->set_worker_index(pull_worker);
+    pull->set_min_version(step + 1);
+    d = pull->add_dense();
+    d->set_table("synced");
+    d->set_length(pull_length);
+    return stub_->PushPull(&ctx, request, response);
+  };
+
+  // The one live worker's push finishes step 0; the pull gets version 1.
+  v1::PushPullResponse response;
+  grpc::Status s = push_pull(0, Encode({2, 2, 2, 2}), 0, 4, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(response.push().dense_versions(), ElementsAre(1));
+  EXPECT_EQ(response.pull_code(), 0);
+  ASSERT_EQ(response.pull().dense_size(), 1);
+  EXPECT_EQ(response.pull().dense(0).version(), 1);
+  EXPECT_THAT(Decode(response.pull().dense(0).values()), ElementsAre(0, 0, 0, 0));
+
+  // A rejected push (a step that is not current) is the call's error; nothing is pulled
+  // and nothing changes.
+  s = push_pull(5, Encode({2, 2, 2, 2}), 0, 4, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("step 5"));
+  ExpectTable("synced", 0.0f, 1);
+
+  // An accepted push with a bad pull: the call succeeds (the step was taken) and the
+  // pull's error comes back beside it.
+  response.Clear();
+  s = push_pull(1, Encode({-2, -2, -2, -2}), 0, 5, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(response.push().dense_versions(), ElementsAre(2));
+  EXPECT_EQ(response.pull_code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(response.pull_message(), HasSubstr("'synced'"));
+  EXPECT_EQ(response.pull().dense_size(), 0);
+  ExpectTable("synced", 1.0f, 2);
+
+  // The push and the pull must be for the same worker.
+  s = push_pull(2, Encode({2, 2, 2, 2}), 1, 4, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("worker 0"));
+  ExpectTable("synced", 1.0f, 2);
+}
+
 TEST_F(PsServiceTest, PullForAFutureVersionHonoursTheCallDeadline) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));

@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -72,6 +73,11 @@ constexpr auto kPull = [](auto* async, grpc::ClientContext* ctx, const v1::PullR
 constexpr auto kPush = [](auto* async, grpc::ClientContext* ctx, const v1::PushRequest* req,
                           v1::PushResponse* resp, std::function<void(grpc::Status)> cb) {
   async->Push(ctx, req, resp, std::move(cb));
+};
+constexpr auto kPushPull = [](auto* async, grpc::ClientContext* ctx,
+                              const v1::PushPullRequest* req, v1::PushPullResponse* resp,
+                              std::function<void(grpc::Status)> cb) {
+  async->PushPull(ctx, req, resp, std::move(cb));
 };
 
 class GrpcPsClient final : public PsClient {
@@ -250,6 +256,159 @@ class GrpcPsClient final : public PsClient {
       }
     }
     return chunks.empty() ? 0 : version;
+  }
+
+  PushPullResult PushPull(const std::vector<DenseTensor>& grads,
+                          const std::vector<DenseTensor>& params, int worker) override {
+    std::optional<PushPullResult> r;
+    if (worker >= 0 && push_window_mu_.TryLock()) {
+      if (pull_window_mu_.TryLock()) {
+        r = PushPullWindowed(grads, params, worker);
+        pull_window_mu_.Unlock();
+      }
+      push_window_mu_.Unlock();
+    }
+    if (r.has_value()) return *std::move(r);
+    return PsClient::PushPull(grads, params, worker);
+  }
+
+  // One call per shard carrying the push and the pull, when every shard's part goes
+  // through its windows in one request; nullopt (nothing sent) otherwise.
+  std::optional<PushPullResult> PushPullWindowed(const std::vector<DenseTensor>& grads,
+                                                 const std::vector<DenseTensor>& params,
+                                                 int worker) {
+    if (grads.size() != params.size()) return std::nullopt;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (grads[i].table != params[i].table || grads[i].num_elements != params[i].num_elements) {
+        return std::nullopt;
+      }
+    }
+    std::vector<Chunk> chunks = Plan(grads);
+    const std::vector<WindowUse> use = PrepareWindows(&chunks, worker);
+    std::vector<bool> seen(servers_.size(), false);
+    for (const Chunk& c : chunks) {
+      if (use[c.shard].pid == 0 || seen[c.shard]) return std::nullopt;
+      seen[c.shard] = true;
+    }
+    // Gradients into each shard's push window first.
+    for (const Chunk& c : chunks) {
+      std::vector<RemoteCopy> writes;
+      for (const Piece& p : c.pieces) {
+        writes.push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
+                          use[c.shard].push_address + static_cast<uint64_t>(p.window_offset),
+                          static_cast<size_t>(p.length * 4)});
+      }
+      if (absl::Status st = WriteToProcess(use[c.shard].pid, writes); !st.ok()) {
+        DisableSameHost(c.shard, st);
+        return std::nullopt;
+      }
+    }
+    std::vector<Call<v1::PushPullRequest, v1::PushPullResponse>> calls(chunks.size());
+    std::vector<int> shards;
+    int64_t grad_bytes = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const int shard = chunks[i].shard;
+      v1::PushRequest* push = calls[i].request.mutable_push();
+      v1::PullRequest* pull = calls[i].request.mutable_pull();
+      const int64_t step = PulledVersion(shard);
+      push->set_worker_index(worker);
+      push->set_step(step);
+      push->set_clock(clock());
+      pull->set_worker_index(worker);
+      pull->set_min_version(step + 1);
+      pull->set_clock(clock());
+      for (const Piece& p : chunks[i].pieces) {
+        for (v1::DenseSlice* d : {push->add_dense(), pull->add_dense()}) {
+          d->set_table(p.tensor->table);
+          d->set_offset(p.begin);
+          d->set_length(p.length);
+          d->set_window_offset(p.window_offset);
+        }
+        grad_bytes += p.length * 4;
+      }
+      shards.push_back(shard);
+    }
+    bytes_pushed_.fetch_add(grad_bytes, std::memory_order_relaxed);
+    window_bytes_.fetch_add(grad_bytes, std::memory_order_relaxed);
+    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPushPull);
+
+    PushPullResult result;
+    bool all_ok = true;
+    {
+      absl::MutexLock lock(&progress_mu_);
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        const grpc::Status& st = calls[i].status;
+        // As in Push: a shard that already holds this step's gradient counts it delivered.
+        if (st.ok() || st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+          next_[chunks[i].shard] = pulled_[chunks[i].shard] + 1;
+        }
+        if (!st.ok()) {
+          all_ok = false;
+          if (st.error_code() != grpc::StatusCode::ALREADY_EXISTS && result.push.ok()) {
+            result.push = ShardError(chunks[i].shard, "push", st);
+          }
+        }
+      }
+    }
+    if (!all_ok) {
+      result.pull = absl::UnavailableError("not pulled: a shard did not take the push-pull");
+      return result;
+    }
+    int64_t version = std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> shard_version(servers_.size(), -1);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const int shard = chunks[i].shard;
+      const v1::PushPullResponse& r = calls[i].response;
+      if (r.pull_code() != 0) {
+        result.pull = ShardError(
+            shard, "pull",
+            grpc::Status(static_cast<grpc::StatusCode>(r.pull_code()), r.pull_message()));
+        return result;
+      }
+      const v1::PullResponse& pulled = r.pull();
+      if (pulled.dense_size() != static_cast<int>(chunks[i].pieces.size())) {
+        result.pull = absl::InternalError(absl::StrCat("shard ", shard, " answered ",
+                                                       pulled.dense_size(), " slices for ",
+                                                       chunks[i].pieces.size()));
+        return result;
+      }
+      std::vector<RemoteCopy> reads;
+      for (int j = 0; j < pulled.dense_size(); ++j) {
+        const Piece& p = chunks[i].pieces[j];
+        const v1::DenseSlice& d = pulled.dense(j);
+        if (!d.has_window_offset() || d.window_offset() != p.window_offset) {
+          result.pull = absl::InternalError(absl::StrCat(
+              "shard ", shard, " answered a windowed pull of table '", p.tensor->table,
+              "' without its window"));
+          return result;
+        }
+        // The same element range of the parameter tensor as of the gradient.
+        const DenseTensor& param = params[p.tensor - grads.data()];
+        reads.push_back({reinterpret_cast<char*>(param.data + p.begin),
+                         use[shard].pull_address + static_cast<uint64_t>(p.window_offset),
+                         static_cast<size_t>(p.length * 4)});
+        version = std::min(version, d.version());
+        shard_version[shard] =
+            shard_version[shard] < 0 ? d.version() : std::min(shard_version[shard], d.version());
+      }
+      if (absl::Status st = ReadFromProcess(use[shard].pid, reads); !st.ok()) {
+        DisableSameHost(shard, st);
+        result.pull = st;
+        return result;
+      }
+      for (const RemoteCopy& c : reads) {
+        bytes_pulled_.fetch_add(c.bytes, std::memory_order_relaxed);
+        window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
+      }
+    }
+    {
+      absl::MutexLock lock(&progress_mu_);
+      for (size_t s = 0; s < shard_version.size(); ++s) {
+        if (shard_version[s] >= 0) pulled_[s] = shard_version[s];
+      }
+    }
+    result.pull = chunks.empty() ? 0 : version;
+    return result;
   }
 
   void ResetProgress() override {
@@ -720,6 +879,19 @@ std::vector<int64_t> SumDuplicateKeys(const std::vector<int64_t>& keys, int widt
     }
   }
   return unique;
+}
+
+PsClient::PushPullResult PsClient::PushPull(const std::vector<DenseTensor>& grads,
+                                            const std::vector<DenseTensor>& params,
+                                            int worker) {
+  PushPullResult r;
+  r.push = Push(grads, kPerShard, worker);
+  if (!r.push.ok()) {
+    r.pull = absl::UnavailableError("not pulled: the push failed");
+    return r;
+  }
+  r.pull = Pull(params, kPerShard, worker);
+  return r;
 }
 
 std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,

@@ -119,6 +119,52 @@ TEST_F(GrpcPsClientTest, SyncStepAcrossTwoShardsWithTwoWorkers) {
   for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(p[i], 1.0f - 0.5f * 2.0f) << i;
 }
 
+// PushPull over same-host windows (one call per shard) and over TCP (Push then Pull)
+// gives the same sync steps as Push followed by Pull.
+TEST_F(GrpcPsClientTest, PushPullMatchesPushThenPull) {
+  ClientOptions in_band;
+  in_band.same_host = false;
+  std::unique_ptr<PsClient> a = NewGrpcPsClient(addresses_);
+  std::unique_ptr<PsClient> b = NewGrpcPsClient(addresses_, in_band);
+  const int64_t n = 30011, m = 5;
+  ASSERT_TRUE(a->CreateTable(Spec("w", n, v1::SYNC)).ok());
+  ASSERT_TRUE(a->CreateTable(Spec("v", m, v1::SYNC)).ok());
+  ASSERT_TRUE(a->RegisterWorker(0, "h", "cpu").ok());
+  ASSERT_TRUE(b->RegisterWorker(1, "h", "cpu").ok());
+  std::vector<float> pa(n), pb(n), qa(m), qb(m);
+  ASSERT_TRUE(a->Pull({{"w", n, pa.data()}, {"v", m, qa.data()}}, PsClient::kPerShard, 0).ok());
+  ASSERT_TRUE(b->Pull({{"w", n, pb.data()}, {"v", m, qb.data()}}, PsClient::kPerShard, 1).ok());
+  for (int step = 0; step < 3; ++step) {
+    std::vector<float> ga(n, 1.0f), gb(n, 3.0f), ha(m, 2.0f), hb(m, 2.0f);
+    ga[step] = 5.0f;
+    // Worker 1 pushes first (its pull would wait for worker 0's push of the step).
+    ASSERT_TRUE(b->Push({{"w", n, gb.data()}, {"v", m, hb.data()}}, PsClient::kPerShard, 1).ok());
+    const int64_t windowed = a->window_bytes();
+    PsClient::PushPullResult r =
+        a->PushPull({{"w", n, ga.data()}, {"v", m, ha.data()}},
+                    {{"w", n, pa.data()}, {"v", m, qa.data()}}, 0);
+    ASSERT_TRUE(r.push.ok()) << r.push;
+    ASSERT_TRUE(r.pull.ok()) << r.pull.status();
+    EXPECT_EQ(*r.pull, step + 1);
+    EXPECT_EQ(a->window_bytes() - windowed, 2 * (n + m) * 4);  // both ways through windows
+    ASSERT_TRUE(b->Pull({{"w", n, pb.data()}, {"v", m, qb.data()}}, PsClient::kPerShard, 1).ok());
+    ASSERT_EQ(pa, pb);
+    ASSERT_EQ(qa, qb);
+    EXPECT_FLOAT_EQ(pa[n - 1], 1.0f - (step + 1) * 0.5f * 2.0f);
+    EXPECT_FLOAT_EQ(qa[0], 1.0f - (step + 1) * 0.5f * 2.0f);
+  }
+  // The TCP client's PushPull: a push, then a pull that waits for worker 0's push.
+  std::vector<float> g(n, 1.0f), h(m, 1.0f);
+  ASSERT_TRUE(a->Push({{"w", n, g.data()}, {"v", m, h.data()}}, PsClient::kPerShard, 0).ok());
+  PsClient::PushPullResult r = b->PushPull({{"w", n, g.data()}, {"v", m, h.data()}},
+                                           {{"w", n, pb.data()}, {"v", m, qb.data()}}, 1);
+  ASSERT_TRUE(r.push.ok()) << r.push;
+  ASSERT_TRUE(r.pull.ok()) << r.pull.status();
+  EXPECT_EQ(*r.pull, 4);
+  EXPECT_EQ(b->window_bytes(), 0);
+  EXPECT_FLOAT_EQ(qb[0], 1.0f - 3 * 0.5f * 2.0f - 0.5f * 1.0f);
+}
+
 TEST_F(GrpcPsClientTest, ErrorsKeepTheirCodeAndNameTheShard) {
   std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_);
   std::vector<float> p(10);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <future>
 #include <numeric>
@@ -207,6 +208,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         const float scale = options_.buffer_mean ? 1.0f / static_cast<float>(buffered) : 1.0f;
         if (absl::Status s = model_->DownloadGrads(scale); !s.ok()) return s;
         absl::Status pushed;
+        std::optional<int64_t> pulled_next;
         if (overlap) {
           // Send in the background while the next step computes; the previous push is
           // done first, so gradients leave in order and the staging buffer is free.
@@ -218,6 +220,12 @@ absl::StatusOr<TrainResult> Trainer::Run() {
           pending_push = std::async(std::launch::async, [&, v = pulled_version] {
             return client_->Push(staged_grads, v, worker);
           });
+        } else if (sync && !last_of_epoch) {
+          // The push and the next step's pull in one call per shard where possible.
+          PsClient::PushPullResult pp =
+              client_->PushPull(model_->host_grads(), model_->host_params(), worker);
+          pushed = pp.push;
+          if (pp.pull.ok()) pulled_next = *pp.pull;
         } else {
           pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, worker);
         }
@@ -236,6 +244,12 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         } else {
           result.pushes++;
           client_->set_clock(result.pushes);
+          if (pulled_next.has_value()) {
+            // The next step's parameters came with the push.
+            pulled_version = *pulled_next;
+            if (absl::Status s = model_->Upload(); !s.ok()) return s;
+            need_pull = false;
+          }
         }
       }
       result.steps++;
