@@ -259,24 +259,25 @@ class GrpcPsClient final : public PsClient {
   }
 
   PushPullResult PushPull(const std::vector<DenseTensor>& grads,
-                          const std::vector<DenseTensor>& params, int worker) override {
+                          const std::vector<DenseTensor>& params, int worker,
+                          int64_t min_version) override {
     std::optional<PushPullResult> r;
     if (worker >= 0 && push_window_mu_.TryLock()) {
       if (pull_window_mu_.TryLock()) {
-        r = PushPullWindowed(grads, params, worker);
+        r = PushPullWindowed(grads, params, worker, min_version);
         pull_window_mu_.Unlock();
       }
       push_window_mu_.Unlock();
     }
     if (r.has_value()) return *std::move(r);
-    return PsClient::PushPull(grads, params, worker);
+    return PsClient::PushPull(grads, params, worker, min_version);
   }
 
   // One call per shard carrying the push and the pull, when every shard's part goes
   // through its windows in one request; nullopt (nothing sent) otherwise.
   std::optional<PushPullResult> PushPullWindowed(const std::vector<DenseTensor>& grads,
                                                  const std::vector<DenseTensor>& params,
-                                                 int worker) {
+                                                 int worker, int64_t min_version) {
     if (grads.size() != params.size()) return std::nullopt;
     for (size_t i = 0; i < grads.size(); ++i) {
       if (grads[i].table != params[i].table || grads[i].num_elements != params[i].num_elements) {
@@ -315,7 +316,7 @@ class GrpcPsClient final : public PsClient {
       push->set_step(step);
       push->set_clock(clock());
       pull->set_worker_index(worker);
-      pull->set_min_version(step + 1);
+      pull->set_min_version(min_version == kPerShard ? step + 1 : min_version);
       pull->set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
         for (v1::DenseSlice* d : {push->add_dense(), pull->add_dense()}) {
@@ -883,14 +884,14 @@ std::vector<int64_t> SumDuplicateKeys(const std::vector<int64_t>& keys, int widt
 
 PsClient::PushPullResult PsClient::PushPull(const std::vector<DenseTensor>& grads,
                                             const std::vector<DenseTensor>& params,
-                                            int worker) {
+                                            int worker, int64_t min_version) {
   PushPullResult r;
   r.push = Push(grads, kPerShard, worker);
   if (!r.push.ok()) {
     r.pull = absl::UnavailableError("not pulled: the push failed");
     return r;
   }
-  r.pull = Pull(params, kPerShard, worker);
+  r.pull = Pull(params, min_version, worker);
   return r;
 }
 

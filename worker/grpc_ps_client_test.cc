@@ -165,6 +165,27 @@ TEST_F(GrpcPsClientTest, PushPullMatchesPushThenPull) {
   EXPECT_FLOAT_EQ(qb[0], 1.0f - 3 * 0.5f * 2.0f - 0.5f * 1.0f);
 }
 
+// Async: the pull of a PushPull returns the newest values, its own push included.
+TEST_F(GrpcPsClientTest, AsyncPushPullReturnsTheValuesAfterThePush) {
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_);
+  const int64_t n = 40000;
+  ASSERT_TRUE(client->CreateTable(Spec("a", n, v1::ASYNC)).ok());
+  ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());
+  std::vector<float> g(n), p(n);
+  for (int64_t i = 0; i < n; ++i) g[i] = static_cast<float>(i % 3);
+  for (int step = 1; step <= 2; ++step) {
+    PsClient::PushPullResult r = client->PushPull({{"a", n, g.data()}}, {{"a", n, p.data()}}, 0,
+                                                  /*min_version=*/0);
+    ASSERT_TRUE(r.push.ok()) << r.push;
+    ASSERT_TRUE(r.pull.ok()) << r.pull.status();
+    EXPECT_EQ(*r.pull, step);  // each shard's part applied one update per push
+    for (int64_t i = 0; i < n; i += 101) {
+      ASSERT_FLOAT_EQ(p[i], 1.0f - step * 0.5f * (i % 3)) << i;
+    }
+  }
+  EXPECT_EQ(client->window_bytes(), 2 * 2 * n * 4);
+}
+
 TEST_F(GrpcPsClientTest, ErrorsKeepTheirCodeAndNameTheShard) {
   std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_);
   std::vector<float> p(10);

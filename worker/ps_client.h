@@ -70,17 +70,18 @@ class PsClient {
   // Sends each tensor's data as the gradient of `step` (or kPerShard).
   virtual absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step,
                             int worker) = 0;
-  // A sync step boundary: Push(grads, kPerShard) and, if every shard accepted it,
-  // Pull(params, kPerShard). `grads` and `params` name the same tables in the same order.
-  // Where the transport allows (same-host windows), each shard gets one call for both.
-  // `pull` is an error when the push failed or the pull could not be completed; the
-  // caller then pulls again with Pull().
+  // A step boundary: Push(grads, kPerShard) and, if every shard accepted it,
+  // Pull(params, min_version) (kPerShard for sync, 0 for async). `grads` and `params`
+  // name the same tables in the same order. Where the transport allows (same-host
+  // windows), each shard gets one call for both. `pull` is an error when the push failed
+  // or the pull could not be completed; the caller then pulls again with Pull().
   struct PushPullResult {
     absl::Status push;
     absl::StatusOr<int64_t> pull = absl::UnknownError("not pulled");
   };
   virtual PushPullResult PushPull(const std::vector<DenseTensor>& grads,
-                                  const std::vector<DenseTensor>& params, int worker);
+                                  const std::vector<DenseTensor>& params, int worker,
+                                  int64_t min_version = kPerShard);
   // Forgets the per-shard versions, so the next kPerShard pull takes what each shard has
   // (after this worker was dropped, or a shard restarted behind it).
   virtual void ResetProgress() {}

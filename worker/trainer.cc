@@ -220,10 +220,11 @@ absl::StatusOr<TrainResult> Trainer::Run() {
           pending_push = std::async(std::launch::async, [&, v = pulled_version] {
             return client_->Push(staged_grads, v, worker);
           });
-        } else if (sync && !last_of_epoch) {
+        } else if (!last_of_epoch && options_.mode != v1::SSP) {
           // The push and the next step's pull in one call per shard where possible.
-          PsClient::PushPullResult pp =
-              client_->PushPull(model_->host_grads(), model_->host_params(), worker);
+          // (SSP keeps them apart: its pull must carry the clock this push completes.)
+          PsClient::PushPullResult pp = client_->PushPull(
+              model_->host_grads(), model_->host_params(), worker, sync ? PsClient::kPerShard : 0);
           pushed = pp.push;
           if (pp.pull.ok()) pulled_next = *pp.pull;
         } else {
