@@ -157,11 +157,13 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
     sparse.push_back(*t);
   }
   std::vector<DenseTable*> tables;
-  for (const v1::DenseSlice& slice : request.dense()) {
+  for (int i = 0; i < request.dense_size(); ++i) {
+    const v1::DenseSlice& slice = request.dense(i);
     absl::StatusOr<DenseTable*> t = Find(slice.table());
     if (!t.ok()) return t.status();
     if (absl::Status s = (*t)->CheckSlice(slice, /*with_values=*/false); !s.ok()) return s;
-    bytes += slice.length() * 4;
+    // Values written to a transfer window are not in the reply: the window bounds them.
+    if (dense_out == nullptr || (*dense_out)[i] == nullptr) bytes += slice.length() * 4;
     tables.push_back(*t);
   }
   if (bytes > options_.max_request_bytes) {
@@ -262,8 +264,8 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
     const v1::DenseSlice& slice = request.dense(i);
     absl::StatusOr<DenseTable*> t = Find(slice.table());
     if (!t.ok()) return t.status();
-    bytes += external(i) != nullptr ? std::max<int64_t>(0, slice.length()) * 4
-                                    : static_cast<int64_t>(slice.values().size());
+    // Bytes in a transfer window are not in the message: the window's size bounds them.
+    if (external(i) == nullptr) bytes += static_cast<int64_t>(slice.values().size());
     tables.push_back(*t);
   }
   std::vector<SparseTable*> sparse;

@@ -42,7 +42,8 @@ absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> TransferWindows::
   absl::MutexLock lock(&mu_);
   auto it = windows_.find(worker);
   if (it != windows_.end() && it->second->bytes >= bytes) return it->second;
-  auto w = std::make_shared<const Window>(bytes);
+  if (it != windows_.end()) retired_[worker].push_back(it->second);
+  auto w = std::make_shared<const Window>(max_bytes);
   windows_[worker] = w;
   return w;
 }
@@ -56,17 +57,25 @@ std::shared_ptr<const TransferWindows::Window> TransferWindows::Get(int worker) 
 void TransferWindows::Close(int worker) {
   absl::MutexLock lock(&mu_);
   windows_.erase(worker);
+  retired_.erase(worker);
 }
 
 int64_t TransferWindows::bytes_held() const {
   absl::MutexLock lock(&mu_);
   int64_t total = 0;
   for (const auto& [worker, w] : windows_) total += 2 * w->bytes;
+  for (const auto& [worker, ws] : retired_) {
+    for (const auto& w : ws) total += 2 * w->bytes;
+  }
   return total;
 }
 
 absl::Status CheckWindowRange(const std::string& table, int64_t offset, int64_t length,
                               int64_t window_bytes) {
+  if (offset % 4 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", table, "': window offset ", offset, " is not a multiple of 4 bytes"));
+  }
   if (offset < 0 || length <= 0 || length > window_bytes / 4 ||
       offset > window_bytes - length * 4) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -39,8 +40,11 @@ class TransferWindows {
   // This process's identity and the probe a worker reads to prove it can attach.
   void FillOffer(v1::SameHostOffer* offer) const;
 
-  // Gives `worker` windows of `bytes` each (reusing its current ones when large enough).
-  // INVALID_ARGUMENT when bytes is not in (0, max_bytes]; FAILED_PRECONDITION when off.
+  // Gives `worker` windows of at least `bytes` each: its current ones when large enough,
+  // else new ones of `max_bytes` (so they need replacing only when tables are added).
+  // Replaced windows stay allocated until Close(): a call the worker still has in flight
+  // may write into them. INVALID_ARGUMENT when bytes is not in (0, max_bytes];
+  // FAILED_PRECONDITION when off.
   absl::StatusOr<std::shared_ptr<const Window>> Open(int worker, int64_t bytes,
                                                      int64_t max_bytes);
   // The worker's windows; null when it has none. The pointer keeps them alive while a
@@ -56,6 +60,7 @@ class TransferWindows {
   alignas(16) char probe_[16];
   mutable absl::Mutex mu_;
   std::map<int, std::shared_ptr<const Window>> windows_ ABSL_GUARDED_BY(mu_);
+  std::map<int, std::vector<std::shared_ptr<const Window>>> retired_ ABSL_GUARDED_BY(mu_);
 };
 
 // Checks that [offset, offset + length * 4) lies inside a window of `window_bytes`;

@@ -151,6 +151,11 @@ TEST_F(TransferWindowsTest, PushAndPullThroughTheWindowsMatchInBand) {
   v1::OpenWindowResponse w;
   ASSERT_TRUE(Open(3, 32, &w).ok());
   EXPECT_EQ(w.bytes(), 32);
+  // A second open that fits keeps the same windows.
+  v1::OpenWindowResponse again;
+  ASSERT_TRUE(Open(3, 8, &again).ok());
+  EXPECT_EQ(again.push_address(), w.push_address());
+  EXPECT_EQ(again.pull_address(), w.pull_address());
   ASSERT_NE(w.push_address(), 0u);
   ASSERT_NE(w.pull_address(), 0u);
 
@@ -210,11 +215,17 @@ TEST_F(TransferWindowsTest, BadWindowRequestsChangeNothing) {
 
   v1::OpenWindowResponse w;
   ASSERT_TRUE(Open(1, 16, &w).ok());
-  // Past the window's end, negative, and both values and a window offset.
-  s = WindowPush(1, "a", 4, 4);
+  // Windows come at the shard's whole dense size (two tables of 4 floats), so that they
+  // are replaced only when tables are added.
+  EXPECT_EQ(w.bytes(), 32);
+  // Past the window's end, negative, unaligned, and both values and a window offset.
+  s = WindowPush(1, "a", 4, 20);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("table 'a'"));
-  EXPECT_THAT(s.error_message(), HasSubstr("16-byte transfer window"));
+  EXPECT_THAT(s.error_message(), HasSubstr("32-byte transfer window"));
+  s = WindowPush(1, "a", 4, 2);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("window offset 2 is not a multiple of 4"));
   s = WindowPush(1, "a", 4, -4);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   s = WindowPush(1, "a", std::numeric_limits<int64_t>::max() / 2, 0);
@@ -232,7 +243,7 @@ TEST_F(TransferWindowsTest, BadWindowRequestsChangeNothing) {
   s = WindowPush(2, "a", 4, 0);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   v1::PullResponse pulled;
-  s = WindowPull(1, "a", 8, &pulled);
+  s = WindowPull(1, "a", 24, &pulled);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
   EXPECT_EQ(Values("a"), (std::pair<std::vector<float>, int64_t>{{1, 1, 1, 1}, 0}));

@@ -202,6 +202,17 @@ class GrpcPsClient final : public PsClient {
     std::vector<std::vector<RemoteCopy>> window_reads(servers_.size());
     int64_t version = std::numeric_limits<int64_t>::max();
     std::vector<int64_t> shard_version(servers_.size(), std::numeric_limits<int64_t>::max());
+    bool lost_window = false;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!calls[i].status.ok() && ForgetLostWindow(chunks[i].shard, worker, calls[i].status)) {
+        lost_window = true;
+      }
+    }
+    if (lost_window) {
+      // A shard no longer holds this worker's window (another process with this worker
+      // index left): pull again in-band; the next call opens new windows.
+      return PullImpl(tensors, min_version, worker, /*windows=*/false);
+    }
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "pull", calls[i].status);
       const v1::PullResponse& r = calls[i].response;
@@ -344,6 +355,7 @@ class GrpcPsClient final : public PsClient {
           next_[chunks[i].shard] = pulled_[chunks[i].shard] + 1;
         }
         if (!st.ok()) {
+          ForgetLostWindow(chunks[i].shard, worker, st);
           all_ok = false;
           if (st.error_code() != grpc::StatusCode::ALREADY_EXISTS && result.push.ok()) {
             result.push = ShardError(chunks[i].shard, "push", st);
@@ -452,11 +464,10 @@ class GrpcPsClient final : public PsClient {
           }
           continue;
         }
+        // Nothing was sent yet: the whole push goes in-band, planned afresh (windowed
+        // requests are merged per shard and may exceed what an in-band request should be).
         DisableSameHost(static_cast<int>(s), st);
-        for (Chunk& c : chunks) {
-          if (c.shard != static_cast<int>(s)) continue;
-          for (Piece& p : c.pieces) p.window_offset = -1;
-        }
+        return PushImpl(tensors, step, worker, /*windows=*/false);
       }
     }
     std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
@@ -490,6 +501,7 @@ class GrpcPsClient final : public PsClient {
         continue;
       }
       if (!calls[i].status.ok()) {
+        ForgetLostWindow(chunks[i].shard, worker, calls[i].status);
         shard_ok[chunks[i].shard] = false;
         if (first_error.ok()) first_error = ShardError(chunks[i].shard, "push", calls[i].status);
       }
@@ -664,6 +676,19 @@ class GrpcPsClient final : public PsClient {
     }
     next.note = note;
     cur = next;
+  }
+
+  // After a windowed call failed because the shard holds no window for `worker` (the
+  // message the shard gives for that case), forgets the cached window so that the next
+  // call opens a new one. Returns whether that was the failure.
+  bool ForgetLostWindow(int shard, int worker, const grpc::Status& st) {
+    if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION ||
+        st.error_message().find("has no transfer window") == std::string::npos) {
+      return false;
+    }
+    absl::MutexLock lock(&same_host_mu_);
+    same_host_[shard].windows.erase(worker);
+    return true;
   }
 
   void DisableSameHost(int shard, const absl::Status& why) {

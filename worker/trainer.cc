@@ -227,6 +227,8 @@ absl::StatusOr<TrainResult> Trainer::Run() {
               model_->host_grads(), model_->host_params(), worker, sync ? PsClient::kPerShard : 0);
           pushed = pp.push;
           if (pp.pull.ok()) pulled_next = *pp.pull;
+          // As a separate pull would: a version that never came is the job's failure.
+          if (pushed.ok() && absl::IsDeadlineExceeded(pp.pull.status())) return pp.pull.status();
         } else {
           pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, worker);
         }
