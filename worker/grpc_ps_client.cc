@@ -275,20 +275,26 @@ class GrpcPsClient final : public PsClient {
     std::optional<PushPullResult> r;
     if (worker >= 0 && push_window_mu_.TryLock()) {
       if (pull_window_mu_.TryLock()) {
-        r = PushPullWindowed(grads, params, worker, min_version);
+        r = PushPullCombined(grads, params, worker, min_version, /*windows=*/true);
         pull_window_mu_.Unlock();
+      } else {
+        r = PushPullCombined(grads, params, worker, min_version, /*windows=*/false);
       }
       push_window_mu_.Unlock();
+    } else if (worker >= 0) {
+      r = PushPullCombined(grads, params, worker, min_version, /*windows=*/false);
     }
     if (r.has_value()) return *std::move(r);
     return PsClient::PushPull(grads, params, worker, min_version);
   }
 
-  // One call per shard carrying the push and the pull, when every shard's part goes
-  // through its windows in one request; nullopt (nothing sent) otherwise.
-  std::optional<PushPullResult> PushPullWindowed(const std::vector<DenseTensor>& grads,
+  // Each request carries a chunk's push and the pull of the same slices: through the
+  // shard's windows (one request per shard) or in-band (the usual chunks). nullopt, with
+  // nothing sent, when the tensors do not pair up or a window write fails.
+  std::optional<PushPullResult> PushPullCombined(const std::vector<DenseTensor>& grads,
                                                  const std::vector<DenseTensor>& params,
-                                                 int worker, int64_t min_version) {
+                                                 int worker, int64_t min_version,
+                                                 bool windows) {
     if (grads.size() != params.size()) return std::nullopt;
     for (size_t i = 0; i < grads.size(); ++i) {
       if (grads[i].table != params[i].table || grads[i].num_elements != params[i].num_elements) {
@@ -296,28 +302,29 @@ class GrpcPsClient final : public PsClient {
       }
     }
     std::vector<Chunk> chunks = Plan(grads);
-    const std::vector<WindowUse> use = PrepareWindows(&chunks, worker);
-    std::vector<bool> seen(servers_.size(), false);
+    const std::vector<WindowUse> use =
+        windows ? PrepareWindows(&chunks, worker) : std::vector<WindowUse>(servers_.size());
+    // Gradients into the push windows first.
+    std::vector<std::vector<RemoteCopy>> writes(servers_.size());
     for (const Chunk& c : chunks) {
-      if (use[c.shard].pid == 0 || seen[c.shard]) return std::nullopt;
-      seen[c.shard] = true;
-    }
-    // Gradients into each shard's push window first.
-    for (const Chunk& c : chunks) {
-      std::vector<RemoteCopy> writes;
       for (const Piece& p : c.pieces) {
-        writes.push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
-                          use[c.shard].push_address + static_cast<uint64_t>(p.window_offset),
-                          static_cast<size_t>(p.length * 4)});
+        if (p.window_offset < 0) continue;
+        writes[c.shard].push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
+                                   use[c.shard].push_address +
+                                       static_cast<uint64_t>(p.window_offset),
+                                   static_cast<size_t>(p.length * 4)});
       }
-      if (absl::Status st = WriteToProcess(use[c.shard].pid, writes); !st.ok()) {
-        DisableSameHost(c.shard, st);
+    }
+    for (size_t s = 0; s < writes.size(); ++s) {
+      if (writes[s].empty()) continue;
+      if (absl::Status st = WriteToProcess(use[s].pid, writes[s]); !st.ok()) {
+        DisableSameHost(static_cast<int>(s), st);
         return std::nullopt;
       }
     }
     std::vector<Call<v1::PushPullRequest, v1::PushPullResponse>> calls(chunks.size());
     std::vector<int> shards;
-    int64_t grad_bytes = 0;
+    int64_t grad_bytes = 0, window_grad_bytes = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const int shard = chunks[i].shard;
       v1::PushRequest* push = calls[i].request.mutable_push();
@@ -330,37 +337,47 @@ class GrpcPsClient final : public PsClient {
       pull->set_min_version(min_version == kPerShard ? step + 1 : min_version);
       pull->set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
-        for (v1::DenseSlice* d : {push->add_dense(), pull->add_dense()}) {
+        v1::DenseSlice* pushed = push->add_dense();
+        v1::DenseSlice* pulled = pull->add_dense();
+        for (v1::DenseSlice* d : {pushed, pulled}) {
           d->set_table(p.tensor->table);
           d->set_offset(p.begin);
           d->set_length(p.length);
-          d->set_window_offset(p.window_offset);
+          if (p.window_offset >= 0) d->set_window_offset(p.window_offset);
+        }
+        if (p.window_offset < 0) {
+          pushed->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin),
+                             p.length * 4);
+        } else {
+          window_grad_bytes += p.length * 4;
         }
         grad_bytes += p.length * 4;
       }
       shards.push_back(shard);
     }
     bytes_pushed_.fetch_add(grad_bytes, std::memory_order_relaxed);
-    window_bytes_.fetch_add(grad_bytes, std::memory_order_relaxed);
+    window_bytes_.fetch_add(window_grad_bytes, std::memory_order_relaxed);
     SendAll(calls, shards, stubs_, options_.rpc_timeout, kPushPull);
 
     PushPullResult result;
     bool all_ok = true;
+    std::vector<bool> shard_ok(servers_.size(), true);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const grpc::Status& st = calls[i].status;
+      // As in Push: a shard that already holds this step's gradient counts it delivered.
+      if (!st.ok()) {
+        ForgetLostWindow(chunks[i].shard, worker, st);
+        all_ok = false;
+        if (st.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+          shard_ok[chunks[i].shard] = false;
+          if (result.push.ok()) result.push = ShardError(chunks[i].shard, "push", st);
+        }
+      }
+    }
     {
       absl::MutexLock lock(&progress_mu_);
-      for (size_t i = 0; i < chunks.size(); ++i) {
-        const grpc::Status& st = calls[i].status;
-        // As in Push: a shard that already holds this step's gradient counts it delivered.
-        if (st.ok() || st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
-          next_[chunks[i].shard] = pulled_[chunks[i].shard] + 1;
-        }
-        if (!st.ok()) {
-          ForgetLostWindow(chunks[i].shard, worker, st);
-          all_ok = false;
-          if (st.error_code() != grpc::StatusCode::ALREADY_EXISTS && result.push.ok()) {
-            result.push = ShardError(chunks[i].shard, "push", st);
-          }
-        }
+      for (const Chunk& c : chunks) {
+        if (shard_ok[c.shard]) next_[c.shard] = pulled_[c.shard] + 1;
       }
     }
     if (!all_ok) {
@@ -369,6 +386,7 @@ class GrpcPsClient final : public PsClient {
     }
     int64_t version = std::numeric_limits<int64_t>::max();
     std::vector<int64_t> shard_version(servers_.size(), -1);
+    std::vector<std::vector<RemoteCopy>> reads(servers_.size());
     for (size_t i = 0; i < chunks.size(); ++i) {
       const int shard = chunks[i].shard;
       const v1::PushPullResponse& r = calls[i].response;
@@ -385,32 +403,45 @@ class GrpcPsClient final : public PsClient {
                                                        chunks[i].pieces.size()));
         return result;
       }
-      std::vector<RemoteCopy> reads;
       for (int j = 0; j < pulled.dense_size(); ++j) {
         const Piece& p = chunks[i].pieces[j];
         const v1::DenseSlice& d = pulled.dense(j);
-        if (!d.has_window_offset() || d.window_offset() != p.window_offset) {
-          result.pull = absl::InternalError(absl::StrCat(
-              "shard ", shard, " answered a windowed pull of table '", p.tensor->table,
-              "' without its window"));
-          return result;
-        }
         // The same element range of the parameter tensor as of the gradient.
-        const DenseTensor& param = params[p.tensor - grads.data()];
-        reads.push_back({reinterpret_cast<char*>(param.data + p.begin),
-                         use[shard].pull_address + static_cast<uint64_t>(p.window_offset),
-                         static_cast<size_t>(p.length * 4)});
+        float* dst = params[p.tensor - grads.data()].data + p.begin;
+        if (p.window_offset >= 0) {
+          if (!d.has_window_offset() || d.window_offset() != p.window_offset ||
+              !d.values().empty()) {
+            result.pull = absl::InternalError(absl::StrCat(
+                "shard ", shard, " answered a windowed pull of table '", p.tensor->table,
+                "' without its window"));
+            return result;
+          }
+          reads[shard].push_back({reinterpret_cast<char*>(dst),
+                                  use[shard].pull_address + static_cast<uint64_t>(p.window_offset),
+                                  static_cast<size_t>(p.length * 4)});
+        } else if (static_cast<int64_t>(d.values().size()) != p.length * 4) {
+          result.pull = absl::InternalError(absl::StrCat("shard ", shard, " sent ",
+                                                         d.values().size(), " bytes for table '",
+                                                         p.tensor->table, "' slice of ",
+                                                         p.length));
+          return result;
+        } else {
+          std::memcpy(dst, d.values().data(), d.values().size());
+        }
+        bytes_pulled_.fetch_add(p.length * 4, std::memory_order_relaxed);
         version = std::min(version, d.version());
         shard_version[shard] =
             shard_version[shard] < 0 ? d.version() : std::min(shard_version[shard], d.version());
       }
-      if (absl::Status st = ReadFromProcess(use[shard].pid, reads); !st.ok()) {
-        DisableSameHost(shard, st);
+    }
+    for (size_t s = 0; s < reads.size(); ++s) {
+      if (reads[s].empty()) continue;
+      if (absl::Status st = ReadFromProcess(use[s].pid, reads[s]); !st.ok()) {
+        DisableSameHost(static_cast<int>(s), st);
         result.pull = st;
         return result;
       }
-      for (const RemoteCopy& c : reads) {
-        bytes_pulled_.fetch_add(c.bytes, std::memory_order_relaxed);
+      for (const RemoteCopy& c : reads[s]) {
         window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
       }
     }

@@ -124,6 +124,7 @@ TEST_F(GrpcPsClientTest, SyncStepAcrossTwoShardsWithTwoWorkers) {
 TEST_F(GrpcPsClientTest, PushPullMatchesPushThenPull) {
   ClientOptions in_band;
   in_band.same_host = false;
+  in_band.max_chunk_bytes = 4096;  // several push-pull requests per shard
   std::unique_ptr<PsClient> a = NewGrpcPsClient(addresses_);
   std::unique_ptr<PsClient> b = NewGrpcPsClient(addresses_, in_band);
   const int64_t n = 30011, m = 5;
@@ -153,7 +154,8 @@ TEST_F(GrpcPsClientTest, PushPullMatchesPushThenPull) {
     EXPECT_FLOAT_EQ(pa[n - 1], 1.0f - (step + 1) * 0.5f * 2.0f);
     EXPECT_FLOAT_EQ(qa[0], 1.0f - (step + 1) * 0.5f * 2.0f);
   }
-  // The TCP client's PushPull: a push, then a pull that waits for worker 0's push.
+  // The TCP client's PushPull: in-band chunks, each a push and a pull that waits for
+  // worker 0's push.
   std::vector<float> g(n, 1.0f), h(m, 1.0f);
   ASSERT_TRUE(a->Push({{"w", n, g.data()}, {"v", m, h.data()}}, PsClient::kPerShard, 0).ok());
   PsClient::PushPullResult r = b->PushPull({{"w", n, g.data()}, {"v", m, h.data()}},
