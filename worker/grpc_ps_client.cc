@@ -304,27 +304,10 @@ class GrpcPsClient final : public PsClient {
     std::vector<Chunk> chunks = Plan(grads);
     const std::vector<WindowUse> use =
         windows ? PrepareWindows(&chunks, worker) : std::vector<WindowUse>(servers_.size());
-    // Gradients into the push windows first.
-    std::vector<std::vector<RemoteCopy>> writes(servers_.size());
-    for (const Chunk& c : chunks) {
-      for (const Piece& p : c.pieces) {
-        if (p.window_offset < 0) continue;
-        writes[c.shard].push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
-                                   use[c.shard].push_address +
-                                       static_cast<uint64_t>(p.window_offset),
-                                   static_cast<size_t>(p.length * 4)});
-      }
-    }
-    for (size_t s = 0; s < writes.size(); ++s) {
-      if (writes[s].empty()) continue;
-      if (absl::Status st = WriteToProcess(use[s].pid, writes[s]); !st.ok()) {
-        DisableSameHost(static_cast<int>(s), st);
-        return std::nullopt;
-      }
-    }
+    if (!WriteToPushWindows(chunks, use)) return std::nullopt;
     std::vector<Call<v1::PushPullRequest, v1::PushPullResponse>> calls(chunks.size());
     std::vector<int> shards;
-    int64_t grad_bytes = 0, window_grad_bytes = 0;
+    int64_t grad_bytes = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const int shard = chunks[i].shard;
       v1::PushRequest* push = calls[i].request.mutable_push();
@@ -348,15 +331,12 @@ class GrpcPsClient final : public PsClient {
         if (p.window_offset < 0) {
           pushed->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin),
                              p.length * 4);
-        } else {
-          window_grad_bytes += p.length * 4;
         }
         grad_bytes += p.length * 4;
       }
       shards.push_back(shard);
     }
     bytes_pushed_.fetch_add(grad_bytes, std::memory_order_relaxed);
-    window_bytes_.fetch_add(window_grad_bytes, std::memory_order_relaxed);
     SendAll(calls, shards, stubs_, options_.rpc_timeout, kPushPull);
 
     PushPullResult result;
@@ -476,28 +456,9 @@ class GrpcPsClient final : public PsClient {
     if (windows) {
       const std::vector<WindowUse> use = PrepareWindows(&chunks, worker);
       // Gradients go into each shard's push window before the calls that name them.
-      std::vector<std::vector<RemoteCopy>> writes(servers_.size());
-      for (const Chunk& c : chunks) {
-        for (const Piece& p : c.pieces) {
-          if (p.window_offset < 0) continue;
-          writes[c.shard].push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
-                                     use[c.shard].push_address +
-                                         static_cast<uint64_t>(p.window_offset),
-                                     static_cast<size_t>(p.length * 4)});
-        }
-      }
-      for (size_t s = 0; s < writes.size(); ++s) {
-        if (writes[s].empty()) continue;
-        absl::Status st = WriteToProcess(use[s].pid, writes[s]);
-        if (st.ok()) {
-          for (const RemoteCopy& c : writes[s]) {
-            window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
-          }
-          continue;
-        }
+      if (!WriteToPushWindows(chunks, use)) {
         // Nothing was sent yet: the whole push goes in-band, planned afresh (windowed
         // requests are merged per shard and may exceed what an in-band request should be).
-        DisableSameHost(static_cast<int>(s), st);
         return PushImpl(tensors, step, worker, /*windows=*/false);
       }
     }
@@ -707,6 +668,33 @@ class GrpcPsClient final : public PsClient {
     }
     next.note = note;
     cur = next;
+  }
+
+  // Writes every windowed piece's gradient into its shard's push window, one
+  // process_vm_writev per shard. On a failure turns that shard's windows off and returns
+  // false; the caller, having sent nothing yet, goes in-band.
+  bool WriteToPushWindows(const std::vector<Chunk>& chunks, const std::vector<WindowUse>& use) {
+    std::vector<std::vector<RemoteCopy>> writes(servers_.size());
+    for (const Chunk& c : chunks) {
+      for (const Piece& p : c.pieces) {
+        if (p.window_offset < 0) continue;
+        writes[c.shard].push_back({reinterpret_cast<char*>(p.tensor->data + p.begin),
+                                   use[c.shard].push_address +
+                                       static_cast<uint64_t>(p.window_offset),
+                                   static_cast<size_t>(p.length * 4)});
+      }
+    }
+    for (size_t s = 0; s < writes.size(); ++s) {
+      if (writes[s].empty()) continue;
+      if (absl::Status st = WriteToProcess(use[s].pid, writes[s]); !st.ok()) {
+        DisableSameHost(static_cast<int>(s), st);
+        return false;
+      }
+    }
+    for (const std::vector<RemoteCopy>& w : writes) {
+      for (const RemoteCopy& c : w) window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
+    }
+    return true;
   }
 
   // After a windowed call failed because the shard holds no window for `worker` (the
