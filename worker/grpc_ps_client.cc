@@ -47,19 +47,32 @@ struct Call {
 
 // Sends calls[i] to shard shards[i], all at once (gRPC's callback API), and returns when
 // every one has finished. Calls wait for a shard that is down or restarting, up to
-// `timeout`, instead of failing at once.
+// `timeout`, instead of failing at once. With `cancel_siblings`, a call that fails with
+// a status it accepts cancels the other calls to the same shard (for requests that wait
+// on each other there).
 template <typename Request, typename Response, typename Method>
 void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
              std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
-             absl::Duration timeout, Method method) {
+             absl::Duration timeout, Method method,
+             std::function<bool(const grpc::Status&)> cancel_siblings = nullptr) {
   absl::BlockingCounter done(static_cast<int>(calls.size()));
   for (size_t i = 0; i < calls.size(); ++i) {
     Call<Request, Response>& c = calls[i];
     c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     c.ctx.set_wait_for_ready(true);
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    Call<Request, Response>& c = calls[i];
     method(stubs[shards[i]]->async(), &c.ctx, &c.request, &c.response,
-           [&c, &done](grpc::Status s) {
-             c.status = std::move(s);
+           [&calls, &shards, &done, &cancel_siblings, i](grpc::Status s) {
+             if (cancel_siblings && !s.ok() && cancel_siblings(s)) {
+               // TryCancel is thread-safe, a no-op on a finished call, and cancels a call
+               // not started yet when it starts.
+               for (size_t j = 0; j < calls.size(); ++j) {
+                 if (j != i && shards[j] == shards[i]) calls[j].ctx.TryCancel();
+               }
+             }
+             calls[i].status = std::move(s);
              done.DecrementCount();
            });
   }
@@ -337,11 +350,17 @@ class GrpcPsClient final : public PsClient {
       shards.push_back(shard);
     }
     bytes_pushed_.fetch_add(grad_bytes, std::memory_order_relaxed);
-    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPushPull);
+    // A shard that refuses one chunk's push never reaches the version the other chunks'
+    // pulls wait for there: cancel them rather than wait out the deadline.
+    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPushPull,
+            [](const grpc::Status& st) {
+              return st.error_code() != grpc::StatusCode::ALREADY_EXISTS;
+            });
 
     PushPullResult result;
     bool all_ok = true;
     std::vector<bool> shard_ok(servers_.size(), true);
+    absl::Status cancelled;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const grpc::Status& st = calls[i].status;
       // As in Push: a shard that already holds this step's gradient counts it delivered.
@@ -350,10 +369,14 @@ class GrpcPsClient final : public PsClient {
         all_ok = false;
         if (st.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
           shard_ok[chunks[i].shard] = false;
-          if (result.push.ok()) result.push = ShardError(chunks[i].shard, "push", st);
+          // Report the refusal, not the calls it cancelled.
+          absl::Status& slot =
+              st.error_code() == grpc::StatusCode::CANCELLED ? cancelled : result.push;
+          if (slot.ok()) slot = ShardError(chunks[i].shard, "push", st);
         }
       }
     }
+    if (result.push.ok() && !cancelled.ok()) result.push = cancelled;
     {
       absl::MutexLock lock(&progress_mu_);
       for (const Chunk& c : chunks) {
@@ -362,6 +385,15 @@ class GrpcPsClient final : public PsClient {
     }
     if (!all_ok) {
       result.pull = absl::UnavailableError("not pulled: a shard did not take the push-pull");
+      // A version that never came stays the job's failure, as for a plain pull.
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        if (calls[i].status.ok() &&
+            calls[i].response.pull_code() == static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED)) {
+          result.pull = ShardError(chunks[i].shard, "pull",
+                                   grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                                calls[i].response.pull_message()));
+        }
+      }
       return result;
     }
     int64_t version = std::numeric_limits<int64_t>::max();

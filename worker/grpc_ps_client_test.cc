@@ -211,6 +211,32 @@ TEST_F(GrpcPsClientTest, AWindowFreedUnderAClientIsForgottenAndReopened) {
   EXPECT_EQ(a->window_bytes(), 2 * n * 4);  // new windows
 }
 
+// Over TCP a shard's push-pull spans several chunk requests whose pulls wait for the
+// step. When the shard refuses one chunk (here: over its --max_request_bytes), the others
+// are cancelled at once instead of waiting out the call deadline, and the refusal is
+// what the caller sees.
+TEST_F(GrpcPsClientTest, AChunkRefusedInAPushPullFailsTheCallAtOnce) {
+  ServerOptions o;
+  o.host = "127.0.0.1";
+  o.max_request_bytes = 6000;
+  auto server = PsServer::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.same_host = false;
+  options.max_chunk_bytes = 8192;  // full chunks are refused, the last 4000 bytes are not
+  options.rpc_timeout = absl::Seconds(60);
+  std::unique_ptr<PsClient> client = NewGrpcPsClient({(*server)->address()}, options);
+  const int64_t n = 3048;  // 8192 + 4000 bytes
+  ASSERT_TRUE(client->CreateTable(Spec("w", n, v1::SYNC)).ok());
+  ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());
+  std::vector<float> g(n, 1.0f), p(n);
+  const absl::Time start = absl::Now();
+  PsClient::PushPullResult r = client->PushPull({{"w", n, g.data()}}, {{"w", n, p.data()}}, 0);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(r.push.code(), absl::StatusCode::kResourceExhausted) << r.push;
+  EXPECT_FALSE(r.pull.ok());
+}
+
 TEST_F(GrpcPsClientTest, ErrorsKeepTheirCodeAndNameTheShard) {
   std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_);
   std::vector<float> p(10);
