@@ -212,9 +212,6 @@ class GrpcPsClient final : public PsClient {
       shards.push_back(chunks[i].shard);
     }
     SendAll(calls, shards, stubs_, options_.rpc_timeout, kPull);
-    std::vector<std::vector<RemoteCopy>> window_reads(servers_.size());
-    int64_t version = std::numeric_limits<int64_t>::max();
-    std::vector<int64_t> shard_version(servers_.size(), std::numeric_limits<int64_t>::max());
     bool lost_window = false;
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok() && ForgetLostWindow(chunks[i].shard, worker, calls[i].status)) {
@@ -226,60 +223,22 @@ class GrpcPsClient final : public PsClient {
       // index left): pull again in-band; the next call opens new windows.
       return PullImpl(tensors, min_version, worker, /*windows=*/false);
     }
+    PulledParts parts(servers_.size());
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "pull", calls[i].status);
-      const v1::PullResponse& r = calls[i].response;
-      if (r.dense_size() != static_cast<int>(chunks[i].pieces.size())) {
-        return absl::InternalError(absl::StrCat("shard ", chunks[i].shard, " answered ",
-                                                r.dense_size(), " slices for ",
-                                                chunks[i].pieces.size()));
-      }
-      for (int j = 0; j < r.dense_size(); ++j) {
-        const Piece& p = chunks[i].pieces[j];
-        const std::string& values = r.dense(j).values();
-        if (p.window_offset >= 0) {
-          if (!r.dense(j).has_window_offset() || r.dense(j).window_offset() != p.window_offset ||
-              !values.empty()) {
-            return absl::InternalError(absl::StrCat("shard ", chunks[i].shard,
-                                                    " answered a windowed pull of table '",
-                                                    p.tensor->table, "' without its window"));
-          }
-          window_reads[chunks[i].shard].push_back(
-              {reinterpret_cast<char*>(p.tensor->data + p.begin),
-               use[chunks[i].shard].pull_address + static_cast<uint64_t>(p.window_offset),
-               static_cast<size_t>(p.length * 4)});
-        } else if (static_cast<int64_t>(values.size()) != p.length * 4) {
-          return absl::InternalError(absl::StrCat("shard ", chunks[i].shard, " sent ",
-                                                  values.size(), " bytes for table '",
-                                                  p.tensor->table, "' slice of ", p.length));
-        } else {
-          std::memcpy(p.tensor->data + p.begin, values.data(), values.size());
-        }
-        bytes_pulled_.fetch_add(p.length * 4, std::memory_order_relaxed);
-        version = std::min(version, r.dense(j).version());
-        shard_version[chunks[i].shard] = std::min(shard_version[chunks[i].shard], r.dense(j).version());
+      if (absl::Status st = TakePulled(chunks[i], calls[i].response, use,
+                                       [](const Piece& p) { return p.tensor->data + p.begin; },
+                                       &parts);
+          !st.ok()) {
+        return st;
       }
     }
-    for (size_t s = 0; s < window_reads.size(); ++s) {
-      if (window_reads[s].empty()) continue;
-      absl::Status st = ReadFromProcess(use[s].pid, window_reads[s]);
-      if (!st.ok()) {
-        // The shard answered but its window cannot be read: pull again without windows
-        // (a pull changes nothing on the server).
-        DisableSameHost(static_cast<int>(s), st);
-        return PullImpl(tensors, min_version, worker, /*windows=*/false);
-      }
-      for (const RemoteCopy& c : window_reads[s]) {
-        window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
-      }
+    if (absl::Status st = FinishPulled(use, &parts); !st.ok()) {
+      // A shard answered but its window cannot be read: pull again without windows (a
+      // pull changes nothing on the server).
+      return PullImpl(tensors, min_version, worker, /*windows=*/false);
     }
-    {
-      absl::MutexLock lock(&progress_mu_);
-      for (size_t s = 0; s < shard_version.size(); ++s) {
-        if (shard_version[s] != std::numeric_limits<int64_t>::max()) pulled_[s] = shard_version[s];
-      }
-    }
-    return chunks.empty() ? 0 : version;
+    return chunks.empty() ? 0 : parts.version;
   }
 
   PushPullResult PushPull(const std::vector<DenseTensor>& grads,
@@ -396,74 +355,29 @@ class GrpcPsClient final : public PsClient {
       }
       return result;
     }
-    int64_t version = std::numeric_limits<int64_t>::max();
-    std::vector<int64_t> shard_version(servers_.size(), -1);
-    std::vector<std::vector<RemoteCopy>> reads(servers_.size());
+    PulledParts parts(servers_.size());
     for (size_t i = 0; i < chunks.size(); ++i) {
-      const int shard = chunks[i].shard;
       const v1::PushPullResponse& r = calls[i].response;
       if (r.pull_code() != 0) {
         result.pull = ShardError(
-            shard, "pull",
+            chunks[i].shard, "pull",
             grpc::Status(static_cast<grpc::StatusCode>(r.pull_code()), r.pull_message()));
         return result;
       }
-      const v1::PullResponse& pulled = r.pull();
-      if (pulled.dense_size() != static_cast<int>(chunks[i].pieces.size())) {
-        result.pull = absl::InternalError(absl::StrCat("shard ", shard, " answered ",
-                                                       pulled.dense_size(), " slices for ",
-                                                       chunks[i].pieces.size()));
-        return result;
-      }
-      for (int j = 0; j < pulled.dense_size(); ++j) {
-        const Piece& p = chunks[i].pieces[j];
-        const v1::DenseSlice& d = pulled.dense(j);
-        // The same element range of the parameter tensor as of the gradient.
-        float* dst = params[p.tensor - grads.data()].data + p.begin;
-        if (p.window_offset >= 0) {
-          if (!d.has_window_offset() || d.window_offset() != p.window_offset ||
-              !d.values().empty()) {
-            result.pull = absl::InternalError(absl::StrCat(
-                "shard ", shard, " answered a windowed pull of table '", p.tensor->table,
-                "' without its window"));
-            return result;
-          }
-          reads[shard].push_back({reinterpret_cast<char*>(dst),
-                                  use[shard].pull_address + static_cast<uint64_t>(p.window_offset),
-                                  static_cast<size_t>(p.length * 4)});
-        } else if (static_cast<int64_t>(d.values().size()) != p.length * 4) {
-          result.pull = absl::InternalError(absl::StrCat("shard ", shard, " sent ",
-                                                         d.values().size(), " bytes for table '",
-                                                         p.tensor->table, "' slice of ",
-                                                         p.length));
-          return result;
-        } else {
-          std::memcpy(dst, d.values().data(), d.values().size());
-        }
-        bytes_pulled_.fetch_add(p.length * 4, std::memory_order_relaxed);
-        version = std::min(version, d.version());
-        shard_version[shard] =
-            shard_version[shard] < 0 ? d.version() : std::min(shard_version[shard], d.version());
-      }
-    }
-    for (size_t s = 0; s < reads.size(); ++s) {
-      if (reads[s].empty()) continue;
-      if (absl::Status st = ReadFromProcess(use[s].pid, reads[s]); !st.ok()) {
-        DisableSameHost(static_cast<int>(s), st);
+      // The same element range of the parameter tensor as of the gradient.
+      absl::Status st = TakePulled(
+          chunks[i], r.pull(), use,
+          [&](const Piece& p) { return params[p.tensor - grads.data()].data + p.begin; }, &parts);
+      if (!st.ok()) {
         result.pull = st;
         return result;
       }
-      for (const RemoteCopy& c : reads[s]) {
-        window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
-      }
     }
-    {
-      absl::MutexLock lock(&progress_mu_);
-      for (size_t s = 0; s < shard_version.size(); ++s) {
-        if (shard_version[s] >= 0) pulled_[s] = shard_version[s];
-      }
+    if (absl::Status st = FinishPulled(use, &parts); !st.ok()) {
+      result.pull = st;
+      return result;
     }
-    result.pull = chunks.empty() ? 0 : version;
+    result.pull = chunks.empty() ? 0 : parts.version;
     return result;
   }
 
@@ -700,6 +614,77 @@ class GrpcPsClient final : public PsClient {
     }
     next.note = note;
     cur = next;
+  }
+
+  // What a pull brought back, while its replies are taken in.
+  struct PulledParts {
+    explicit PulledParts(size_t shards)
+        : reads(shards), shard_version(shards, std::numeric_limits<int64_t>::max()) {}
+    std::vector<std::vector<RemoteCopy>> reads;  // windowed slices, per shard
+    int64_t version = std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> shard_version;  // max(): none from that shard
+  };
+
+  // Takes in one chunk's pulled slices: in-band values are copied to dest(piece) now,
+  // windowed ones are queued for one read per shard. INTERNAL when the reply does not
+  // match the request.
+  absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r,
+                          const std::vector<WindowUse>& use,
+                          const std::function<float*(const Piece&)>& dest, PulledParts* parts) {
+    if (r.dense_size() != static_cast<int>(chunk.pieces.size())) {
+      return absl::InternalError(absl::StrCat("shard ", chunk.shard, " answered ", r.dense_size(),
+                                              " slices for ", chunk.pieces.size()));
+    }
+    for (int j = 0; j < r.dense_size(); ++j) {
+      const Piece& p = chunk.pieces[j];
+      const v1::DenseSlice& d = r.dense(j);
+      float* out = dest(p);
+      if (p.window_offset >= 0) {
+        if (!d.has_window_offset() || d.window_offset() != p.window_offset ||
+            !d.values().empty()) {
+          return absl::InternalError(absl::StrCat("shard ", chunk.shard,
+                                                  " answered a windowed pull of table '",
+                                                  p.tensor->table, "' without its window"));
+        }
+        parts->reads[chunk.shard].push_back(
+            {reinterpret_cast<char*>(out),
+             use[chunk.shard].pull_address + static_cast<uint64_t>(p.window_offset),
+             static_cast<size_t>(p.length * 4)});
+      } else if (static_cast<int64_t>(d.values().size()) != p.length * 4) {
+        return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ",
+                                                d.values().size(), " bytes for table '",
+                                                p.tensor->table, "' slice of ", p.length));
+      } else {
+        std::memcpy(out, d.values().data(), d.values().size());
+      }
+      bytes_pulled_.fetch_add(p.length * 4, std::memory_order_relaxed);
+      parts->version = std::min(parts->version, d.version());
+      parts->shard_version[chunk.shard] = std::min(parts->shard_version[chunk.shard], d.version());
+    }
+    return absl::OkStatus();
+  }
+
+  // Reads the queued windowed slices (one process_vm_readv per shard), then records each
+  // shard's pulled version. A window that cannot be read turns that shard's windows off
+  // and is returned as the error; nothing is recorded then.
+  absl::Status FinishPulled(const std::vector<WindowUse>& use, PulledParts* parts) {
+    for (size_t s = 0; s < parts->reads.size(); ++s) {
+      if (parts->reads[s].empty()) continue;
+      if (absl::Status st = ReadFromProcess(use[s].pid, parts->reads[s]); !st.ok()) {
+        DisableSameHost(static_cast<int>(s), st);
+        return st;
+      }
+      for (const RemoteCopy& c : parts->reads[s]) {
+        window_bytes_.fetch_add(c.bytes, std::memory_order_relaxed);
+      }
+    }
+    absl::MutexLock lock(&progress_mu_);
+    for (size_t s = 0; s < parts->shard_version.size(); ++s) {
+      if (parts->shard_version[s] != std::numeric_limits<int64_t>::max()) {
+        pulled_[s] = parts->shard_version[s];
+      }
+    }
+    return absl::OkStatus();
   }
 
   // Writes every windowed piece's gradient into its shard's push window, one
