@@ -62,26 +62,34 @@ absl::Time ParameterServerService::PullDeadline(const grpc::ServerContext* conte
   return deadline;
 }
 
+absl::StatusOr<std::vector<char*>> ParameterServerService::WindowPointers(
+    int worker, const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices,
+    bool push) const {
+  if (!UsesWindow(slices)) return std::vector<char*>();
+  absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w = WindowFor(worker);
+  if (!w.ok()) return w.status();
+  char* base = push ? (*w)->push.get() : (*w)->pull.get();
+  std::vector<char*> out(slices.size(), nullptr);
+  for (int i = 0; i < slices.size(); ++i) {
+    const v1::DenseSlice& d = slices[i];
+    if (!d.has_window_offset()) continue;
+    if (absl::Status s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
+        !s.ok()) {
+      return s;
+    }
+    out[i] = base + d.window_offset();
+  }
+  return out;
+}
+
 absl::Status ParameterServerService::DoPull(const v1::PullRequest& request, absl::Time deadline,
                                             v1::PullResponse* response) {
   pull_requests_.fetch_add(1, std::memory_order_relaxed);
-  absl::Status s;
-  if (!UsesWindow(request.dense())) {
-    s = store_->Pull(request, deadline, response);
-  } else {
-    // Same-host: the values go into the worker's pull window instead of the reply.
-    absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
-        WindowFor(request.worker_index());
-    s = w.status();
-    std::vector<char*> out(request.dense_size(), nullptr);
-    for (int i = 0; s.ok() && i < request.dense_size(); ++i) {
-      const v1::DenseSlice& d = request.dense(i);
-      if (!d.has_window_offset()) continue;
-      s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
-      if (s.ok()) out[i] = (*w)->pull.get() + d.window_offset();
-    }
-    if (s.ok()) s = store_->Pull(request, deadline, response, &out);
-  }
+  // Same-host: windowed values go into the worker's pull window instead of the reply.
+  absl::StatusOr<std::vector<char*>> out =
+      WindowPointers(request.worker_index(), request.dense(), /*push=*/false);
+  absl::Status s = out.status();
+  if (s.ok()) s = store_->Pull(request, deadline, response, out->empty() ? nullptr : &*out);
   if (s.ok()) {
     int64_t bytes = 0, window_bytes = 0;
     for (const v1::DenseSlice& d : response->dense()) {
@@ -97,31 +105,22 @@ absl::Status ParameterServerService::DoPull(const v1::PullRequest& request, absl
 absl::Status ParameterServerService::DoPush(const v1::PushRequest& request,
                                             v1::PushResponse* response) {
   push_requests_.fetch_add(1, std::memory_order_relaxed);
-  int64_t bytes = 0;
-  for (const v1::DenseSlice& d : request.dense()) bytes += d.values().size();
-  if (!UsesWindow(request.dense())) {
-    bytes_received_.fetch_add(bytes, std::memory_order_relaxed);
-    return LogRejected("Push", request.worker_index(), store_->Push(request, response));
-  }
-  // Same-host: the gradients are read straight out of the worker's push window. (A copy
-  // first would protect nothing: a process that can write the window can write anywhere
-  // in this one; see docs/same_host.md.)
-  absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> w =
-      WindowFor(request.worker_index());
-  if (!w.ok()) return LogRejected("Push", request.worker_index(), w.status());
-  std::vector<const char*> values(request.dense_size(), nullptr);
-  int64_t window_bytes = 0;
-  for (int i = 0; i < request.dense_size(); ++i) {
-    const v1::DenseSlice& d = request.dense(i);
-    if (!d.has_window_offset()) continue;
-    absl::Status s = CheckWindowRange(d.table(), d.window_offset(), d.length(), (*w)->bytes);
-    if (!s.ok()) return LogRejected("Push", request.worker_index(), s);
-    values[i] = (*w)->push.get() + d.window_offset();
-    window_bytes += d.length() * 4;
+  // Same-host: windowed gradients are read straight out of the worker's push window. (A
+  // copy first would protect nothing: a process that can write the window can write
+  // anywhere in this one; see docs/same_host.md.)
+  absl::StatusOr<std::vector<char*>> in =
+      WindowPointers(request.worker_index(), request.dense(), /*push=*/true);
+  if (!in.ok()) return LogRejected("Push", request.worker_index(), in.status());
+  int64_t bytes = 0, window_bytes = 0;
+  for (const v1::DenseSlice& d : request.dense()) {
+    bytes += d.values().size();
+    if (d.has_window_offset()) window_bytes += d.length() * 4;
   }
   bytes_received_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
   window_bytes_received_.fetch_add(window_bytes, std::memory_order_relaxed);
-  return LogRejected("Push", request.worker_index(), store_->Push(request, response, &values));
+  const std::vector<const char*> values(in->begin(), in->end());
+  return LogRejected("Push", request.worker_index(),
+                     store_->Push(request, response, values.empty() ? nullptr : &values));
 }
 
 grpc::Status ParameterServerService::Pull(grpc::ServerContext* context,

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <functional>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "proto/v1/ps.grpc.pb.h"
@@ -60,6 +61,12 @@ class ParameterServerService final : public v1::ParameterServer::Service {
   absl::Status DoPull(const v1::PullRequest& request, absl::Time deadline,
                       v1::PullResponse* response);
   absl::Status DoPush(const v1::PushRequest& request, v1::PushResponse* response);
+  // Where each windowed slice's bytes lie in the worker's push (or pull) window, null for
+  // in-band slices; empty when no slice names a window. FAILED_PRECONDITION without a
+  // window, INVALID_ARGUMENT for a range outside it.
+  absl::StatusOr<std::vector<char*>> WindowPointers(
+      int worker, const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices,
+      bool push) const;
   // The worker's windows, or FAILED_PRECONDITION when it has none.
   absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> WindowFor(int worker) const;
 
