@@ -87,6 +87,7 @@ class AdminServiceTest : public ::testing::Test {
       options.num_shards = 2;
       options.peers = peers;
       options.checkpointer = checkpointers[i];
+      reserved_[i].Release();
       absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
       ASSERT_TRUE(server.ok()) << server.status();
       ASSERT_EQ((*server)->address(), peers[i]);

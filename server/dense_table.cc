@@ -195,15 +195,15 @@ absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
   return absl::OkStatus();
 }
 
-void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n) {
+void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n, int64_t t) {
   float* slot_ptrs[4];
   for (size_t i = 0; i < slots_.size(); ++i) slot_ptrs[i] = slots_[i].data() + local_begin;
-  optimizer_->Apply(params_.data() + local_begin, grad, n, slot_ptrs, version_ + 1);
-  ++version_;
+  optimizer_->Apply(params_.data() + local_begin, grad, n, slot_ptrs, t);
 }
 
-void DenseTable::Push(int worker, int64_t step, const v1::DenseSlice& slice,
+void DenseTable::Push(const PushKey& key, int64_t step, const v1::DenseSlice& slice,
                       const char* values) {
+  const int worker = key.worker;
   ++pushes_;
   const int64_t b = slice.offset() - offset_, n = slice.length();
   const float* grad =
@@ -213,7 +213,7 @@ void DenseTable::Push(int worker, int64_t step, const v1::DenseSlice& slice,
     staleness_sum_ += staleness;
     ++staleness_count_;
     staleness_max_ = std::max(staleness_max_, staleness);
-    ApplyUpdate(b, grad, n);
+    ApplyUpdate(b, grad, n, updates_.UpdateFor(key, &version_));
     return;
   }
   if (step_sum_.empty()) step_sum_.resize(local_size());
@@ -255,7 +255,8 @@ bool DenseTable::MaybeFinishStep(const std::vector<int>& live) {
   if (live_full < needed) return false;
   const float inv = 1.0f / static_cast<float>(step_full_);
   for (float& g : step_sum_) g *= inv;
-  ApplyUpdate(0, step_sum_.data(), local_size());
+  ApplyUpdate(0, step_sum_.data(), local_size(), version_ + 1);
+  ++version_;
   step_sum_empty_ = true;
   step_full_ = 0;
   step_contrib_.clear();

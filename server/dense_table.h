@@ -1,8 +1,9 @@
 // DenseTable: one shard's contiguous range of a dense table, its optimizer state, and
 // the table's consistency rules (see docs/consistency.md).
 //
-// - ASYNC and SSP: every pushed slice is applied on arrival; each applied slice is one
-//   update (version += 1, and the optimizer's step count). SSP's clock bound is enforced
+// - ASYNC and SSP: every pushed slice is applied on arrival; each push is one update
+//   (version += 1, and the optimizer's step count), however many slices or requests
+//   carry it (server/push_key.h). SSP's clock bound is enforced
 //   by ParameterStore on pulls; the table applies updates exactly as ASYNC does.
 // - SYNC: gradients for step == version are summed per worker; when every live worker
 //   (all but `backup_workers` of them) has pushed its whole range, the average is applied
@@ -26,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/v1/ps.pb.h"
 #include "server/optimizer.h"
+#include "server/push_key.h"
 
 namespace ps {
 
@@ -69,9 +71,10 @@ class DenseTable {
   absl::Status CheckPush(int worker, bool worker_live, int64_t step,
                          const v1::DenseSlice& slice) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies (async, SSP) or accumulates (sync) a slice that passed CheckSlice and
-  // CheckPush. `step` is the version the gradient was computed from.
+  // CheckPush. `step` is the version the gradient was computed from; `key` names the
+  // push the slice belongs to (async and SSP: one update per push).
   // `values` as for CheckSlice.
-  void Push(int worker, int64_t step, const v1::DenseSlice& slice,
+  void Push(const PushKey& key, int64_t step, const v1::DenseSlice& slice,
             const char* values = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sync: applies the pending step if the workers in `live` (ascending) have all pushed
   // (up to backup_workers). Returns true if the version advanced.
@@ -99,7 +102,8 @@ class DenseTable {
     std::vector<float> partial;                     // gradient until covered == size
   };
 
-  void ApplyUpdate(int64_t local_begin, const float* grad, int64_t n)
+  // Applies the optimizer's update number `t` (1-based) to a range.
+  void ApplyUpdate(int64_t local_begin, const float* grad, int64_t n, int64_t t)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const v1::TableSpec spec_;
@@ -111,6 +115,8 @@ class DenseTable {
   std::vector<float> params_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<float>> slots_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  // Async and SSP: which push each worker's last slice belonged to.
+  UpdateCounter updates_ ABSL_GUARDED_BY(mu_);
   // Sync: the summed gradients of workers that covered the range for step version_.
   std::vector<float> step_sum_ ABSL_GUARDED_BY(mu_);
   // No contribution in step_sum_ yet: the first one is copied in, not added, so the sum

@@ -328,6 +328,9 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
             [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
   order.erase(std::unique(order.begin(), order.end()), order.end());
   const bool live = registry_->IsLive(request.worker_index());
+  // One update per push: a request without an id is a push of its own.
+  PushKey key{request.worker_index(), request.id().incarnation(), request.id().sequence()};
+  if (key.incarnation == 0) key.sequence = -anonymous_pushes_.fetch_add(1) - 1;
   for (auto& [name, mu] : locks) mu->Lock();
   absl::Status status;
   for (size_t i = 0; i < tables.size() && status.ok(); ++i) {
@@ -338,9 +341,9 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
     for (SparseTable* t : sparse) t->CountRejected();
   } else {
     for (size_t i = 0; i < tables.size(); ++i) {
-      tables[i]->Push(request.worker_index(), request.step(), request.dense(i), external(i));
+      tables[i]->Push(key, request.step(), request.dense(i), external(i));
     }
-    for (size_t i = 0; i < sparse.size(); ++i) sparse[i]->Push(request.step(), request.sparse(i));
+    for (size_t i = 0; i < sparse.size(); ++i) sparse[i]->Push(key, request.step(), request.sparse(i));
     const std::vector<int> live_workers = registry_->LiveWorkers();
     for (DenseTable* t : order) {
       if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);

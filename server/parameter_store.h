@@ -97,6 +97,7 @@ class ParameterStore {
   const StoreOptions options_;
   WorkerRegistry* const registry_;
   std::atomic<bool> shutdown_{false};
+  std::atomic<int64_t> anonymous_pushes_{0};  // gives requests without a push id a key
   std::function<void(DenseTable*)> step_hook_;  // set before serving
 
   // SSP clocks: effective clock = base (set at registration) + the worker's own count.

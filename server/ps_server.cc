@@ -46,18 +46,21 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
                                                    " addresses but num_shards=", options.num_shards));
   }
   std::unique_ptr<PsServer> s(new PsServer(options));
-  s->registry_ = std::make_unique<WorkerRegistry>(options.heartbeat_timeout, [] { return absl::Now(); });
-  StoreOptions store_options;
-  store_options.shard_index = options.shard_index;
-  store_options.num_shards = options.num_shards;
-  store_options.max_request_bytes = options.max_request_bytes;
-  store_options.max_sparse_keys = options.max_sparse_keys;
-  s->store_ = std::make_unique<ParameterStore>(store_options, s->registry_.get());
+  ShardOptions shard_options;
+  shard_options.store.shard_index = options.shard_index;
+  shard_options.store.num_shards = options.num_shards;
+  shard_options.store.max_request_bytes = options.max_request_bytes;
+  shard_options.store.max_sparse_keys = options.max_sparse_keys;
+  shard_options.heartbeat_interval = options.heartbeat_interval;
+  shard_options.heartbeat_timeout = options.heartbeat_timeout;
+  shard_options.max_pull_wait = options.max_pull_wait;
+  shard_options.same_host_windows = options.same_host_windows;
+  s->shard_ = std::make_unique<Shard>(shard_options);
   Checkpointer* checkpointer = options.checkpointer;
   if (checkpointer == nullptr && !options.checkpoint.dir.empty()) {
     s->checkpoints_ = std::make_unique<CheckpointManager>(
-        options.checkpoint, options.shard_index, options.num_shards, s->store_.get(),
-        s->registry_.get());
+        options.checkpoint, options.shard_index, options.num_shards, s->store(),
+        s->registry());
     // Restore before listening: no call ever sees a half-restored shard, and the health
     // service cannot report SERVING before the shard holds its state.
     absl::StatusOr<std::string> restored = s->checkpoints_->RestoreNewest();
@@ -67,11 +70,9 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
     }
     checkpointer = s->checkpoints_.get();
   }
-  s->service_ = std::make_unique<ParameterServerService>(
-      s->store_.get(), s->registry_.get(), options.heartbeat_interval, options.max_pull_wait,
-      options.same_host_windows);
+  s->service_ = std::make_unique<ParameterServerService>(s->shard_.get());
   if (CheckpointManager* cm = s->checkpoints_.get()) {
-    s->service_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
+    s->shard_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
       const std::string path = cm->latest_path();
       const int64_t version = cm->latest_version();
       for (v1::TableStatus& t : *status->mutable_tables()) {
@@ -80,12 +81,10 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
       }
     });
   }
-  // This shard's status as its GetStatus answers it, read without an RPC.
-  auto local_status = [service = s->service_.get()] {
-    grpc::ServerContext context;
-    v1::GetStatusRequest request;
+  // This shard's status as its GetStatus answers it, read from the shard.
+  auto local_status = [shard = s->shard_.get()] {
     v1::GetStatusResponse response;
-    service->GetStatus(&context, &request, &response);
+    shard->GetStatus(&response);
     return response;
   };
   AdminServiceOptions admin_options;
@@ -104,6 +103,9 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC turns SO_REUSEPORT on by default; then a second shard started on a port an old
+  // one still holds would "serve" too and the kernel would spread connections over both.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
                            grpc::InsecureServerCredentials(), &s->port_);
   // Room for the largest request plus framing.
@@ -135,7 +137,7 @@ void PsServer::ExpireLoop() {
   const absl::Duration period =
       std::max(absl::Milliseconds(20), std::min(absl::Milliseconds(200), options_.heartbeat_timeout / 10));
   while (!stop_.WaitForNotificationWithTimeout(period)) {
-    if (!registry_->ExpireStale().empty()) store_->OnMembershipChange();
+    shard_->ExpireStale();
   }
 }
 
@@ -153,7 +155,7 @@ void PsServer::Shutdown() {
     if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
     if (admin_ != nullptr) admin_->Stop();  // ends Watch streams, which would delay shutdown
     stop_.Notify();
-    store_->Shutdown();
+    shard_->Shutdown();
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     }
@@ -161,7 +163,7 @@ void PsServer::Shutdown() {
     if (checkpoints_ != nullptr) {
       checkpoints_->Stop();
       // A last checkpoint once no call can change the tables any more.
-      if (server_ != nullptr && (!store_->Tables().empty() || !store_->SparseTables().empty())) {
+      if (server_ != nullptr && (!store()->Tables().empty() || !store()->SparseTables().empty())) {
         absl::StatusOr<v1::CheckpointResponse::Written> w =
             checkpoints_->Checkpoint(0, absl::Seconds(10));
         if (!w.ok()) LOG(ERROR) << "final checkpoint failed: " << w.status();

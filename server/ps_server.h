@@ -1,4 +1,4 @@
-// PsServer: one running shard. Owns the worker registry, the parameter store, the gRPC
+// PsServer: one running shard. Owns the Shard (registry, store, windows), the gRPC
 // services (ParameterServer, Admin, the standard health service and reflection), the
 // optional Prometheus endpoint and the thread that drops workers whose heartbeats
 // stopped. Used by ps_server's main() and by tests that need a real server on a loopback
@@ -22,6 +22,7 @@
 #include "server/checkpointer.h"
 #include "server/parameter_store.h"
 #include "server/ps_service.h"
+#include "server/shard/shard.h"
 #include "server/worker_registry.h"
 
 namespace ps {
@@ -59,7 +60,8 @@ struct ServerOptions {
 class PsServer {
  public:
   // Validates the options, binds, and starts serving. INVALID_ARGUMENT for bad options,
-  // UNAVAILABLE when the address cannot be bound.
+  // UNAVAILABLE when the address cannot be bound (also when another process holds the
+  // port: SO_REUSEPORT is off, so two shards never share one).
   static absl::StatusOr<std::unique_ptr<PsServer>> Start(const ServerOptions& options);
   ~PsServer();
 
@@ -67,10 +69,11 @@ class PsServer {
   std::string address() const;
   // The Prometheus endpoint's port; -1 when metrics are off.
   int metrics_port() const;
-  ParameterStore* store() { return store_.get(); }
+  Shard* shard() { return shard_.get(); }
+  ParameterStore* store() { return shard_->store(); }
   // Null unless options.checkpoint.dir was given.
   CheckpointManager* checkpoints() { return checkpoints_.get(); }
-  WorkerRegistry* registry() { return registry_.get(); }
+  WorkerRegistry* registry() { return shard_->registry(); }
 
   // Sets the health status of the server ("") and of ps.v1.ParameterServer to SERVING or
   // NOT_SERVING. Has no effect after Shutdown().
@@ -87,8 +90,7 @@ class PsServer {
 
   const ServerOptions options_;
   int port_ = 0;
-  std::unique_ptr<WorkerRegistry> registry_;
-  std::unique_ptr<ParameterStore> store_;
+  std::unique_ptr<Shard> shard_;
   std::unique_ptr<ParameterServerService> service_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<ServerMetrics> metrics_;  // null when off; outlives server_'s interceptors

@@ -399,5 +399,18 @@ TEST(PsServerStartTest, UnbindableAddressIsUnavailable) {
   EXPECT_THAT(server.status().message(), HasSubstr("192.0.2.1"));
 }
 
+// gRPC's default SO_REUSEPORT would let the second shard "serve" the port too, and the
+// kernel would spread connections over both.
+TEST(PsServerStartTest, ASecondShardOnAPortInUseIsUnavailable) {
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  absl::StatusOr<std::unique_ptr<PsServer>> first = PsServer::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  options.port = (*first)->port();
+  absl::StatusOr<std::unique_ptr<PsServer>> second = PsServer::Start(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(), HasSubstr(absl::StrCat("127.0.0.1:", options.port)));
+}
+
 }  // namespace
 }  // namespace ps

@@ -199,20 +199,20 @@ void SparseTable::Read(const v1::SparseRows& request, std::string* out) {
   }
 }
 
-void SparseTable::Push(int64_t step, const v1::SparseRows& rows) {
+void SparseTable::Push(const PushKey& key, int64_t step, const v1::SparseRows& rows) {
   ++pushes_;
   const int64_t staleness = std::max<int64_t>(0, version_ - step);
   staleness_sum_ += staleness;
   staleness_max_ = std::max(staleness_max_, staleness);
+  const int64_t t = updates_.UpdateFor(key, &version_);
   const float* grads = reinterpret_cast<const float*>(rows.values().data());
   std::vector<float*> slots(slot_blocks_.size());
   for (int i = 0; i < rows.keys_size(); ++i) {
     const uint32_t row = FindOrCreate(rows.keys(i));
     for (size_t s = 0; s < slots.size(); ++s) slots[s] = Slot(static_cast<int>(s), row);
     optimizer_->Apply(Row(row), grads + static_cast<int64_t>(i) * width_, width_, slots.data(),
-                      version_ + 1);
+                      t);
   }
-  ++version_;
 }
 
 void SparseTable::FillStatus(v1::TableStatus* status) const {

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/v1/ps.pb.h"
 #include "server/optimizer.h"
+#include "server/push_key.h"
 
 namespace ps {
 
@@ -49,8 +50,10 @@ class SparseTable {
   int64_t row_bytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends the rows of `keys` to `out`, creating missing ones.
   void Read(const v1::SparseRows& request, std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies a checked push: one optimizer update of the touched rows (version += 1).
-  void Push(int64_t step, const v1::SparseRows& rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a checked push: one optimizer update of the touched rows. The requests of
+  // one push (`key`) share one update (version += 1 once).
+  void Push(const PushKey& key, int64_t step, const v1::SparseRows& rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void FillStatus(v1::TableStatus* status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountPull() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pulls_; }
@@ -84,6 +87,7 @@ class SparseTable {
   std::vector<std::vector<std::unique_ptr<float[]>>> slot_blocks_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> index_ ABSL_GUARDED_BY(mu_);  // power-of-two size; kEmpty or a row
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  UpdateCounter updates_ ABSL_GUARDED_BY(mu_);
   int64_t pushes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t pulls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;

@@ -524,8 +524,8 @@ TEST(SparseTableTest, CaptureThenRestoreKeepsRowsSlotsAndVersion) {
     absl::MutexLock lock(table.mu());
     ASSERT_TRUE(table.CheckRows(first, true, 100).ok());
     ASSERT_TRUE(table.CheckRows(second, true, 100).ok());
-    table.Push(0, first);
-    table.Push(1, second);
+    table.Push(PushKey{0, 0, 1}, 0, first);
+    table.Push(PushKey{0, 0, 2}, 1, second);
     std::string ignored;
     v1::SparseRows read_only;
     read_only.add_keys(keys[5]);  // a row created by a pull, never updated
@@ -558,12 +558,12 @@ TEST(SparseTableTest, CaptureThenRestoreKeepsRowsSlotsAndVersion) {
   std::string after_original, after_restored;
   {
     absl::MutexLock lock(table.mu());
-    table.Push(2, third);
+    table.Push(PushKey{0, 0, 3}, 2, third);
     table.Read(third, &after_original);
   }
   {
     absl::MutexLock lock((*restored)->mu());
-    (*restored)->Push(2, third);
+    (*restored)->Push(PushKey{0, 0, 3}, 2, third);
     (*restored)->Read(third, &after_restored);
     EXPECT_EQ((*restored)->version(), 3);
   }

@@ -24,7 +24,7 @@ void TransferWindows::FillOffer(v1::SameHostOffer* offer) const {
 }
 
 absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> TransferWindows::Open(
-    int worker, int64_t bytes, int64_t max_bytes) {
+    int worker, uint64_t incarnation, int64_t bytes, int64_t max_bytes) {
   if (!enabled_) {
     return absl::FailedPreconditionError(
         "this shard does not offer same-host transfer windows (--same_host_windows=false)");
@@ -39,25 +39,27 @@ absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> TransferWindows::
         " bytes; this shard allows 1 to ", max_bytes,
         " (the bytes of its dense tables)"));
   }
+  const Key key(worker, incarnation);
   absl::MutexLock lock(&mu_);
-  auto it = windows_.find(worker);
+  auto it = windows_.find(key);
   if (it != windows_.end() && it->second->bytes >= bytes) return it->second;
-  if (it != windows_.end()) retired_[worker].push_back(it->second);
+  if (it != windows_.end()) retired_[key].push_back(it->second);
   auto w = std::make_shared<const Window>(max_bytes);
-  windows_[worker] = w;
+  windows_[key] = w;
   return w;
 }
 
-std::shared_ptr<const TransferWindows::Window> TransferWindows::Get(int worker) const {
+std::shared_ptr<const TransferWindows::Window> TransferWindows::Get(int worker,
+                                                                    uint64_t incarnation) const {
   absl::MutexLock lock(&mu_);
-  auto it = windows_.find(worker);
+  auto it = windows_.find(Key(worker, incarnation));
   return it == windows_.end() ? nullptr : it->second;
 }
 
-void TransferWindows::Close(int worker) {
+void TransferWindows::Close(int worker, uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
-  windows_.erase(worker);
-  retired_.erase(worker);
+  windows_.erase(Key(worker, incarnation));
+  retired_.erase(Key(worker, incarnation));
 }
 
 int64_t TransferWindows::bytes_held() const {

@@ -7,6 +7,11 @@
 // window is local, so a wrong offset from a client can only ever touch that client's own
 // window (offsets are checked against its size).
 //
+// Windows belong to one worker process: they are keyed by (worker index, incarnation)
+// and freed only when that incarnation leaves, i.e. when the process that writes into
+// them has said it will not any more. A call holds the shared_ptr for as long as it
+// reads or writes a window, so a leave during a waiting pull frees nothing under it.
+//
 // Thread-safe.
 #ifndef PS_SERVER_TRANSFER_WINDOWS_H_
 #define PS_SERVER_TRANSFER_WINDOWS_H_
@@ -45,12 +50,13 @@ class TransferWindows {
   // Replaced windows stay allocated until Close(): a call the worker still has in flight
   // may write into them. INVALID_ARGUMENT when bytes is not in (0, max_bytes];
   // FAILED_PRECONDITION when off.
-  absl::StatusOr<std::shared_ptr<const Window>> Open(int worker, int64_t bytes,
-                                                     int64_t max_bytes);
+  absl::StatusOr<std::shared_ptr<const Window>> Open(int worker, uint64_t incarnation,
+                                                     int64_t bytes, int64_t max_bytes);
   // The worker's windows; null when it has none. The pointer keeps them alive while a
   // call uses them, even if the worker reopens or leaves meanwhile.
-  std::shared_ptr<const Window> Get(int worker) const;
-  void Close(int worker);
+  std::shared_ptr<const Window> Get(int worker, uint64_t incarnation) const;
+  // Drops the incarnation's windows (memory goes once no call holds them).
+  void Close(int worker, uint64_t incarnation);
   // Total bytes held in windows (push plus pull), for status reports.
   int64_t bytes_held() const;
 
@@ -58,9 +64,10 @@ class TransferWindows {
   const bool enabled_;
   const HostIdentity identity_;
   alignas(16) char probe_[16];
+  using Key = std::pair<int, uint64_t>;  // (worker, incarnation)
   mutable absl::Mutex mu_;
-  std::map<int, std::shared_ptr<const Window>> windows_ ABSL_GUARDED_BY(mu_);
-  std::map<int, std::vector<std::shared_ptr<const Window>>> retired_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, std::shared_ptr<const Window>> windows_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, std::vector<std::shared_ptr<const Window>>> retired_ ABSL_GUARDED_BY(mu_);
 };
 
 // Checks that [offset, offset + length * 4) lies inside a window of `window_bytes`;

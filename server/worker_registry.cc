@@ -1,6 +1,7 @@
 #include "server/worker_registry.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
 #include "glog/logging.h"
 
 namespace ps {
@@ -8,14 +9,29 @@ namespace ps {
 WorkerRegistry::WorkerRegistry(absl::Duration heartbeat_timeout, Clock clock)
     : timeout_(heartbeat_timeout), clock_(std::move(clock)) {}
 
+absl::Status WorkerRegistry::Mismatch(int worker, const Entry& e, uint64_t incarnation,
+                                      const char* what) {
+  if (e.incarnation == incarnation) return absl::OkStatus();
+  return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                        what, " for worker ", worker, " from incarnation ", incarnation,
+                        ", but the worker is now registered by another process (incarnation ",
+                        e.incarnation, ")")),
+                    kReasonWorkerReplaced);
+}
+
 absl::Status WorkerRegistry::Register(int worker, const std::string& host,
-                                      const std::string& device) {
+                                      const std::string& device, uint64_t incarnation) {
   if (worker < 0) {
     return absl::InvalidArgumentError(absl::StrCat("worker index ", worker, " is negative"));
   }
   absl::MutexLock lock(&mu_);
   Entry& e = workers_[worker];
   const bool rejoin = e.last_heartbeat != absl::Time();
+  if (rejoin && e.incarnation != incarnation) {
+    LOG(INFO) << "worker " << worker << ": incarnation " << incarnation << " replaces "
+              << e.incarnation;
+  }
+  e.incarnation = incarnation;
   e.live = true;
   e.host = host;
   e.device = device;
@@ -25,24 +41,29 @@ absl::Status WorkerRegistry::Register(int worker, const std::string& host,
   return absl::OkStatus();
 }
 
-absl::Status WorkerRegistry::Heartbeat(int worker, const v1::WorkerStats& stats) {
+absl::Status WorkerRegistry::Heartbeat(int worker, const v1::WorkerStats& stats,
+                                       uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker);
   if (it == workers_.end() || !it->second.live) {
-    return absl::NotFoundError(
-        absl::StrCat("worker ", worker, " is not registered; register before heartbeating"));
+    return WithReason(absl::NotFoundError(absl::StrCat(
+                          "worker ", worker, " is not registered; register before heartbeating")),
+                      kReasonUnknownWorker);
   }
+  if (absl::Status s = Mismatch(worker, it->second, incarnation, "heartbeat"); !s.ok()) return s;
   it->second.last_heartbeat = clock_();
   it->second.stats = stats;
   return absl::OkStatus();
 }
 
-absl::Status WorkerRegistry::Leave(int worker) {
+absl::Status WorkerRegistry::Leave(int worker, uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker);
   if (it == workers_.end() || !it->second.live) {
-    return absl::NotFoundError(absl::StrCat("worker ", worker, " is not registered"));
+    return WithReason(absl::NotFoundError(absl::StrCat("worker ", worker, " is not registered")),
+                      kReasonUnknownWorker);
   }
+  if (absl::Status s = Mismatch(worker, it->second, incarnation, "leave"); !s.ok()) return s;
   it->second.live = false;
   LOG(INFO) << "worker " << worker << " left";
   return absl::OkStatus();
@@ -61,6 +82,17 @@ std::vector<int> WorkerRegistry::ExpireStale() {
     }
   }
   return dropped;
+}
+
+absl::Status WorkerRegistry::CheckIncarnation(int worker, uint64_t incarnation) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || it->second.last_heartbeat == absl::Time()) {
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "worker ", worker, " is not registered with this shard")),
+                      kReasonUnknownWorker);
+  }
+  return Mismatch(worker, it->second, incarnation, "a call");
 }
 
 bool WorkerRegistry::IsLive(int worker) const {

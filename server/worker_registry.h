@@ -5,6 +5,12 @@
 // again later and rejoins at the current version. Time comes from an injected clock so
 // tests control it.
 //
+// A worker index is bound to the incarnation (a random number per worker process) that
+// registered it last: heartbeats and leaves from another incarnation are refused
+// (FAILED_PRECONDITION, reason WORKER_REPLACED), so neither a stale process nor a
+// stranger's LeaveWorker can end a live worker's membership. Incarnation 0 (tools, old
+// clients) binds nothing beyond itself.
+//
 // Thread-safe: all methods may be called concurrently.
 #ifndef PS_SERVER_WORKER_REGISTRY_H_
 #define PS_SERVER_WORKER_REGISTRY_H_
@@ -30,13 +36,18 @@ class WorkerRegistry {
 
   absl::Duration heartbeat_timeout() const { return timeout_; }
 
-  // Adds (or re-adds) a worker to the live set. INVALID_ARGUMENT for a negative index.
-  absl::Status Register(int worker, const std::string& host, const std::string& device);
-  // Records a heartbeat. NOT_FOUND if the worker is not live (never registered, left, or
-  // dropped after a timeout): it must register again.
-  absl::Status Heartbeat(int worker, const v1::WorkerStats& stats);
+  // Adds (or re-adds) a worker to the live set, bound to `incarnation`; a new
+  // incarnation replaces the old one. INVALID_ARGUMENT for a negative index.
+  absl::Status Register(int worker, const std::string& host, const std::string& device,
+                        uint64_t incarnation = 0);
+  // Records a heartbeat. NOT_FOUND (reason UNKNOWN_WORKER) if the worker is not live
+  // (never registered, left, or dropped after a timeout): it must register again.
+  absl::Status Heartbeat(int worker, const v1::WorkerStats& stats, uint64_t incarnation = 0);
   // Removes a worker from the live set. NOT_FOUND if it was not live.
-  absl::Status Leave(int worker);
+  absl::Status Leave(int worker, uint64_t incarnation = 0);
+  // OK when `incarnation` is the one that registered `worker` last (live or not);
+  // FAILED_PRECONDITION with reason UNKNOWN_WORKER or WORKER_REPLACED otherwise.
+  absl::Status CheckIncarnation(int worker, uint64_t incarnation) const;
   // Drops every worker silent for longer than the timeout; returns their indices.
   std::vector<int> ExpireStale();
 
@@ -53,11 +64,15 @@ class WorkerRegistry {
  private:
   struct Entry {
     bool live = false;
+    uint64_t incarnation = 0;
     std::string host;
     std::string device;
     absl::Time last_heartbeat;
     v1::WorkerStats stats;
   };
+
+  // WORKER_REPLACED unless `incarnation` holds `e`.
+  static absl::Status Mismatch(int worker, const Entry& e, uint64_t incarnation, const char* what);
 
   const absl::Duration timeout_;
   const Clock clock_;

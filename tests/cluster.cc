@@ -111,7 +111,7 @@ absl::StatusOr<PortReservation> PortReservation::Reserve() {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
-  if (setsockopt(r.fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+  if (setsockopt(r.fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
       bind(r.fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       getsockname(r.fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return absl::InternalError(absl::StrCat("cannot reserve a port: ", std::strerror(errno)));
@@ -121,6 +121,11 @@ absl::StatusOr<PortReservation> PortReservation::Reserve() {
 }
 
 PortReservation::PortReservation(PortReservation&& other) noexcept { *this = std::move(other); }
+
+void PortReservation::Release() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
 
 PortReservation& PortReservation::operator=(PortReservation&& other) noexcept {
   if (this != &other) {
@@ -190,6 +195,7 @@ absl::Status ServerCluster::StartShard(int i, int port,
                                        const std::vector<std::string>& extra_flags) {
   const std::string port_file = absl::StrCat(dir_, "/server-", i, ".port");
   std::remove(port_file.c_str());
+  if (static_cast<size_t>(i) < reserved_.size()) reserved_[i].Release();
   std::vector<std::string> argv = {RunfilePath("server/ps_server"),
                                    "--host=127.0.0.1",
                                    absl::StrCat("--port=", port),

@@ -42,10 +42,10 @@ class Process {
   std::string log_path_;
 };
 
-// Holds a free loopback port until destroyed, so servers that must know each other's
-// addresses before they start can be given them. The port is bound (not listening) with
-// SO_REUSEPORT: a server that also sets it, as gRPC does, can bind the port meanwhile,
-// while no other process can take it.
+// Holds a free loopback port until released, so servers that must know each other's
+// addresses before they start can be given them. The port is bound, not listening; the
+// server that is to use it can bind it only after Release() (shards refuse a port that
+// is held: SO_REUSEPORT is off), which is done just before it starts.
 class PortReservation {
  public:
   static absl::StatusOr<PortReservation> Reserve();
@@ -54,6 +54,8 @@ class PortReservation {
   ~PortReservation();
 
   int port() const { return port_; }
+  // Frees the port for the server that is to listen on it. Idempotent.
+  void Release();
 
  private:
   PortReservation() = default;

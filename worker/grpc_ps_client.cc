@@ -9,10 +9,12 @@
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "glog/logging.h"
+#include "common/error_reason.h"
 #include "common/placement.h"
 #include "common/same_host.h"
 #include "common/status_util.h"
@@ -39,37 +41,52 @@ struct Chunk {
 // One request to one shard and what came back.
 template <typename Request, typename Response>
 struct Call {
-  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientContext> ctx;  // new for every attempt
   Request request;
   Response response;
   grpc::Status status;
 };
 
-// Sends calls[i] to shard shards[i], all at once (gRPC's callback API), and returns when
-// every one has finished. Calls wait for a shard that is down or restarting, up to
-// `timeout`, instead of failing at once. With `cancel_siblings`, a call that fails with
-// a status it accepts cancels the other calls to the same shard (for requests that wait
-// on each other there).
+// How SendAll treats a shard that is not there.
+struct SendOptions {
+  absl::Duration timeout;
+  // Wait (up to `timeout`) for a shard that is down or restarting instead of failing at
+  // once.
+  bool wait_for_ready = true;
+  // With it, a call that fails with a status it accepts cancels the other calls to the
+  // same shard (for requests that wait on each other there).
+  std::function<bool(const grpc::Status&)> cancel_siblings;
+};
+
+// Sends calls[i] to shard shards[i] (only those in `subset`, when given), all at once
+// (gRPC's callback API), and returns when every one has finished.
 template <typename Request, typename Response, typename Method>
 void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
              std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
-             absl::Duration timeout, Method method,
-             std::function<bool(const grpc::Status&)> cancel_siblings = nullptr) {
-  absl::BlockingCounter done(static_cast<int>(calls.size()));
-  for (size_t i = 0; i < calls.size(); ++i) {
-    Call<Request, Response>& c = calls[i];
-    c.ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    c.ctx.set_wait_for_ready(true);
+             const SendOptions& options, Method method,
+             const std::vector<size_t>* subset = nullptr) {
+  std::vector<size_t> all;
+  if (subset == nullptr) {
+    for (size_t i = 0; i < calls.size(); ++i) all.push_back(i);
+    subset = &all;
   }
-  for (size_t i = 0; i < calls.size(); ++i) {
+  absl::BlockingCounter done(static_cast<int>(subset->size()));
+  for (size_t i : *subset) {
     Call<Request, Response>& c = calls[i];
-    method(stubs[shards[i]]->async(), &c.ctx, &c.request, &c.response,
-           [&calls, &shards, &done, &cancel_siblings, i](grpc::Status s) {
-             if (cancel_siblings && !s.ok() && cancel_siblings(s)) {
+    c.ctx = std::make_unique<grpc::ClientContext>();
+    c.ctx->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+    c.ctx->set_wait_for_ready(options.wait_for_ready);
+    c.response.Clear();
+  }
+  for (size_t i : *subset) {
+    Call<Request, Response>& c = calls[i];
+    method(stubs[shards[i]]->async(), c.ctx.get(), &c.request, &c.response,
+           [&calls, &shards, &done, &options, subset, i](grpc::Status s) {
+             if (options.cancel_siblings && !s.ok() && options.cancel_siblings(s)) {
                // TryCancel is thread-safe, a no-op on a finished call, and cancels a call
                // not started yet when it starts.
-               for (size_t j = 0; j < calls.size(); ++j) {
-                 if (j != i && shards[j] == shards[i]) calls[j].ctx.TryCancel();
+               for (size_t j : *subset) {
+                 if (j != i && shards[j] == shards[i]) calls[j].ctx->TryCancel();
                }
              }
              calls[i].status = std::move(s);
@@ -92,6 +109,39 @@ constexpr auto kPushPull = [](auto* async, grpc::ClientContext* ctx,
                               std::function<void(grpc::Status)> cb) {
   async->PushPull(ctx, req, resp, std::move(cb));
 };
+constexpr auto kRegister = [](auto* async, grpc::ClientContext* ctx,
+                              const v1::RegisterWorkerRequest* req,
+                              v1::RegisterWorkerResponse* resp,
+                              std::function<void(grpc::Status)> cb) {
+  async->RegisterWorker(ctx, req, resp, std::move(cb));
+};
+constexpr auto kHeartbeat = [](auto* async, grpc::ClientContext* ctx,
+                               const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp,
+                               std::function<void(grpc::Status)> cb) {
+  async->Heartbeat(ctx, req, resp, std::move(cb));
+};
+constexpr auto kLeave = [](auto* async, grpc::ClientContext* ctx,
+                           const v1::LeaveWorkerRequest* req, v1::LeaveWorkerResponse* resp,
+                           std::function<void(grpc::Status)> cb) {
+  async->LeaveWorker(ctx, req, resp, std::move(cb));
+};
+constexpr auto kGetStatus = [](auto* async, grpc::ClientContext* ctx,
+                               const v1::GetStatusRequest* req, v1::GetStatusResponse* resp,
+                               std::function<void(grpc::Status)> cb) {
+  async->GetStatus(ctx, req, resp, std::move(cb));
+};
+constexpr auto kCreateTable = [](auto* async, grpc::ClientContext* ctx,
+                                 const v1::CreateTableRequest* req,
+                                 v1::CreateTableResponse* resp,
+                                 std::function<void(grpc::Status)> cb) {
+  async->CreateTable(ctx, req, resp, std::move(cb));
+};
+
+// A lost reply (the request may have been applied): safe to send again with its push id.
+bool ReplyMayBeLost(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
 
 class GrpcPsClient final : public PsClient {
  public:
@@ -101,6 +151,7 @@ class GrpcPsClient final : public PsClient {
     args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
     args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
     next_.assign(servers_.size(), 0);
+    heartbeat_interval_.assign(servers_.size(), absl::Seconds(1));
     pulled_.assign(servers_.size(), 0);
     same_host_.resize(servers_.size());
     if (options_.same_host) local_identity_ = LocalHostIdentity();
@@ -115,65 +166,54 @@ class GrpcPsClient final : public PsClient {
   absl::Status CreateTable(const v1::TableSpec& spec) override {
     v1::CreateTableRequest request;
     *request.mutable_spec() = spec;
-    return ForEachShard<v1::CreateTableResponse>(
-        [&](int s, grpc::ClientContext* ctx, v1::CreateTableResponse* resp) {
-          return stubs_[s]->CreateTable(ctx, request, resp);
-        },
-        /*wait_for_ready=*/true);
+    std::vector<v1::CreateTableResponse> responses;
+    return OnShards(AllShards(), request, kCreateTable, /*wait_for_ready=*/true, &responses,
+                    "create table");
   }
 
   absl::Status RegisterWorker(int worker, const std::string& host, const std::string& device,
                               int64_t clock) override {
-    v1::RegisterWorkerRequest request;
-    request.set_worker_index(worker);
-    request.set_clock(clock);
-    request.set_host(host);
-    request.set_device(device);
-    return ForEachShard<v1::RegisterWorkerResponse>(
-        [&](int s, grpc::ClientContext* ctx, v1::RegisterWorkerResponse* resp) {
-          grpc::Status st = stubs_[s]->RegisterWorker(ctx, request, resp);
-          if (st.ok()) AcceptOffer(s, resp->has_same_host() ? &resp->same_host() : nullptr);
-          return st;
-        },
-        /*wait_for_ready=*/true);
+    return Register(AllShards(), worker, host, device, clock);
+  }
+
+  absl::Status RegisterWith(int shard, int worker, const std::string& host,
+                            const std::string& device, int64_t clock) override {
+    return Register({shard}, worker, host, device, clock);
   }
 
   absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) override {
-    v1::HeartbeatRequest request;
-    request.set_worker_index(worker);
-    *request.mutable_stats() = stats;
-    return ForEachShard<v1::HeartbeatResponse>(
-        [&](int s, grpc::ClientContext* ctx, v1::HeartbeatResponse* resp) {
-          return stubs_[s]->Heartbeat(ctx, request, resp);
-        },
-        /*wait_for_ready=*/false);
+    return SendHeartbeats(AllShards(), worker, stats);
+  }
+
+  absl::Status HeartbeatTo(int shard, int worker, const v1::WorkerStats& stats) override {
+    return SendHeartbeats({shard}, worker, stats);
+  }
+
+  absl::Duration heartbeat_interval(int shard) const override {
+    absl::MutexLock lock(&progress_mu_);
+    return heartbeat_interval_[shard];
   }
 
   absl::Status LeaveWorker(int worker) override {
     {
-      // A shard frees a departing worker's windows; a later registration opens new ones.
+      // No windowed call of this client is in flight once both locks are held, and none
+      // starts after: the shards free this incarnation's windows when it leaves.
+      absl::MutexLock push_lock(&push_window_mu_);
+      absl::MutexLock pull_lock(&pull_window_mu_);
       absl::MutexLock lock(&same_host_mu_);
       for (SameHostShard& s : same_host_) s.windows.erase(worker);
     }
     v1::LeaveWorkerRequest request;
     request.set_worker_index(worker);
-    return ForEachShard<v1::LeaveWorkerResponse>(
-        [&](int s, grpc::ClientContext* ctx, v1::LeaveWorkerResponse* resp) {
-          return stubs_[s]->LeaveWorker(ctx, request, resp);
-        },
-        /*wait_for_ready=*/false);
+    request.set_incarnation(incarnation());
+    std::vector<v1::LeaveWorkerResponse> responses;
+    return OnShards(AllShards(), request, kLeave, /*wait_for_ready=*/false, &responses, "leave");
   }
 
   absl::StatusOr<std::vector<v1::GetStatusResponse>> GetStatus() override {
-    std::vector<v1::GetStatusResponse> out(servers_.size());
-    v1::GetStatusRequest request;
-    absl::Status s = ForEachShard<v1::GetStatusResponse>(
-        [&](int shard, grpc::ClientContext* ctx, v1::GetStatusResponse* resp) {
-          grpc::Status st = stubs_[shard]->GetStatus(ctx, request, resp);
-          out[shard] = *resp;
-          return st;
-        },
-        /*wait_for_ready=*/false);
+    std::vector<v1::GetStatusResponse> out;
+    absl::Status s = OnShards(AllShards(), v1::GetStatusRequest(), kGetStatus,
+                              /*wait_for_ready=*/false, &out, "status");
     if (!s.ok()) return s;
     return out;
   }
@@ -199,6 +239,7 @@ class GrpcPsClient final : public PsClient {
     for (size_t i = 0; i < chunks.size(); ++i) {
       auto& c = calls[i];
       c.request.set_worker_index(worker);
+      c.request.set_incarnation(incarnation());
       c.request.set_min_version(min_version == kPerShard ? NextVersion(chunks[i].shard)
                                                          : min_version);
       c.request.set_clock(clock());
@@ -211,7 +252,7 @@ class GrpcPsClient final : public PsClient {
       }
       shards.push_back(chunks[i].shard);
     }
-    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPull);
+    SendAll(calls, shards, stubs_, RpcOptions(), kPull);
     bool lost_window = false;
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok() && ForgetLostWindow(chunks[i].shard, worker, calls[i].status)) {
@@ -280,6 +321,7 @@ class GrpcPsClient final : public PsClient {
     std::vector<Call<v1::PushPullRequest, v1::PushPullResponse>> calls(chunks.size());
     std::vector<int> shards;
     int64_t grad_bytes = 0;
+    const int64_t sequence = NextPushSequence();
     for (size_t i = 0; i < chunks.size(); ++i) {
       const int shard = chunks[i].shard;
       v1::PushRequest* push = calls[i].request.mutable_push();
@@ -288,7 +330,9 @@ class GrpcPsClient final : public PsClient {
       push->set_worker_index(worker);
       push->set_step(step);
       push->set_clock(clock());
+      SetPushId(push, sequence, static_cast<int>(i));
       pull->set_worker_index(worker);
+      pull->set_incarnation(incarnation());
       pull->set_min_version(min_version == kPerShard ? step + 1 : min_version);
       pull->set_clock(clock());
       for (const Piece& p : chunks[i].pieces) {
@@ -311,10 +355,16 @@ class GrpcPsClient final : public PsClient {
     bytes_pushed_.fetch_add(grad_bytes, std::memory_order_relaxed);
     // A shard that refuses one chunk's push never reaches the version the other chunks'
     // pulls wait for there: cancel them rather than wait out the deadline.
-    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPushPull,
-            [](const grpc::Status& st) {
-              return st.error_code() != grpc::StatusCode::ALREADY_EXISTS;
-            });
+    SendOptions send = RpcOptions();
+    send.cancel_siblings = [](const grpc::Status& st) {
+      return st.error_code() != grpc::StatusCode::ALREADY_EXISTS &&
+             st.error_code() != grpc::StatusCode::UNAVAILABLE;
+    };
+    // Only a lost connection is retried: the push is then applied once (its id), and its
+    // pull is asked again.
+    SendWithRetries(calls, shards, send, kPushPull, [](const grpc::Status& st) {
+      return st.error_code() == grpc::StatusCode::UNAVAILABLE;
+    });
 
     PushPullResult result;
     bool all_ok = true;
@@ -410,11 +460,13 @@ class GrpcPsClient final : public PsClient {
     }
     std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
     std::vector<int> shards;
+    const int64_t sequence = NextPushSequence();
     for (size_t i = 0; i < chunks.size(); ++i) {
       auto& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_step(step == kPerShard ? PulledVersion(chunks[i].shard) : step);
       c.request.set_clock(clock());
+      SetPushId(&c.request, sequence, static_cast<int>(i));
       for (const Piece& p : chunks[i].pieces) {
         v1::DenseSlice* d = c.request.add_dense();
         d->set_table(p.tensor->table);
@@ -429,7 +481,7 @@ class GrpcPsClient final : public PsClient {
       }
       shards.push_back(chunks[i].shard);
     }
-    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPush);
+    SendWithRetries(calls, shards, RpcOptions(), kPush, ReplyMayBeLost);
     absl::Status first_error;
     std::vector<bool> shard_ok(servers_.size(), true);
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -465,13 +517,14 @@ class GrpcPsClient final : public PsClient {
     for (size_t i = 0; i < chunks.size(); ++i) {
       auto& c = calls[i];
       c.request.set_worker_index(worker);
+      c.request.set_incarnation(incarnation());
       c.request.set_clock(clock());
       v1::SparseRows* r = c.request.add_sparse();
       r->set_table(table);
       for (size_t k : chunks[i].positions) r->add_keys(unique[k]);
       shards.push_back(chunks[i].shard);
     }
-    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPull);
+    SendAll(calls, shards, stubs_, RpcOptions(), kPull);
     std::vector<float> unique_rows(unique.size() * static_cast<size_t>(width));
     int64_t version = std::numeric_limits<int64_t>::max();
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -509,11 +562,13 @@ class GrpcPsClient final : public PsClient {
     std::vector<SparseChunk> chunks = PlanSparse(unique, /*every_shard=*/true);
     std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
     std::vector<int> shards;
+    const int64_t sequence = NextPushSequence();
     for (size_t i = 0; i < chunks.size(); ++i) {
       auto& c = calls[i];
       c.request.set_worker_index(worker);
       c.request.set_step(step);
       c.request.set_clock(clock());
+      SetPushId(&c.request, sequence, static_cast<int>(i));
       v1::SparseRows* r = c.request.add_sparse();
       r->set_table(table);
       std::string* values = r->mutable_values();
@@ -526,7 +581,7 @@ class GrpcPsClient final : public PsClient {
       bytes_pushed_.fetch_add(values->size(), std::memory_order_relaxed);
       shards.push_back(chunks[i].shard);
     }
-    SendAll(calls, shards, stubs_, options_.rpc_timeout, kPush);
+    SendWithRetries(calls, shards, RpcOptions(), kPush, ReplyMayBeLost);
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "sparse push", calls[i].status);
     }
@@ -714,14 +769,11 @@ class GrpcPsClient final : public PsClient {
     return true;
   }
 
-  // After a windowed call failed because the shard holds no window for `worker` (the
-  // message the shard gives for that case), forgets the cached window so that the next
-  // call opens a new one. Returns whether that was the failure.
+  // After a windowed call failed because the shard holds no window for this worker
+  // (reason WINDOW_GONE), forgets the cached window so that the next call opens a new
+  // one. Returns whether that was the failure.
   bool ForgetLostWindow(int shard, int worker, const grpc::Status& st) {
-    if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION ||
-        st.error_message().find("has no transfer window") == std::string::npos) {
-      return false;
-    }
+    if (!HasReason(FromGrpcStatus(st), kReasonWindowGone)) return false;
     absl::MutexLock lock(&same_host_mu_);
     same_host_[shard].windows.erase(worker);
     return true;
@@ -760,6 +812,7 @@ class GrpcPsClient final : public PsClient {
       if (window.bytes < need[s]) {
         v1::OpenWindowRequest request;
         request.set_worker_index(worker);
+        request.set_incarnation(incarnation());
         request.set_bytes(need[s]);
         v1::OpenWindowResponse response;
         grpc::ClientContext ctx;
@@ -877,26 +930,115 @@ class GrpcPsClient final : public PsClient {
   }
 
   absl::Status ShardError(int shard, const char* what, const grpc::Status& s) const {
-    absl::Status st = FromGrpcStatus(s);
-    return absl::Status(st.code(), absl::StrCat(what, " to shard ", shard, " (", servers_[shard],
-                                                "): ", st.message()));
+    const absl::Status st = FromGrpcStatus(s);
+    absl::Status out(st.code(), absl::StrCat(what, " to shard ", shard, " (", servers_[shard],
+                                             "): ", st.message()));
+    const std::string reason = ReasonOf(st);
+    return reason.empty() ? out : WithReason(std::move(out), reason);
   }
 
-  // Runs one unary call per shard, one after another: these control calls are rare.
-  template <typename Response>
-  absl::Status ForEachShard(
-      const std::function<grpc::Status(int, grpc::ClientContext*, Response*)>& call,
-      bool wait_for_ready) {
-    for (int s = 0; s < num_shards(); ++s) {
-      grpc::ClientContext ctx;
-      ctx.set_wait_for_ready(wait_for_ready);
-      ctx.set_deadline(absl::ToChronoTime(
-          absl::Now() + (wait_for_ready ? options_.connect_timeout : absl::Seconds(10))));
-      Response response;
-      grpc::Status st = call(s, &ctx, &response);
-      if (!st.ok()) return ShardError(s, "call", st);
+  std::vector<int> AllShards() const {
+    std::vector<int> all(servers_.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+    return all;
+  }
+
+  // Sends `request` to every shard in `targets` at once, each call with its own deadline
+  // (connect_timeout when waiting for ready, else control_timeout), so a shard that does
+  // not answer delays no other. `responses` gets one reply per target, in order. Returns
+  // the first failure, naming its shard.
+  template <typename Request, typename Response, typename Method>
+  absl::Status OnShards(const std::vector<int>& targets, const Request& request, Method method,
+                        bool wait_for_ready, std::vector<Response>* responses, const char* what,
+                        std::vector<grpc::Status>* statuses = nullptr) {
+    std::vector<Call<Request, Response>> calls(targets.size());
+    for (auto& c : calls) c.request = request;
+    SendOptions send;
+    send.timeout = wait_for_ready ? options_.connect_timeout : options_.control_timeout;
+    send.wait_for_ready = wait_for_ready;
+    SendAll(calls, targets, stubs_, send, method);
+    responses->clear();
+    absl::Status first;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (!calls[i].status.ok() && first.ok()) {
+        first = ShardError(targets[i], what, calls[i].status);
+      }
+      responses->push_back(std::move(calls[i].response));
+      if (statuses != nullptr) statuses->push_back(calls[i].status);
     }
-    return absl::OkStatus();
+    return first;
+  }
+
+  absl::Status Register(const std::vector<int>& targets, int worker, const std::string& host,
+                        const std::string& device, int64_t clock) {
+    v1::RegisterWorkerRequest request;
+    request.set_worker_index(worker);
+    request.set_incarnation(incarnation());
+    request.set_clock(clock);
+    request.set_host(host);
+    request.set_device(device);
+    std::vector<v1::RegisterWorkerResponse> responses;
+    std::vector<grpc::Status> statuses;
+    absl::Status s = OnShards(targets, request, kRegister, /*wait_for_ready=*/true, &responses,
+                              "register", &statuses);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (!statuses[i].ok()) continue;
+      const v1::RegisterWorkerResponse& r = responses[i];
+      AcceptOffer(targets[i], r.has_same_host() ? &r.same_host() : nullptr);
+      absl::MutexLock lock(&progress_mu_);
+      if (r.heartbeat_interval_ms() > 0) {
+        heartbeat_interval_[targets[i]] = absl::Milliseconds(r.heartbeat_interval_ms());
+      }
+    }
+    return s;
+  }
+
+  absl::Status SendHeartbeats(const std::vector<int>& targets, int worker,
+                              const v1::WorkerStats& stats) {
+    v1::HeartbeatRequest request;
+    request.set_worker_index(worker);
+    request.set_incarnation(incarnation());
+    *request.mutable_stats() = stats;
+    std::vector<v1::HeartbeatResponse> responses;
+    return OnShards(targets, request, kHeartbeat, /*wait_for_ready=*/false, &responses,
+                    "heartbeat");
+  }
+
+  // Sends the calls, then again, with backoff, those whose reply may have been lost,
+  // up to options_.push_attempts tries in all. Only for requests that carry a push id.
+  template <typename Request, typename Response, typename Method>
+  void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
+                       const SendOptions& send, Method method,
+                       const std::function<bool(const grpc::Status&)>& retry) {
+    SendAll(calls, shards, stubs_, send, method);
+    absl::Duration backoff = options_.push_retry_backoff;
+    for (int attempt = 1; attempt < options_.push_attempts; ++attempt) {
+      std::vector<size_t> again;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (retry(calls[i].status)) again.push_back(i);
+      }
+      if (again.empty()) return;
+      LOG(WARNING) << "sending " << again.size() << " push request(s) again (try "
+                   << attempt + 1 << " of " << options_.push_attempts << "): shard "
+                   << shards[again[0]] << " said " << calls[again[0]].status.error_message();
+      absl::SleepFor(backoff);
+      backoff *= 2;
+      SendAll(calls, shards, stubs_, send, method, &again);
+    }
+  }
+
+  SendOptions RpcOptions() const {
+    SendOptions send;
+    send.timeout = options_.rpc_timeout;
+    return send;
+  }
+
+  // Pushes of a worker (worker >= 0) carry an id; tools' pushes (worker < 0) do not.
+  void SetPushId(v1::PushRequest* request, int64_t sequence, int part) const {
+    if (request->worker_index() < 0) return;
+    request->mutable_id()->set_incarnation(incarnation());
+    request->mutable_id()->set_sequence(sequence);
+    request->mutable_id()->set_part(part);
   }
 
   int64_t NextVersion(int shard) const {
@@ -914,6 +1056,7 @@ class GrpcPsClient final : public PsClient {
   mutable absl::Mutex progress_mu_;
   std::vector<int64_t> next_ ABSL_GUARDED_BY(progress_mu_);    // per shard, for kPerShard pulls
   std::vector<int64_t> pulled_ ABSL_GUARDED_BY(progress_mu_);  // per shard, for kPerShard pushes
+  std::vector<absl::Duration> heartbeat_interval_ ABSL_GUARDED_BY(progress_mu_);  // per shard
   HostIdentity local_identity_;
   mutable absl::Mutex same_host_mu_;
   std::vector<SameHostShard> same_host_ ABSL_GUARDED_BY(same_host_mu_);
@@ -941,6 +1084,13 @@ std::vector<int64_t> SumDuplicateKeys(const std::vector<int64_t>& keys, int widt
     }
   }
   return unique;
+}
+
+uint64_t PsClient::NewIncarnation() {
+  absl::BitGen gen;
+  uint64_t n = 0;
+  while (n == 0) n = absl::Uniform<uint64_t>(gen);
+  return n;
 }
 
 PsClient::PushPullResult PsClient::PushPull(const std::vector<DenseTensor>& grads,

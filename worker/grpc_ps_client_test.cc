@@ -188,10 +188,9 @@ TEST_F(GrpcPsClientTest, AsyncPushPullReturnsTheValuesAfterThePush) {
   EXPECT_EQ(client->window_bytes(), 2 * 2 * n * 4);
 }
 
-// Another process with the same worker index leaves: the shards free that worker's
-// windows. The first client's next pull is refused for its window, repeated in-band,
-// and the pull after that opens new windows.
-TEST_F(GrpcPsClientTest, AWindowFreedUnderAClientIsForgottenAndReopened) {
+// Another process with the same worker index registers and leaves: that frees only its
+// own windows (none), never the first client's, which keeps using them.
+TEST_F(GrpcPsClientTest, AnotherProcessWithTheSameIndexCannotFreeAClientsWindows) {
   std::unique_ptr<PsClient> a = NewGrpcPsClient(addresses_);
   std::unique_ptr<PsClient> b = NewGrpcPsClient(addresses_);
   const int64_t n = 20000;
@@ -202,7 +201,27 @@ TEST_F(GrpcPsClientTest, AWindowFreedUnderAClientIsForgottenAndReopened) {
   ASSERT_EQ(a->window_bytes(), n * 4);
   ASSERT_TRUE(b->RegisterWorker(0, "h", "cpu").ok());
   ASSERT_TRUE(b->LeaveWorker(0).ok());
-  ASSERT_TRUE(a->RegisterWorker(0, "h", "cpu").ok());  // same server processes: cache kept
+  for (auto& server : servers_) {
+    EXPECT_NE(server->shard()->windows()->Get(0, a->incarnation()), nullptr);
+  }
+  ASSERT_TRUE(a->RegisterWorker(0, "h", "cpu").ok());
+  ASSERT_TRUE(a->Pull({{"t", n, p.data()}}, 0, 0).ok());
+  EXPECT_EQ(a->window_bytes(), 2 * n * 4);  // through the same windows
+  for (int64_t i = 0; i < n; i += 997) ASSERT_FLOAT_EQ(p[i], 1.0f) << i;
+}
+
+// A shard that no longer holds a client's window (reason WINDOW_GONE): the client's next
+// pull is refused for its window, repeated in-band, and the pull after that opens new
+// windows.
+TEST_F(GrpcPsClientTest, AWindowFreedUnderAClientIsForgottenAndReopened) {
+  std::unique_ptr<PsClient> a = NewGrpcPsClient(addresses_);
+  const int64_t n = 20000;
+  ASSERT_TRUE(a->CreateTable(Spec("t", n, v1::ASYNC)).ok());
+  ASSERT_TRUE(a->RegisterWorker(0, "h", "cpu").ok());
+  std::vector<float> p(n);
+  ASSERT_TRUE(a->Pull({{"t", n, p.data()}}, 0, 0).ok());
+  ASSERT_EQ(a->window_bytes(), n * 4);
+  for (auto& server : servers_) server->shard()->windows()->Close(0, a->incarnation());
   absl::StatusOr<int64_t> v = a->Pull({{"t", n, p.data()}}, 0, 0);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(a->window_bytes(), n * 4);  // this one went in-band

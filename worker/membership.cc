@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/error_reason.h"
 #include "glog/logging.h"
 
 namespace ps {
@@ -72,7 +73,7 @@ ProgressWindow::Figures ProgressWindow::Close() {
 HeartbeatThread::HeartbeatThread(PsClient* client, int worker, const std::string& device)
     : client_(client), worker_(worker), device_(device) {
   stats_.set_device(device);
-  thread_ = std::thread([this] { Loop(); });
+  for (int s = 0; s < client_->num_shards(); ++s) threads_.emplace_back([this, s] { Loop(s); });
 }
 
 HeartbeatThread::~HeartbeatThread() { Stop(); }
@@ -89,15 +90,25 @@ void HeartbeatThread::SetFigures(double loss, double samples_per_sec) {
   stats_.set_samples_per_sec(samples_per_sec);
 }
 
-absl::Status HeartbeatThread::SendNow() {
-  v1::WorkerStats copy;
-  {
-    absl::MutexLock lock(&mu_);
-    copy = stats_;
+v1::WorkerStats HeartbeatThread::Stats() {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+absl::Status HeartbeatThread::Beat(int shard) {
+  absl::Status s = client_->HeartbeatTo(shard, worker_, Stats());
+  if (HasReason(s, kReasonUnknownWorker)) {
+    LOG(WARNING) << "shard " << shard << " no longer knows this worker (" << Describe(s)
+                 << "); registering again";
+    s = client_->RegisterWith(shard, worker_, HostName(), device_, client_->clock());
   }
-  absl::Status s = client_->Heartbeat(worker_, copy);
-  if (absl::IsNotFound(s)) {
-    LOG(WARNING) << "a shard no longer knows this worker (" << s << "); registering again";
+  return s;
+}
+
+absl::Status HeartbeatThread::SendNow() {
+  absl::Status s = client_->Heartbeat(worker_, Stats());
+  if (HasReason(s, kReasonUnknownWorker)) {
+    LOG(WARNING) << "a shard no longer knows this worker (" << Describe(s) << "); registering again";
     s = client_->RegisterWorker(worker_, HostName(), device_, client_->clock());
   }
   return s;
@@ -105,12 +116,14 @@ absl::Status HeartbeatThread::SendNow() {
 
 void HeartbeatThread::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
-  if (thread_.joinable()) thread_.join();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
-void HeartbeatThread::Loop() {
-  while (!stop_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-    if (absl::Status s = SendNow(); !s.ok()) LOG(WARNING) << "heartbeat failed: " << s;
+void HeartbeatThread::Loop(int shard) {
+  while (!stop_.WaitForNotificationWithTimeout(client_->heartbeat_interval(shard))) {
+    if (absl::Status s = Beat(shard); !s.ok()) LOG(WARNING) << "heartbeat failed: " << Describe(s);
   }
 }
 

@@ -61,8 +61,11 @@ class ProgressWindow {
   double last_loss_ = 0;
 };
 
-// Heartbeats every second with the worker's latest figures until stopped (at the latest
-// when destroyed), registering again with a shard that has forgotten the worker.
+// Heartbeats each shard, at the interval that shard asked for at registration, with the
+// worker's latest figures until stopped (at the latest when destroyed), registering again
+// with a shard that has forgotten the worker. Each shard has a thread of its own, so a
+// shard that does not answer delays the heartbeats of no other. Start it as soon as the
+// worker has registered (also while it waits for its peers).
 class HeartbeatThread {
  public:
   HeartbeatThread(PsClient* client, int worker, const std::string& device);
@@ -70,12 +73,15 @@ class HeartbeatThread {
 
   void SetProgress(int64_t clock, int epoch);
   void SetFigures(double loss, double samples_per_sec);
-  // Sends the current figures now (e.g. the last ones before leaving).
+  // Sends the current figures to every shard now (e.g. the last ones before leaving).
   absl::Status SendNow();
   void Stop();
 
  private:
-  void Loop();
+  v1::WorkerStats Stats();
+  // Heartbeats `shard` once; registers again if it has forgotten the worker.
+  absl::Status Beat(int shard);
+  void Loop(int shard);
 
   PsClient* const client_;
   const int worker_;
@@ -83,7 +89,7 @@ class HeartbeatThread {
   absl::Mutex mu_;
   v1::WorkerStats stats_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;  // one per shard
 };
 
 }  // namespace ps

@@ -40,6 +40,13 @@ struct ClientOptions {
   // Use the same-host transfer windows a shard offers when it runs on this host
   // (docs/same_host.md); tensor bytes then skip TCP. Off: everything in the messages.
   bool same_host = true;
+  // Deadline for one registration, heartbeat or leave call to one shard.
+  absl::Duration control_timeout = absl::Seconds(10);
+  // Tries per push request: a request whose reply was lost (UNAVAILABLE, or
+  // DEADLINE_EXCEEDED) is sent again with the same push id, which shards apply at most
+  // once. 1: no retries.
+  int push_attempts = 4;
+  absl::Duration push_retry_backoff = absl::Milliseconds(50);
 };
 
 class PsClient {
@@ -48,12 +55,30 @@ class PsClient {
 
   virtual int num_shards() const = 0;
 
+  // This process's incarnation: random, nonzero, sent with registration, heartbeats,
+  // leaves, windows and push ids, so that the shards bind the worker index to this
+  // process (another process with the same index cannot act for it).
+  uint64_t incarnation() const { return incarnation_; }
+
   // Creates the table on every shard (idempotent for an identical spec).
   virtual absl::Status CreateTable(const v1::TableSpec& spec) = 0;
-  // `clock`: steps this process has completed (0 when it starts).
+  // Registers with every shard, all at once: one that does not answer does not delay
+  // the others. `clock`: steps this process has completed (0 when it starts).
   virtual absl::Status RegisterWorker(int worker, const std::string& host,
                                       const std::string& device, int64_t clock = 0) = 0;
+  // The same with one shard (after it forgot the worker).
+  virtual absl::Status RegisterWith(int shard, int worker, const std::string& host,
+                                    const std::string& device, int64_t clock) {
+    return RegisterWorker(worker, host, device, clock);
+  }
+  // Heartbeats every shard at once; HeartbeatTo just one. NOT_FOUND (reason
+  // UNKNOWN_WORKER) from a shard that has forgotten the worker: register with it again.
   virtual absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) = 0;
+  virtual absl::Status HeartbeatTo(int shard, int worker, const v1::WorkerStats& stats) {
+    return Heartbeat(worker, stats);
+  }
+  // How often `shard` asked to be heartbeaten at registration (1 s before that).
+  virtual absl::Duration heartbeat_interval(int shard) const { return absl::Seconds(1); }
   virtual absl::Status LeaveWorker(int worker) = 0;
 
   // Versions are kept per shard: after a shard restarts from a checkpoint its tables
@@ -112,10 +137,18 @@ class PsClient {
   virtual int same_host_shards() const { return 0; }
 
  protected:
+  // The number of the next push (PushId.sequence), from 1.
+  int64_t NextPushSequence() { return push_sequence_.fetch_add(1) + 1; }
+
   std::atomic<int64_t> bytes_pushed_{0};
   std::atomic<int64_t> bytes_pulled_{0};
   std::atomic<int64_t> window_bytes_{0};
   std::atomic<int64_t> clock_{0};
+
+ private:
+  static uint64_t NewIncarnation();
+  const uint64_t incarnation_ = NewIncarnation();
+  std::atomic<int64_t> push_sequence_{0};
 };
 
 // Sums the rows of duplicate keys: returns the distinct keys in first-seen order and

@@ -72,15 +72,15 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     client_->ResetProgress();
     return client_->RegisterWorker(worker, HostName(), device_name_, client_->clock());
   };
+  // Heartbeats carry the figures the operator sees in status reports. They start at
+  // once: a worker waiting for its peers must not be dropped meanwhile.
+  HeartbeatThread heartbeat(client_, worker, device_name_);
   // A job starts once every worker is there (or has already started without this one,
   // which then rejoins at the current version), so no step runs short-handed.
   if (absl::Status s = WaitForWorkers(client_, options_.num_workers, options_.start_timeout);
       !s.ok()) {
     return s;
   }
-
-  // Heartbeats carry the figures the operator sees in status reports.
-  HeartbeatThread heartbeat(client_, worker, device_name_);
 
   std::vector<int64_t> shard =
       ShardIndices(train_->size, worker, options_.num_workers, options_.seed);

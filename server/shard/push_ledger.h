@@ -1,0 +1,49 @@
+// PushLedger: which pushes a shard has applied, so that a retried request (a lost reply,
+// a timeout that was not a failure) is applied at most once.
+//
+// A push id is (worker, incarnation, sequence, part): a worker's pushes are numbered
+// from 1 and sent one after another, each as one or more parts (chunk requests). The
+// ledger keeps, per worker, the newest sequence it has seen and the state of each of its
+// parts; any older sequence is a duplicate (its worker has moved on, so every part of
+// it was answered). A copy of a part that arrives while the first is being applied
+// waits for its outcome. Memory: one entry per worker index, one flag per part.
+//
+// Thread-safe.
+#ifndef PS_SERVER_SHARD_PUSH_LEDGER_H_
+#define PS_SERVER_SHARD_PUSH_LEDGER_H_
+
+#include <cstdint>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/v1/ps.pb.h"
+
+namespace ps {
+
+class PushLedger {
+ public:
+  // kApply: the caller applies the request and must then call End(). kDuplicate: it was
+  // applied before; apply nothing.
+  enum class Claim { kApply, kDuplicate };
+
+  Claim Begin(int worker, const v1::PushId& id);
+  // Records the outcome of a kApply claim: an applied part is remembered, one that was
+  // refused is forgotten (a retry may try again).
+  void End(int worker, const v1::PushId& id, bool applied);
+
+ private:
+  enum class Part { kInFlight, kApplied };
+  struct Entry {
+    uint64_t incarnation = 0;
+    int64_t sequence = 0;
+    std::map<int32_t, Part> parts;
+  };
+
+  mutable absl::Mutex mu_;
+  std::map<int, Entry> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_SHARD_PUSH_LEDGER_H_
