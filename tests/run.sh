@@ -8,3 +8,7 @@ cd "$ROOT"
 "$ROOT/deploy/local/install_deps.sh"
 echo "bazel $(bazel --version 2>/dev/null | awk '{print $2}'): testing //..."
 bazel test --noshow_progress --test_summary=short //... "$@"
+# The transport-free shard's tests again under AddressSanitizer + UBSan (its own output
+# tree: .bazelrc's --config=asan): the window-lifetime test must find no use after free.
+echo "bazel: the shard's tests under --config=asan"
+bazel test --noshow_progress --test_summary=short --config=asan //server/shard/... "$@"

@@ -19,6 +19,7 @@
 #include "common/same_host.h"
 #include "common/status_util.h"
 #include "proto/v1/ps.grpc.pb.h"
+#include "worker/grpc_ps_client.h"
 #include "worker/ps_client.h"
 
 namespace ps {
@@ -145,7 +146,8 @@ bool ReplyMayBeLost(const grpc::Status& s) {
 
 class GrpcPsClient final : public PsClient {
  public:
-  GrpcPsClient(const std::vector<std::string>& servers, const ClientOptions& options)
+  GrpcPsClient(const std::vector<std::string>& servers, const ClientOptions& options,
+               const ChannelFactory& make_channel)
       : servers_(servers), options_(options) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
@@ -157,7 +159,9 @@ class GrpcPsClient final : public PsClient {
     if (options_.same_host) local_identity_ = LocalHostIdentity();
     for (const std::string& address : servers_) {
       stubs_.push_back(v1::ParameterServer::NewStub(
-          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+          make_channel ? make_channel(address, args)
+                       : grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                                   args)));
     }
   }
 
@@ -1108,7 +1112,13 @@ PsClient::PushPullResult PsClient::PushPull(const std::vector<DenseTensor>& grad
 
 std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,
                                           const ClientOptions& options) {
-  return std::make_unique<GrpcPsClient>(servers, options);
+  return std::make_unique<GrpcPsClient>(servers, options, nullptr);
+}
+
+std::unique_ptr<PsClient> NewGrpcPsClient(const std::vector<std::string>& servers,
+                                          const ClientOptions& options,
+                                          ChannelFactory make_channel) {
+  return std::make_unique<GrpcPsClient>(servers, options, make_channel);
 }
 
 }  // namespace ps
