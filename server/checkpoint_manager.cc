@@ -322,8 +322,8 @@ absl::StatusOr<std::string> CheckpointManager::RestoreNewest() {
           " (changing the shard count of a job is not supported)"));
     }
     int64_t version = 0, sync_version = -1;
-    for (const v1::TableCheckpoint& t : ckpt->tables()) {
-      if (absl::Status s = store_->RestoreTable(t); !s.ok()) {
+    for (v1::TableCheckpoint& t : *ckpt->mutable_tables()) {
+      if (absl::Status s = store_->RestoreTable(&t); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
       }
       version = std::max(version, t.version());

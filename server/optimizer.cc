@@ -463,29 +463,39 @@ float Optimizer::LearningRate(int64_t step) const {
   }
 }
 
+v1::OptimizerSpec WithDefaults(const v1::OptimizerSpec& given) {
+  v1::OptimizerSpec spec = given;
+  const v1::OptimizerSpec::Kind kind = spec.kind();
+  const bool adam = kind == v1::OptimizerSpec::ADAM || kind == v1::OptimizerSpec::ADAMW;
+  const bool ftrl = kind == v1::OptimizerSpec::FTRL;
+  // Unknown kinds get zeros and are left for Validate to reject.
+  if (!spec.has_momentum()) spec.set_momentum(0.0f);
+  if (!spec.has_dampening()) spec.set_dampening(0.0f);
+  if (!spec.has_nesterov()) spec.set_nesterov(false);
+  if (!spec.has_weight_decay()) {
+    spec.set_weight_decay(kind == v1::OptimizerSpec::ADAMW ? 0.01f : 0.0f);
+  }
+  if (!spec.has_beta1()) spec.set_beta1(adam ? 0.9f : 0.0f);
+  if (!spec.has_beta2()) spec.set_beta2(adam ? 0.999f : 0.0f);
+  if (!spec.has_epsilon()) {
+    spec.set_epsilon(adam ? 1e-8f : kind == v1::OptimizerSpec::ADAGRAD ? 1e-10f : 0.0f);
+  }
+  if (!spec.has_initial_accumulator_value()) {
+    spec.set_initial_accumulator_value(ftrl ? 0.1f : 0.0f);
+  }
+  if (!spec.has_lr_decay()) spec.set_lr_decay(0.0f);
+  if (!spec.has_l1()) spec.set_l1(0.0f);
+  if (!spec.has_l2()) spec.set_l2(0.0f);
+  if (!spec.has_lr_power()) spec.set_lr_power(ftrl ? -0.5f : 0.0f);
+  if (!spec.has_beta()) spec.set_beta(0.0f);
+  return spec;
+}
+
 v1::OptimizerSpec DefaultOptimizerSpec(v1::OptimizerSpec::Kind kind, float learning_rate) {
   v1::OptimizerSpec spec;
   spec.set_kind(kind);
   spec.set_learning_rate(learning_rate);
-  switch (kind) {
-    case v1::OptimizerSpec::ADAM:
-    case v1::OptimizerSpec::ADAMW:
-      spec.set_beta1(0.9f);
-      spec.set_beta2(0.999f);
-      spec.set_epsilon(1e-8f);
-      spec.set_weight_decay(kind == v1::OptimizerSpec::ADAMW ? 0.01f : 0.0f);
-      break;
-    case v1::OptimizerSpec::ADAGRAD:
-      spec.set_epsilon(1e-10f);
-      break;
-    case v1::OptimizerSpec::FTRL:
-      spec.set_lr_power(-0.5f);
-      spec.set_initial_accumulator_value(0.1f);
-      break;
-    default:  // SGD's defaults are all zero; unknown kinds are left for Validate to reject.
-      break;
-  }
-  return spec;
+  return WithDefaults(spec);
 }
 
 }  // namespace ps

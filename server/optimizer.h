@@ -55,7 +55,11 @@ class Optimizer {
   const v1::OptimizerSpec spec_;
 };
 
-// A spec with PyTorch's default hyper-parameters for `kind` and the given learning rate.
+// `spec` with every absent hyper-parameter set to PyTorch's default for its kind (see
+// OptimizerSpec in proto/v1/ps.proto); present ones are kept. The one place defaults
+// are applied: shards do it when they create or restore a table.
+v1::OptimizerSpec WithDefaults(const v1::OptimizerSpec& spec);
+// WithDefaults of a spec holding only `kind` and `learning_rate`.
 v1::OptimizerSpec DefaultOptimizerSpec(v1::OptimizerSpec::Kind kind, float learning_rate);
 
 }  // namespace ps

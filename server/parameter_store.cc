@@ -66,7 +66,10 @@ absl::StatusOr<SparseTable*> ParameterStore::FindSparse(const std::string& name)
 
 absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
                                          v1::CreateTableResponse* response) {
-  const v1::TableSpec& spec = request.spec();
+  // Absent hyper-parameters are PyTorch's defaults: filled in before anything compares
+  // or stores the spec.
+  v1::TableSpec spec = request.spec();
+  *spec.mutable_optimizer() = WithDefaults(spec.optimizer());
   if (spec.name().empty()) return absl::InvalidArgumentError("table name is empty");
   if (spec.kind() != v1::DENSE && spec.kind() != v1::SPARSE) {
     return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': kind ",
@@ -437,7 +440,11 @@ std::vector<SparseTable*> ParameterStore::SparseTables() const {
   return out;
 }
 
-absl::Status ParameterStore::RestoreTable(const v1::TableCheckpoint& saved) {
+absl::Status ParameterStore::RestoreTable(v1::TableCheckpoint* checkpoint) {
+  // Files written before shards filled in the defaults lack them.
+  *checkpoint->mutable_spec()->mutable_optimizer() =
+      WithDefaults(checkpoint->spec().optimizer());
+  const v1::TableCheckpoint& saved = *checkpoint;
   const std::string& name = saved.spec().name();
   if (saved.spec().kind() == v1::SPARSE) {
     absl::StatusOr<std::unique_ptr<SparseTable>> t =

@@ -76,8 +76,8 @@ class ParameterStore {
   std::vector<DenseTable*> Tables() const;
   std::vector<SparseTable*> SparseTables() const;
   // Adds a table rebuilt from a checkpoint; call before serving. ALREADY_EXISTS if a
-  // table of that name is present.
-  absl::Status RestoreTable(const v1::TableCheckpoint& saved);
+  // table of that name is present. Fills the spec's absent hyper-parameters in.
+  absl::Status RestoreTable(v1::TableCheckpoint* saved);
   // Wakes every waiting pull with UNAVAILABLE; later pulls fail at once.
   void Shutdown();
 

@@ -219,6 +219,38 @@ TEST_F(ParameterStoreTest, AsyncPushAppliesSgdImmediately) {
   EXPECT_EQ(p.version, 2);
 }
 
+// An Adam spec with only kind, learning rate and epsilon is PyTorch's Adam (beta1 0.9,
+// beta2 0.999), not Adam with zero betas; and it is the same table as the spec with
+// every default spelled out.
+TEST_F(ParameterStoreTest, AbsentHyperParametersArePyTorchDefaults) {
+  v1::TableSpec partial = DenseSpec("w", {2}, v1::ASYNC, 0.1f, /*initial=*/1.0f);
+  partial.clear_optimizer();
+  partial.mutable_optimizer()->set_kind(v1::OptimizerSpec::ADAM);
+  partial.mutable_optimizer()->set_learning_rate(0.1f);
+  partial.mutable_optimizer()->set_epsilon(1e-8f);
+  MustCreate(partial);
+  v1::TableSpec full = partial;
+  *full.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::ADAM, 0.1f);
+  v1::CreateTableResponse again;
+  ASSERT_TRUE(Create(full, &again).ok());
+  EXPECT_FALSE(again.created());
+  // Two Adam steps with g = 1 and g = -2 (torch.optim.Adam, betas (0.9, 0.999)).
+  ASSERT_TRUE(Push(-1, 0, "w", 0, {1, 1}).ok());
+  ASSERT_TRUE(Push(-1, 1, "w", 0, {-2, -2}).ok());
+  const float m1 = 0.1f, v1 = 0.001f;                       // after g = 1
+  const float m2 = 0.9f * m1 - 0.2f, v2 = 0.999f * v1 + 0.001f * 4;  // after g = -2
+  const float p1 = 1.0f - 0.1f * (m1 / 0.1f) / (std::sqrt(v1 / 0.001f) + 1e-8f);
+  const float p2 = p1 - 0.1f * (m2 / (1 - 0.81f)) / (std::sqrt(v2 / (1 - 0.999f * 0.999f)) + 1e-8f);
+  Pulled p = PullAll("w", 2);
+  ASSERT_EQ(p.values.size(), 2u);
+  EXPECT_NEAR(p.values[0], p2, 1e-6f);
+  v1::GetStatusResponse status;
+  store_->FillStatus(&status);
+  ASSERT_EQ(status.tables_size(), 1);
+  EXPECT_FLOAT_EQ(status.tables(0).spec().optimizer().beta1(), 0.9f);
+  EXPECT_FLOAT_EQ(status.tables(0).spec().optimizer().beta2(), 0.999f);
+}
+
 TEST_F(ParameterStoreTest, AsyncConcurrentPushesAreAllApplied) {
   constexpr int kThreads = 4, kPushes = 250, kElements = 64;
   MustCreate(DenseSpec("w", {kElements}, v1::ASYNC, 0.001f, /*initial=*/0.0f));

@@ -14,7 +14,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/malloc_tuning.h"
-#include "server/optimizer.h"
 #include "worker/ps_client.h"
 
 ABSL_FLAG(std::string, servers, "127.0.0.1:50051", "Shards, in order.");
@@ -26,6 +25,14 @@ ABSL_FLAG(bool, same_host, true,
           "tensor bytes over gRPC.");
 
 namespace {
+
+// The servers fill every hyper-parameter left out with PyTorch's default for the kind.
+ps::v1::OptimizerSpec OptimizerOf(ps::v1::OptimizerSpec::Kind kind, float learning_rate) {
+  ps::v1::OptimizerSpec spec;
+  spec.set_kind(kind);
+  spec.set_learning_rate(learning_rate);
+  return spec;
+}
 
 struct Rate {
   double gbps = 0;
@@ -82,7 +89,7 @@ int main(int argc, char** argv) {
     spec.set_kind(ps::v1::DENSE);
     spec.add_shape(n);
     spec.set_consistency(ps::v1::ASYNC);
-    *spec.mutable_optimizer() = ps::DefaultOptimizerSpec(
+    *spec.mutable_optimizer() = OptimizerOf(
         absl::GetFlag(FLAGS_optimizer) == "adam" ? ps::v1::OptimizerSpec::ADAM
                                                  : ps::v1::OptimizerSpec::SGD,
         1e-6f);

@@ -24,7 +24,6 @@
 #include "common/tf_config.h"
 #include "glog/logging.h"
 #include "kernels/backend.h"
-#include "server/optimizer.h"
 #include "worker/libsvm.h"
 #include "worker/health_server.h"
 #include "worker/mlp.h"
@@ -86,22 +85,30 @@ ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on t
 
 namespace {
 
+// The servers fill every hyper-parameter left out with PyTorch's default for the kind.
+ps::v1::OptimizerSpec OptimizerOf(ps::v1::OptimizerSpec::Kind kind, float learning_rate) {
+  ps::v1::OptimizerSpec spec;
+  spec.set_kind(kind);
+  spec.set_learning_rate(learning_rate);
+  return spec;
+}
+
 absl::StatusOr<ps::v1::OptimizerSpec> OptimizerFromFlags() {
   const std::string name = absl::AsciiStrToLower(absl::GetFlag(FLAGS_optimizer));
   const float lr = static_cast<float>(absl::GetFlag(FLAGS_learning_rate));
   ps::v1::OptimizerSpec spec;
   if (name == "sgd" || name == "momentum" || name == "nesterov") {
-    spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::SGD, lr);
+    spec = OptimizerOf(ps::v1::OptimizerSpec::SGD, lr);
     if (name != "sgd") spec.set_momentum(static_cast<float>(absl::GetFlag(FLAGS_momentum)));
     spec.set_nesterov(name == "nesterov");
   } else if (name == "adam") {
-    spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAM, lr);
+    spec = OptimizerOf(ps::v1::OptimizerSpec::ADAM, lr);
   } else if (name == "adamw") {
-    spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAMW, lr);
+    spec = OptimizerOf(ps::v1::OptimizerSpec::ADAMW, lr);
   } else if (name == "adagrad") {
-    spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAGRAD, lr);
+    spec = OptimizerOf(ps::v1::OptimizerSpec::ADAGRAD, lr);
   } else if (name == "ftrl") {
-    spec = ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::FTRL, lr);
+    spec = OptimizerOf(ps::v1::OptimizerSpec::FTRL, lr);
     spec.set_l1(static_cast<float>(absl::GetFlag(FLAGS_l1)));
     spec.set_l2(static_cast<float>(absl::GetFlag(FLAGS_l2)));
   } else {
@@ -135,7 +142,8 @@ absl::StatusOr<ps::v1::OptimizerSpec> OptimizerFromFlags() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--lr_schedule=", schedule, " is unknown: want constant, step, cosine or warmup"));
   }
-  if (absl::Status s = ps::Optimizer::Validate(spec); !s.ok()) return s;
+  // The shards validate the hyper-parameters (and fill in the defaults) at CreateTable;
+  // their INVALID_ARGUMENT names the parameter and its range.
   return spec;
 }
 
@@ -212,7 +220,7 @@ int RunSparse(const std::string& model_name, int worker, int workers,
     model = *std::move(ctr);
     if (optimizer.kind() == ps::v1::OptimizerSpec::FTRL) {
       dense_optimizer =
-          ps::DefaultOptimizerSpec(ps::v1::OptimizerSpec::ADAGRAD, optimizer.learning_rate());
+          OptimizerOf(ps::v1::OptimizerSpec::ADAGRAD, optimizer.learning_rate());
     }
   }
 
