@@ -9,13 +9,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flags_env.h"
 #include "common/malloc_tuning.h"
 #include "common/tf_config.h"
 #include "glog/logging.h"
-#include "server/ps_server.h"
+#include "server/rpc/ps_server.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free one (see --port_file).");

@@ -13,8 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "server/ps_server.h"
-#include "worker/grpc_ps_client.h"
+#include "server/rpc/ps_server.h"
+#include "worker/client/grpc_ps_client.h"
 
 namespace ps {
 namespace {

@@ -9,7 +9,8 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/cluster.h"
-#include "worker/ps_client.h"
+#include "worker/client/grpc_ps_client.h"
+#include "worker/client/ps_client.h"
 
 namespace ps {
 namespace testing {

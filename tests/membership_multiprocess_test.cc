@@ -10,8 +10,9 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/cluster.h"
-#include "worker/membership.h"
-#include "worker/ps_client.h"
+#include "worker/client/grpc_ps_client.h"
+#include "worker/client/ps_client.h"
+#include "worker/train/membership.h"
 
 namespace ps {
 namespace testing {

@@ -11,7 +11,8 @@
 #include "gtest/gtest.h"
 #include "proto/v1/ps.pb.h"
 #include "tests/cluster.h"
-#include "worker/ps_client.h"
+#include "worker/client/grpc_ps_client.h"
+#include "worker/client/ps_client.h"
 
 namespace ps {
 namespace testing {

@@ -1,4 +1,4 @@
-// make_click_log: writes a synthetic click log (worker/click_log.h) as LibSVM train and
+// make_click_log: writes a synthetic click log (worker/data/click_log.h) as LibSVM train and
 // test files, and reports the true model's log-loss on each: the Bayes-optimal reference
 // a trained model is measured against. Files ending in ".gz" are gzip-compressed.
 //
@@ -14,8 +14,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "worker/click_log.h"
-#include "worker/libsvm.h"
+#include "worker/data/click_log.h"
+#include "worker/data/libsvm.h"
 
 ABSL_FLAG(std::string, train_file, "", "Where to write the training examples (LibSVM).");
 ABSL_FLAG(std::string, test_file, "", "Where to write the held-out examples (LibSVM).");

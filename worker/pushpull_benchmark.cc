@@ -14,7 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/malloc_tuning.h"
-#include "worker/ps_client.h"
+#include "worker/client/grpc_ps_client.h"
+#include "worker/client/ps_client.h"
 
 ABSL_FLAG(std::string, servers, "127.0.0.1:50051", "Shards, in order.");
 ABSL_FLAG(std::string, sizes, "4096,65536,1048576,16777216", "Payload bytes per push/pull.");

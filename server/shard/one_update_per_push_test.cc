@@ -7,9 +7,9 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "server/optimizer.h"
 #include "server/shard/shard.h"
-#include "server/tensor_bytes_testing.h"
+#include "server/table/optimizer.h"
+#include "server/table/tensor_bytes_testing.h"
 
 namespace ps {
 namespace {

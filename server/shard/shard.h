@@ -1,11 +1,11 @@
 // Shard: everything one parameter-server shard does, with no transport. It owns the
 // worker registry, the parameter store (tables, SSP clocks), the same-host transfer
 // windows, the exactly-once push ledger and the request counters, and answers each
-// request with an absl::Status. The gRPC service (server/ps_service.h) is a mechanical
+// request with an absl::Status. The gRPC service (server/rpc/ps_service.h) is a mechanical
 // adapter over it; tests call it directly.
 //
 // Rules that live here rather than in a table:
-// - A worker index is bound to its incarnation (server/worker_registry.h); windows and
+// - A worker index is bound to its incarnation (server/shard/worker_registry.h); windows and
 //   push ids must carry the registered incarnation.
 // - A windowed call holds its window for as long as it reads or writes it, so a leave or
 //   a reopen meanwhile frees nothing under it (docs/same_host.md).
@@ -26,10 +26,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "proto/v1/ps.pb.h"
-#include "server/parameter_store.h"
+#include "server/shard/parameter_store.h"
 #include "server/shard/push_ledger.h"
-#include "server/transfer_windows.h"
-#include "server/worker_registry.h"
+#include "server/shard/transfer_windows.h"
+#include "server/shard/worker_registry.h"
 
 namespace ps {
 

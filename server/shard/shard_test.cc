@@ -8,8 +8,8 @@
 #include "absl/time/clock.h"
 #include "common/error_reason.h"
 #include "gtest/gtest.h"
-#include "server/spec_testing.h"
-#include "server/tensor_bytes_testing.h"
+#include "server/table/spec_testing.h"
+#include "server/table/tensor_bytes_testing.h"
 
 namespace ps {
 namespace {

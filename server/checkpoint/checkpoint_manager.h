@@ -1,0 +1,101 @@
+// CheckpointManager: writes and restores one shard's checkpoints (docs/checkpoints.md).
+//
+// A checkpoint holds every table's spec, parameters, optimizer state and version, and
+// the workers' last figures. It is written atomically: to a temporary file, fsync'd,
+// renamed into place, and the directory fsync'd; a CRC-32 guards the payload, so a torn
+// or corrupted file is detected and the next older one is used. Sync tables are captured
+// at an exact version, inside the step that reaches it, so every shard of a job can
+// write the same version: on demand (Checkpoint(at_version)) or every `every_steps`.
+// Async and SSP tables are captured as they are at the time of the call.
+//
+// Thread-safe. Lock order: a table's lock, then the manager's.
+#ifndef PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_
+#define PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "server/checkpoint/checkpointer.h"
+#include "server/shard/parameter_store.h"
+#include "server/shard/worker_registry.h"
+
+namespace ps {
+
+struct CheckpointOptions {
+  std::string dir;                          // empty: checkpoints disabled
+  int64_t every_steps = 0;                  // sync tables: at every multiple of this version
+  absl::Duration interval = absl::ZeroDuration();  // also every this long (0: never)
+  int keep = 3;                             // newest files kept per shard
+};
+
+class CheckpointManager final : public Checkpointer {
+ public:
+  // `store` and `registry` must outlive the manager. Installs the store's step hook.
+  CheckpointManager(const CheckpointOptions& options, int shard_index, int num_shards,
+                    ParameterStore* store, WorkerRegistry* registry);
+  ~CheckpointManager() override;
+
+  // Loads the newest valid checkpoint of this shard into the (empty) store. Returns the
+  // path restored, or "" when there is none. FAILED_PRECONDITION when the newest valid
+  // one was written by a job with another shard count.
+  absl::StatusOr<std::string> RestoreNewest();
+
+  absl::StatusOr<v1::CheckpointResponse::Written> Checkpoint(int64_t at_version,
+                                                             absl::Duration timeout) override;
+
+  // Starts the periodic writer (every_steps captures happen in the step hook; this thread
+  // writes them, and takes time-based checkpoints).
+  void Start();
+  void Stop();
+
+  // Newest file written or restored, and its version, for status reports.
+  std::string latest_path() const;
+  int64_t latest_version() const;
+
+ private:
+  using Captures = std::map<std::string, v1::TableCheckpoint>;
+
+  // Step hook: a sync table that reaches a wanted version copies itself.
+  void OnStep(DenseTable* table);
+  bool Wanted(int64_t version) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sync tables that hold elements here: these must all be captured at one version.
+  std::vector<DenseTable*> SyncTables() const;
+  // Adds every table not in `captured` as it is now, then writes the file.
+  absl::StatusOr<v1::CheckpointResponse::Written> CompleteAndWrite(Captures captured);
+  void Prune();
+  void Loop();
+
+  const CheckpointOptions options_;
+  const int shard_index_;
+  const int num_shards_;
+  ParameterStore* const store_;
+  WorkerRegistry* const registry_;
+
+  absl::Mutex write_mu_;  // one file written at a time
+  mutable absl::Mutex mu_;
+  // Version -> the sync tables captured at it so far.
+  std::map<int64_t, Captures> captures_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, int> requested_ ABSL_GUARDED_BY(mu_);  // on-demand versions, with waiters
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // Start() was called
+  int64_t capture_seq_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every step capture
+  std::string latest_path_ ABSL_GUARDED_BY(mu_);
+  int64_t latest_version_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+// Reads and verifies one checkpoint file; DATA_LOSS names what is wrong with it.
+absl::StatusOr<v1::ShardCheckpoint> ReadCheckpointFile(const std::string& path);
+
+}  // namespace ps
+
+#endif  // PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_

@@ -1,0 +1,564 @@
+// CheckpointManager: files written atomically and restored exactly (values, optimizer
+// slots, versions, workers' history), sync tables captured at an exact version, periodic
+// checkpoints and pruning, and corrupt, truncated or foreign files refused.
+#include "server/checkpoint/checkpoint_manager.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "server/shard/parameter_store.h"
+#include "server/shard/worker_registry.h"
+#include "server/table/optimizer.h"
+#include "server/table/tensor_bytes_testing.h"
+
+namespace ps {
+namespace {
+
+using ::ps::testing::Decode;
+using ::ps::testing::Encode;
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+v1::TableSpec DenseSpec(const std::string& name, int64_t n, v1::ConsistencyMode mode,
+                        const v1::OptimizerSpec& optimizer) {
+  v1::TableSpec spec;
+  spec.set_name(name);
+  spec.set_kind(v1::DENSE);
+  spec.add_shape(n);
+  spec.mutable_initializer()->set_kind(v1::Initializer::UNIFORM);
+  spec.mutable_initializer()->set_low(-1.0f);
+  spec.mutable_initializer()->set_high(1.0f);
+  spec.mutable_initializer()->set_seed(11);
+  *spec.mutable_optimizer() = optimizer;
+  spec.set_consistency(mode);
+  return spec;
+}
+
+v1::OptimizerSpec Sgd() { return DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.5f); }
+v1::OptimizerSpec Adam() { return DefaultOptimizerSpec(v1::OptimizerSpec::ADAM, 0.01f); }
+
+// File names in `dir`, sorted; "." and ".." left out.
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+// One shard: registry (on the test's clock), store and checkpoint manager.
+struct Shard {
+  Shard(const CheckpointOptions& options, const absl::Time* now, int shard = 0,
+        int num_shards = 1)
+      : registry(absl::Seconds(10), [now] { return *now; }),
+        store(MakeStoreOptions(shard, num_shards), &registry),
+        manager(options, shard, num_shards, &store, &registry) {}
+
+  static StoreOptions MakeStoreOptions(int shard, int num_shards) {
+    StoreOptions options;
+    options.shard_index = shard;
+    options.num_shards = num_shards;
+    return options;
+  }
+
+  void Create(const v1::TableSpec& spec) {
+    v1::CreateTableRequest request;
+    *request.mutable_spec() = spec;
+    v1::CreateTableResponse response;
+    ASSERT_TRUE(store.CreateTable(request, &response).ok()) << spec.name();
+  }
+
+  void Join(int worker) {
+    ASSERT_TRUE(registry.Register(worker, absl::StrCat("host-", worker), "cpu").ok());
+    store.OnWorkerRegistered(worker, 0);
+  }
+
+  absl::Status PushDense(int worker, int64_t step, const std::string& table,
+                         const std::vector<float>& grad) {
+    v1::PushRequest request;
+    request.set_worker_index(worker);
+    request.set_step(step);
+    v1::DenseSlice* slice = request.add_dense();
+    slice->set_table(table);
+    slice->set_offset(0);
+    slice->set_length(static_cast<int64_t>(grad.size()));
+    slice->set_values(Encode(grad));
+    v1::PushResponse response;
+    return store.Push(request, &response);
+  }
+
+  absl::Status PushSparse(const std::string& table, const std::vector<int64_t>& keys,
+                          const std::vector<float>& grads) {
+    v1::PushRequest request;
+    request.set_worker_index(0);
+    v1::SparseRows* rows = request.add_sparse();
+    rows->set_table(table);
+    for (int64_t k : keys) rows->add_keys(k);
+    rows->set_values(Encode(grads));
+    v1::PushResponse response;
+    return store.Push(request, &response);
+  }
+
+  // Values and version of all of dense table `table` (n elements).
+  std::pair<std::vector<float>, int64_t> PullDense(const std::string& table, int64_t n) {
+    v1::PullRequest request;
+    request.set_worker_index(-1);
+    v1::DenseSlice* slice = request.add_dense();
+    slice->set_table(table);
+    slice->set_offset(0);
+    slice->set_length(n);
+    v1::PullResponse response;
+    absl::Status s = store.Pull(request, absl::Now() + absl::Seconds(5), &response);
+    EXPECT_TRUE(s.ok()) << s;
+    if (!s.ok() || response.dense_size() != 1) return {{}, -1};
+    return {Decode(response.dense(0).values()), response.dense(0).version()};
+  }
+
+  // Every table as Capture() sees it, by name.
+  std::map<std::string, v1::TableCheckpoint> CaptureAll() {
+    std::map<std::string, v1::TableCheckpoint> out;
+    for (DenseTable* t : store.Tables()) {
+      absl::MutexLock lock(t->mu());
+      out[t->name()] = t->Capture();
+    }
+    for (SparseTable* t : store.SparseTables()) {
+      absl::MutexLock lock(t->mu());
+      out[t->name()] = t->Capture();
+    }
+    return out;
+  }
+
+  WorkerRegistry registry;
+  ParameterStore store;
+  CheckpointManager manager;
+};
+
+class CheckpointManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    ASSERT_NE(tmp, nullptr) << "run under bazel test";
+    dir_ = absl::StrCat(tmp, "/", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    mkdir(dir_.c_str(), 0755);
+    for (const std::string& name : ListDir(dir_)) std::remove((dir_ + "/" + name).c_str());
+  }
+
+  CheckpointOptions Options(int keep = 3, int64_t every_steps = 0) const {
+    CheckpointOptions options;
+    options.dir = dir_;
+    options.keep = keep;
+    options.every_steps = every_steps;
+    return options;
+  }
+
+  // Checkpoint files of shard 0 at `version` in the directory.
+  std::vector<std::string> FilesAt(int64_t version) const {
+    std::vector<std::string> out;
+    const std::string prefix = absl::StrFormat("shard-0-%012d-", version);
+    for (const std::string& name : ListDir(dir_)) {
+      if (absl::StartsWith(name, prefix) && absl::EndsWith(name, ".ckpt")) out.push_back(name);
+    }
+    return out;
+  }
+
+  // Every entry of the directory is a finished checkpoint: no temporary file is left.
+  void ExpectOnlyCheckpointFiles() const {
+    for (const std::string& name : ListDir(dir_)) {
+      EXPECT_TRUE(absl::StartsWith(name, "shard-") && absl::EndsWith(name, ".ckpt")) << name;
+    }
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1'000'000);
+  std::string dir_;
+};
+
+TEST_F(CheckpointManagerTest, WithoutADirectoryCheckpointIsFailedPrecondition) {
+  Shard shard(CheckpointOptions(), &now_);
+  shard.Create(DenseSpec("w", 4, v1::ASYNC, Sgd()));
+  absl::StatusOr<v1::CheckpointResponse::Written> w = shard.manager.Checkpoint(0, absl::Seconds(1));
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(w.status().message(), HasSubstr("checkpoint_dir"));
+  absl::StatusOr<std::string> restored = shard.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(*restored, "");
+}
+
+TEST_F(CheckpointManagerTest, RestoreKeepsValuesSlotsVersionsAndWorkers) {
+  std::map<std::string, v1::TableCheckpoint> expected;
+  v1::CheckpointResponse::Written written;
+  {
+    Shard a(Options(), &now_);
+    a.Join(0);
+    a.Join(1);
+    a.Create(DenseSpec("adam", 6, v1::ASYNC, Adam()));
+    a.Create(DenseSpec("sgd", 4, v1::SYNC, Sgd()));
+    v1::TableSpec sparse;
+    sparse.set_name("emb");
+    sparse.set_kind(v1::SPARSE);
+    sparse.set_row_width(3);
+    *sparse.mutable_optimizer() = Adam();
+    sparse.set_consistency(v1::ASYNC);
+    a.Create(sparse);
+    ASSERT_TRUE(a.PushDense(0, 0, "adam", {1, -2, 3, -4, 5, -6}).ok());
+    ASSERT_TRUE(a.PushDense(1, 0, "adam", {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}).ok());
+    ASSERT_TRUE(a.PushDense(1, 0, "adam", {1, 1, 1, 1, 1, 1}).ok());
+    for (int64_t step = 0; step < 2; ++step) {
+      ASSERT_TRUE(a.PushDense(0, step, "sgd", {1, 2, 3, 4}).ok());
+      ASSERT_TRUE(a.PushDense(1, step, "sgd", {3, 2, 1, 0}).ok());
+    }
+    ASSERT_TRUE(a.PushSparse("emb", {4, 900}, {1, 2, 3, -1, -2, -3}).ok());
+    v1::WorkerStats stats;
+    stats.set_clock(7);
+    stats.set_epoch(2);
+    stats.set_loss(0.25f);
+    ASSERT_TRUE(a.registry.Heartbeat(0, stats).ok());
+    stats.set_clock(5);
+    ASSERT_TRUE(a.registry.Heartbeat(1, stats).ok());
+
+    absl::StatusOr<v1::CheckpointResponse::Written> w = a.manager.Checkpoint(0, absl::Seconds(1));
+    ASSERT_TRUE(w.ok()) << w.status();
+    written = *w;
+    expected = a.CaptureAll();
+  }
+  ASSERT_THAT(expected, SizeIs(3));
+  EXPECT_EQ(expected["adam"].version(), 3);
+  EXPECT_EQ(expected["sgd"].version(), 2);
+  EXPECT_EQ(expected["emb"].version(), 1);
+  EXPECT_THAT(expected["adam"].slots(), SizeIs(2));
+  EXPECT_THAT(expected["emb"].slots(), SizeIs(2));
+  EXPECT_EQ(written.version(), 2);  // a shard with sync tables is named by their version
+  EXPECT_EQ(written.shard_index(), 0);
+  ASSERT_THAT(FilesAt(2), SizeIs(1));
+  EXPECT_EQ(written.path(), absl::StrCat(dir_, "/", FilesAt(2).at(0)));
+  EXPECT_EQ(static_cast<size_t>(written.bytes()), ReadFile(written.path()).size());
+  EXPECT_THAT(ListDir(dir_), SizeIs(1));
+  ExpectOnlyCheckpointFiles();
+
+  Shard b(Options(), &now_);
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(*restored, written.path());
+  EXPECT_EQ(b.manager.latest_path(), written.path());
+  EXPECT_EQ(b.manager.latest_version(), 2);
+  std::map<std::string, v1::TableCheckpoint> got = b.CaptureAll();
+  ASSERT_THAT(got, SizeIs(3));
+  for (const auto& [name, want] : expected) {
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got[name], want)) << name;
+  }
+  // The workers are known again, not live, with their last figures.
+  std::vector<v1::WorkerStatus> workers = b.registry.Snapshot();
+  ASSERT_THAT(workers, SizeIs(2));
+  EXPECT_EQ(workers[0].worker_index(), 0);
+  EXPECT_FALSE(workers[0].live());
+  EXPECT_EQ(workers[0].host(), "host-0");
+  EXPECT_EQ(workers[0].stats().clock(), 7);
+  EXPECT_EQ(workers[0].stats().epoch(), 2);
+  EXPECT_EQ(workers[0].stats().loss(), 0.25f);
+  EXPECT_EQ(workers[1].worker_index(), 1);
+  EXPECT_FALSE(workers[1].live());
+  EXPECT_EQ(workers[1].stats().clock(), 5);
+  EXPECT_THAT(b.registry.LiveWorkers(), IsEmpty());
+
+  // Training goes on from the restored state: the sync table takes step 2, not 0.
+  b.Join(0);
+  EXPECT_EQ(b.PushDense(0, 0, "sgd", {1, 1, 1, 1}).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(b.PushDense(0, 2, "sgd", {1, 1, 1, 1}).ok());
+  EXPECT_EQ(b.PullDense("sgd", 4).second, 3);
+}
+
+TEST_F(CheckpointManagerTest, SyncCheckpointAtAFutureVersionWaitsForTheStep) {
+  Shard a(Options(), &now_);
+  a.Join(0);
+  a.Join(1);
+  a.Create(DenseSpec("s", 4, v1::SYNC, Sgd()));
+  const std::vector<float> initial = a.PullDense("s", 4).first;
+
+  std::atomic<bool> done{false};
+  absl::StatusOr<v1::CheckpointResponse::Written> w;
+  std::thread writer([&] {
+    w = a.manager.Checkpoint(/*at_version=*/1, absl::Seconds(5));
+    done.store(true);
+  });
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(done.load()) << "checkpoint at version 1 returned while the table is at 0";
+  EXPECT_THAT(ListDir(dir_), IsEmpty());
+  ASSERT_TRUE(a.PushDense(0, 0, "s", {1, 0, 2, 4}).ok());
+  ASSERT_TRUE(a.PushDense(1, 0, "s", {1, 4, 2, 0}).ok());  // average {1, 2, 2, 2}
+  writer.join();
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->version(), 1);
+  EXPECT_THAT(FilesAt(1), SizeIs(1));
+  const auto [after_step_1, version] = a.PullDense("s", 4);
+  ASSERT_EQ(version, 1);
+  EXPECT_THAT(after_step_1, ElementsAre(initial[0] - 0.5f, initial[1] - 1.0f,
+                                        initial[2] - 1.0f, initial[3] - 1.0f));
+
+  // The next step changes the table, not the file.
+  ASSERT_TRUE(a.PushDense(0, 1, "s", {2, 2, 2, 2}).ok());
+  ASSERT_TRUE(a.PushDense(1, 1, "s", {2, 2, 2, 2}).ok());
+  EXPECT_EQ(a.PullDense("s", 4).second, 2);
+  absl::StatusOr<v1::ShardCheckpoint> file = ReadCheckpointFile(w->path());
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_EQ(file->tables_size(), 1);
+  EXPECT_EQ(file->tables(0).version(), 1);
+  EXPECT_THAT(Decode(file->tables(0).params()), ElementsAreArray(after_step_1));
+  ExpectOnlyCheckpointFiles();
+}
+
+TEST_F(CheckpointManagerTest, SyncCheckpointAtAPastVersionIsFailedPrecondition) {
+  Shard a(Options(), &now_);
+  a.Join(0);
+  a.Create(DenseSpec("s", 4, v1::SYNC, Sgd()));
+  ASSERT_TRUE(a.PushDense(0, 0, "s", {1, 1, 1, 1}).ok());
+  ASSERT_TRUE(a.PushDense(0, 1, "s", {1, 1, 1, 1}).ok());
+  absl::StatusOr<v1::CheckpointResponse::Written> w = a.manager.Checkpoint(1, absl::Seconds(1));
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(w.status().message(), HasSubstr("'s'"));
+  EXPECT_THAT(w.status().message(), HasSubstr("already at version 2"));
+  EXPECT_THAT(ListDir(dir_), IsEmpty());
+  w = a.manager.Checkpoint(-1, absl::Seconds(1));
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  // The current version is written at once.
+  w = a.manager.Checkpoint(2, absl::Seconds(1));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->version(), 2);
+  EXPECT_THAT(FilesAt(2), SizeIs(1));
+}
+
+TEST_F(CheckpointManagerTest, SyncCheckpointTimesOutWithDeadlineExceeded) {
+  Shard a(Options(), &now_);
+  a.Join(0);
+  a.Create(DenseSpec("s", 4, v1::SYNC, Sgd()));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::CheckpointResponse::Written> w =
+      a.manager.Checkpoint(5, absl::Milliseconds(100));
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(w.status().message(), HasSubstr("version 5"));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
+  EXPECT_THAT(ListDir(dir_), IsEmpty());
+  // The abandoned request leaves nothing behind: steps 1..5 and a checkpoint now work.
+  for (int64_t step = 0; step < 5; ++step) {
+    ASSERT_TRUE(a.PushDense(0, step, "s", {1, 1, 1, 1}).ok());
+  }
+  w = a.manager.Checkpoint(0, absl::Seconds(1));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->version(), 5);
+}
+
+// Runs 4 sync steps with a periodic writer every 2 steps, waiting for each write.
+void RunFourSteps(Shard& a, std::map<int64_t, std::vector<float>>* values_at) {
+  a.Join(0);
+  a.Create(DenseSpec("s", 4, v1::SYNC, Sgd()));
+  a.manager.Start();
+  for (int64_t step = 0; step < 4; ++step) {
+    ASSERT_TRUE(a.PushDense(0, step, "s", {1, 2, 3, 4}).ok());
+    (*values_at)[step + 1] = a.PullDense("s", 4).first;
+    if ((step + 1) % 2 == 0) {
+      const absl::Time give_up = absl::Now() + absl::Seconds(5);
+      while (a.manager.latest_version() != step + 1 && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(10));
+      }
+      ASSERT_EQ(a.manager.latest_version(), step + 1) << "periodic writer did not write";
+    }
+  }
+  a.manager.Stop();
+}
+
+TEST_F(CheckpointManagerTest, EveryStepsWritesAtMultiplesOfTheInterval) {
+  Shard a(Options(/*keep=*/3, /*every_steps=*/2), &now_);
+  std::map<int64_t, std::vector<float>> values_at;
+  RunFourSteps(a, &values_at);
+  EXPECT_THAT(FilesAt(1), IsEmpty());
+  EXPECT_THAT(FilesAt(2), SizeIs(1));
+  EXPECT_THAT(FilesAt(3), IsEmpty());
+  EXPECT_THAT(FilesAt(4), SizeIs(1));
+  EXPECT_THAT(ListDir(dir_), SizeIs(2));
+  ExpectOnlyCheckpointFiles();
+  for (int64_t v : {2, 4}) {
+    absl::StatusOr<v1::ShardCheckpoint> file =
+        ReadCheckpointFile(absl::StrCat(dir_, "/", FilesAt(v).at(0)));
+    ASSERT_TRUE(file.ok()) << file.status();
+    ASSERT_EQ(file->tables_size(), 1);
+    EXPECT_EQ(file->tables(0).version(), v);
+    EXPECT_THAT(Decode(file->tables(0).params()), ElementsAreArray(values_at[v]));
+  }
+}
+
+TEST_F(CheckpointManagerTest, KeepOnePrunesOlderFiles) {
+  Shard a(Options(/*keep=*/1, /*every_steps=*/2), &now_);
+  std::map<int64_t, std::vector<float>> values_at;
+  RunFourSteps(a, &values_at);
+  EXPECT_THAT(FilesAt(2), IsEmpty());
+  EXPECT_THAT(FilesAt(4), SizeIs(1));
+  EXPECT_THAT(ListDir(dir_), SizeIs(1));
+}
+
+TEST_F(CheckpointManagerTest, PeriodicCapturesAreExactEvenWhenTheWriterLags) {
+  Shard a(Options(/*keep=*/3, /*every_steps=*/2), &now_);
+  a.Join(0);
+  a.Create(DenseSpec("s", 4, v1::SYNC, Sgd()));
+  a.manager.Start();
+  // Six steps back to back: the writer (every 50 ms) may see several versions at once.
+  std::map<int64_t, std::vector<float>> values_at;
+  for (int64_t step = 0; step < 6; ++step) {
+    ASSERT_TRUE(a.PushDense(0, step, "s", {1, -2, 0.5f, 4}).ok());
+    values_at[step + 1] = a.PullDense("s", 4).first;
+  }
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (a.manager.latest_version() != 6 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  a.manager.Stop();
+  EXPECT_EQ(a.manager.latest_version(), 6);
+  EXPECT_THAT(FilesAt(6), SizeIs(1));
+  // Whatever was written holds the values of exactly its version, captured in the step.
+  for (const std::string& name : ListDir(dir_)) {
+    absl::StatusOr<v1::ShardCheckpoint> file = ReadCheckpointFile(absl::StrCat(dir_, "/", name));
+    ASSERT_TRUE(file.ok()) << file.status();
+    ASSERT_EQ(file->tables_size(), 1);
+    const int64_t v = file->tables(0).version();
+    EXPECT_EQ(v % 2, 0) << name;
+    EXPECT_THAT(FilesAt(v), ElementsAre(name));
+    EXPECT_THAT(Decode(file->tables(0).params()), ElementsAreArray(values_at[v])) << name;
+  }
+}
+
+// Writes two checkpoints of an async table, at versions 1 and 2; returns their paths.
+std::pair<std::string, std::string> WriteTwo(Shard& a) {
+  a.Create(DenseSpec("w", 4, v1::ASYNC, Adam()));
+  EXPECT_TRUE(a.PushDense(0, 0, "w", {1, 2, 3, 4}).ok());
+  absl::StatusOr<v1::CheckpointResponse::Written> older = a.manager.Checkpoint(0, absl::Seconds(1));
+  EXPECT_TRUE(a.PushDense(0, 1, "w", {1, 2, 3, 4}).ok());
+  absl::StatusOr<v1::CheckpointResponse::Written> newer = a.manager.Checkpoint(0, absl::Seconds(1));
+  EXPECT_TRUE(older.ok() && newer.ok());
+  if (!older.ok() || !newer.ok()) return {};
+  EXPECT_EQ(older->version(), 1);
+  EXPECT_EQ(newer->version(), 2);
+  return {older->path(), newer->path()};
+}
+
+TEST_F(CheckpointManagerTest, CorruptNewestFileIsSkippedForTheOlderOne) {
+  Shard a(Options(), &now_);
+  const auto [older, newer] = WriteTwo(a);
+  ASSERT_FALSE(newer.empty());
+  std::string bytes = ReadFile(newer);
+  bytes[bytes.size() - 3] ^= 0x10;
+  WriteFile(newer, bytes);
+  absl::StatusOr<v1::ShardCheckpoint> bad = ReadCheckpointFile(newer);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr("CRC"));
+  EXPECT_THAT(bad.status().message(), HasSubstr(newer));
+
+  Shard b(Options(), &now_);
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(*restored, older);
+  EXPECT_EQ(b.manager.latest_version(), 1);
+  absl::StatusOr<v1::ShardCheckpoint> good = ReadCheckpointFile(older);
+  ASSERT_TRUE(good.ok()) << good.status();
+  std::map<std::string, v1::TableCheckpoint> got = b.CaptureAll();
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got["w"], good->tables(0)));
+  EXPECT_EQ(got["w"].version(), 1);
+}
+
+TEST_F(CheckpointManagerTest, TruncatedFileIsDataLossAndSkipped) {
+  Shard a(Options(), &now_);
+  const auto [older, newer] = WriteTwo(a);
+  ASSERT_FALSE(newer.empty());
+  const std::string bytes = ReadFile(newer);
+  WriteFile(newer, bytes.substr(0, bytes.size() - 10));
+  absl::StatusOr<v1::ShardCheckpoint> bad = ReadCheckpointFile(newer);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr("truncated"));
+
+  Shard b(Options(), &now_);
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(*restored, older);
+  EXPECT_EQ(b.PullDense("w", 4).second, 1);
+}
+
+TEST_F(CheckpointManagerTest, NoUsableFileRestoresNothing) {
+  Shard a(Options(), &now_);
+  a.Join(0);
+  const auto [older, newer] = WriteTwo(a);
+  ASSERT_FALSE(newer.empty());
+  std::string bytes = ReadFile(newer);
+  bytes[bytes.size() / 2] ^= 0x01;
+  WriteFile(newer, bytes);
+  bytes = ReadFile(older);
+  WriteFile(older, bytes.substr(0, bytes.size() / 2));
+  const std::string junk = absl::StrCat(dir_, "/shard-0-000000000009-1.ckpt");
+  WriteFile(junk, "not a checkpoint at all");
+  absl::StatusOr<v1::ShardCheckpoint> bad = ReadCheckpointFile(junk);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr("bad magic"));
+  EXPECT_EQ(ReadCheckpointFile(dir_ + "/absent.ckpt").status().code(),
+            absl::StatusCode::kNotFound);
+
+  Shard b(Options(), &now_);
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(*restored, "");
+  EXPECT_THAT(b.store.Tables(), IsEmpty());
+  EXPECT_THAT(b.store.SparseTables(), IsEmpty());
+  EXPECT_THAT(b.registry.Snapshot(), IsEmpty());
+  EXPECT_EQ(b.manager.latest_path(), "");
+}
+
+TEST_F(CheckpointManagerTest, OtherShardCountIsFailedPrecondition) {
+  Shard a(Options(), &now_);
+  const auto [older, newer] = WriteTwo(a);
+  ASSERT_FALSE(newer.empty());
+  Shard b(Options(), &now_, /*shard=*/0, /*num_shards=*/2);
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(restored.status().message(), HasSubstr("shard count"));
+  EXPECT_THAT(restored.status().message(), HasSubstr(newer));
+  EXPECT_THAT(b.store.Tables(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace ps

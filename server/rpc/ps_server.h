@@ -1,0 +1,107 @@
+// PsServer: one running shard. Owns the Shard (registry, store, windows), the gRPC
+// services (ParameterServer, Admin, the standard health service and reflection), the
+// optional Prometheus endpoint and the thread that drops workers whose heartbeats
+// stopped. Used by ps_server's main() and by tests that need a real server on a loopback
+// port.
+//
+// Thread-safe: Shutdown() may be called from any thread, once or more.
+#ifndef PS_SERVER_RPC_PS_SERVER_H_
+#define PS_SERVER_RPC_PS_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "server/checkpoint/checkpoint_manager.h"
+#include "server/checkpoint/checkpointer.h"
+#include "server/rpc/ps_service.h"
+#include "server/shard/parameter_store.h"
+#include "server/shard/shard.h"
+#include "server/shard/worker_registry.h"
+
+namespace ps {
+
+class AdminService;
+class ServerMetrics;
+
+struct ServerOptions {
+  std::string host = "0.0.0.0";
+  int port = 0;  // 0: the kernel picks a free port; see PsServer::port()
+  int shard_index = 0;
+  int num_shards = 1;
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration heartbeat_timeout = absl::Seconds(10);
+  absl::Duration max_pull_wait = absl::Minutes(5);
+  int64_t max_request_bytes = 64 << 20;
+  int64_t max_sparse_keys = 1 << 17;
+  // Every shard's address in shard order, for the Admin service's cluster view; empty:
+  // this shard alone. When given, its length must equal num_shards.
+  std::vector<std::string> peers;
+  // Prometheus endpoint: -1 off, 0 a free port (see PsServer::metrics_port()).
+  int metrics_port = -1;
+  // Checkpoints: with checkpoint.dir set, the shard restores its newest checkpoint before
+  // it listens, writes them periodically and on Admin.Checkpoint, and writes a last one
+  // on Shutdown().
+  CheckpointOptions checkpoint;
+  // Replaces the built-in checkpoints for Admin.Checkpoint (tests); must outlive the server.
+  Checkpointer* checkpointer = nullptr;
+  // Offer same-host transfer windows to workers on this host (docs/same_host.md).
+  bool same_host_windows = true;
+  // Report NOT_SERVING on the health service until SetReady(true) (e.g. after a restore).
+  bool start_not_ready = false;
+};
+
+class PsServer {
+ public:
+  // Validates the options, binds, and starts serving. INVALID_ARGUMENT for bad options,
+  // UNAVAILABLE when the address cannot be bound (also when another process holds the
+  // port: SO_REUSEPORT is off, so two shards never share one).
+  static absl::StatusOr<std::unique_ptr<PsServer>> Start(const ServerOptions& options);
+  ~PsServer();
+
+  int port() const { return port_; }
+  std::string address() const;
+  // The Prometheus endpoint's port; -1 when metrics are off.
+  int metrics_port() const;
+  Shard* shard() { return shard_.get(); }
+  ParameterStore* store() { return shard_->store(); }
+  // Null unless options.checkpoint.dir was given.
+  CheckpointManager* checkpoints() { return checkpoints_.get(); }
+  WorkerRegistry* registry() { return shard_->registry(); }
+
+  // Sets the health status of the server ("") and of ps.v1.ParameterServer to SERVING or
+  // NOT_SERVING. Has no effect after Shutdown().
+  void SetReady(bool ready);
+
+  // Stops accepting calls, wakes waiting pulls, and lets running calls finish.
+  void Shutdown();
+  // Blocks until Shutdown() has completed.
+  void Wait();
+
+ private:
+  explicit PsServer(const ServerOptions& options);
+  void ExpireLoop();
+
+  const ServerOptions options_;
+  int port_ = 0;
+  std::unique_ptr<Shard> shard_;
+  std::unique_ptr<ParameterServerService> service_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<ServerMetrics> metrics_;  // null when off; outlives server_'s interceptors
+  std::unique_ptr<CheckpointManager> checkpoints_;  // null without checkpoint.dir
+  std::unique_ptr<grpc::Server> server_;
+  absl::Notification stop_;
+  absl::Notification stopped_;
+  std::thread expire_thread_;
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_RPC_PS_SERVER_H_

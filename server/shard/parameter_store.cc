@@ -1,0 +1,508 @@
+#include "server/shard/parameter_store.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace ps {
+namespace {
+
+// Names what differs between two specs of the same table, for ALREADY_EXISTS messages.
+std::string DescribeSpecDifference(const v1::TableSpec& a, const v1::TableSpec& b) {
+  if (a.kind() != b.kind()) return "kind differs";
+  if (!std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end())) {
+    return absl::StrCat("shape [", absl::StrJoin(a.shape(), ","), "] vs requested [",
+                        absl::StrJoin(b.shape(), ","), "]");
+  }
+  if (a.consistency() != b.consistency()) {
+    return absl::StrCat("consistency ", v1::ConsistencyMode_Name(a.consistency()),
+                        " vs requested ", v1::ConsistencyMode_Name(b.consistency()));
+  }
+  if (!google::protobuf::util::MessageDifferencer::Equals(a.optimizer(), b.optimizer())) {
+    return "optimizer settings differ";
+  }
+  if (!google::protobuf::util::MessageDifferencer::Equals(a.initializer(), b.initializer())) {
+    return "initializer differs";
+  }
+  return "settings differ";
+}
+
+}  // namespace
+
+ParameterStore::ParameterStore(const StoreOptions& options, WorkerRegistry* registry)
+    : options_(options), registry_(registry) {}
+
+absl::StatusOr<DenseTable*> ParameterStore::Find(const std::string& name) const {
+  absl::MutexLock lock(&tables_mu_);
+  auto it = tables_.find(name);
+  if (it == tables_.end()) {
+    if (sparse_.count(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table '", name, "' is sparse; address it by keys, not ranges"));
+    }
+    return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
+                                            options_.shard_index));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<SparseTable*> ParameterStore::FindSparse(const std::string& name) const {
+  absl::MutexLock lock(&tables_mu_);
+  auto it = sparse_.find(name);
+  if (it == sparse_.end()) {
+    if (tables_.count(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table '", name, "' is dense; address it by ranges, not keys"));
+    }
+    return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
+                                            options_.shard_index));
+  }
+  return it->second.get();
+}
+
+absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
+                                         v1::CreateTableResponse* response) {
+  // Absent hyper-parameters are PyTorch's defaults: filled in before anything compares
+  // or stores the spec.
+  v1::TableSpec spec = request.spec();
+  *spec.mutable_optimizer() = WithDefaults(spec.optimizer());
+  if (spec.name().empty()) return absl::InvalidArgumentError("table name is empty");
+  if (spec.kind() != v1::DENSE && spec.kind() != v1::SPARSE) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': kind ",
+                                                   v1::TableKind_Name(spec.kind()),
+                                                   " is not DENSE or SPARSE"));
+  }
+  // Returns OK (created = false) for an identical spec, ALREADY_EXISTS otherwise.
+  auto existing = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_) -> std::optional<absl::Status> {
+    const v1::TableSpec* have = nullptr;
+    auto dense = tables_.find(spec.name());
+    auto sparse = sparse_.find(spec.name());
+    if (dense != tables_.end()) have = &dense->second->spec();
+    if (sparse != sparse_.end()) have = &sparse->second->spec();
+    if (have == nullptr) return std::nullopt;
+    if (!google::protobuf::util::MessageDifferencer::Equals(*have, spec)) {
+      return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
+                                                   "' already exists with a different spec: ",
+                                                   DescribeSpecDifference(*have, spec)));
+    }
+    response->set_created(false);
+    if (dense != tables_.end()) {
+      absl::MutexLock table_lock(dense->second->mu());
+      response->set_version(dense->second->version());
+      response->set_elements_on_shard(dense->second->local_size());
+    } else {
+      absl::MutexLock table_lock(sparse->second->mu());
+      response->set_version(sparse->second->version());
+      response->set_elements_on_shard(sparse->second->num_rows());
+    }
+    return absl::OkStatus();
+  };
+  {
+    absl::MutexLock lock(&tables_mu_);
+    if (std::optional<absl::Status> s = existing()) return *s;
+  }
+  // Build outside the map lock: initialising a large table takes a while.
+  std::unique_ptr<DenseTable> dense;
+  std::unique_ptr<SparseTable> sparse;
+  if (spec.kind() == v1::DENSE) {
+    absl::StatusOr<std::unique_ptr<DenseTable>> t =
+        DenseTable::Create(spec, options_.shard_index, options_.num_shards);
+    if (!t.ok()) return t.status();
+    dense = *std::move(t);
+  } else {
+    absl::StatusOr<std::unique_ptr<SparseTable>> t =
+        SparseTable::Create(spec, options_.shard_index, options_.num_shards);
+    if (!t.ok()) return t.status();
+    sparse = *std::move(t);
+  }
+  absl::MutexLock lock(&tables_mu_);
+  if (std::optional<absl::Status> s = existing()) return *s;  // created meanwhile
+  response->set_created(true);
+  response->set_version(0);
+  if (dense != nullptr) {
+    response->set_elements_on_shard(dense->local_size());
+    LOG(INFO) << "created dense table '" << spec.name() << "' shape ["
+              << absl::StrJoin(spec.shape(), ",") << "] "
+              << v1::ConsistencyMode_Name(spec.consistency()) << " "
+              << v1::OptimizerSpec::Kind_Name(spec.optimizer().kind()) << ": elements ["
+              << dense->offset() << ", " << dense->offset() + dense->local_size()
+              << ") on shard " << options_.shard_index;
+    tables_.emplace(spec.name(), std::move(dense));
+  } else {
+    LOG(INFO) << "created sparse table '" << spec.name() << "' row width " << spec.row_width()
+              << " " << v1::ConsistencyMode_Name(spec.consistency()) << " "
+              << v1::OptimizerSpec::Kind_Name(spec.optimizer().kind());
+    sparse_.emplace(spec.name(), std::move(sparse));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
+                                  v1::PullResponse* response,
+                                  const std::vector<char*>* dense_out) {
+  if (dense_out != nullptr && dense_out->size() != static_cast<size_t>(request.dense_size())) {
+    return absl::InternalError("pull destinations do not match the request's slices");
+  }
+  int64_t bytes = 0;
+  std::vector<SparseTable*> sparse;
+  for (const v1::SparseRows& rows : request.sparse()) {
+    absl::StatusOr<SparseTable*> t = FindSparse(rows.table());
+    if (!t.ok()) return t.status();
+    if (absl::Status s = (*t)->CheckRows(rows, /*with_values=*/false, options_.max_sparse_keys);
+        !s.ok()) {
+      return s;
+    }
+    bytes += static_cast<int64_t>(rows.keys_size()) * (*t)->width() * 4;
+    sparse.push_back(*t);
+  }
+  std::vector<DenseTable*> tables;
+  for (int i = 0; i < request.dense_size(); ++i) {
+    const v1::DenseSlice& slice = request.dense(i);
+    absl::StatusOr<DenseTable*> t = Find(slice.table());
+    if (!t.ok()) return t.status();
+    if (absl::Status s = (*t)->CheckSlice(slice, /*with_values=*/false); !s.ok()) return s;
+    // Values written to a transfer window are not in the reply: the window bounds them.
+    if (dense_out == nullptr || (*dense_out)[i] == nullptr) bytes += slice.length() * 4;
+    tables.push_back(*t);
+  }
+  if (bytes > options_.max_request_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "pull of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
+        " bytes per request; split it into chunks"));
+  }
+  // SSP: wait once, for the tightest bound among the tables asked for.
+  const v1::TableSpec* tightest = nullptr;
+  auto consider = [&](const v1::TableSpec& spec) {
+    if (spec.consistency() == v1::SSP &&
+        (tightest == nullptr || spec.staleness_bound() < tightest->staleness_bound())) {
+      tightest = &spec;
+    }
+  };
+  for (const DenseTable* t : tables) consider(t->spec());
+  for (const SparseTable* t : sparse) consider(t->spec());
+  if (tightest != nullptr) {
+    if (absl::Status s = WaitForSspClock(request.worker_index(), request.clock(), *tightest, deadline);
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    absl::MutexLock lock(sparse[i]->mu());
+    v1::SparseRows* out = response->add_sparse();
+    out->set_table(request.sparse(i).table());
+    sparse[i]->Read(request.sparse(i), out->mutable_values());
+    out->set_version(sparse[i]->version());
+    sparse[i]->CountPull();
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    DenseTable* t = tables[i];
+    const v1::DenseSlice& slice = request.dense(i);
+    const int64_t want = request.min_version();
+    if (t->is_sync()) {
+      // A sync worker never asks for more than one step past a shard's version, unless
+      // the shard restarted from an older checkpoint than the worker has seen.
+      absl::MutexLock lock(t->mu());
+      if (want > t->version() + 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "table '", t->name(), "' on shard ", options_.shard_index, " is at version ",
+            t->version(), " but the pull asks for ", want,
+            " (the shard restarted from a checkpoint); pull again from its current version"));
+      }
+    }
+    struct Ready {
+      DenseTable* t;
+      int64_t want;
+      const std::atomic<bool>* shutdown;
+      bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return t->version() >= want || shutdown->load();
+      }
+    } ready{t, want, &shutdown_};
+    if (!t->mu()->LockWhenWithDeadline(absl::Condition(&ready), deadline)) {
+      const int64_t have = t->version();
+      t->mu()->Unlock();
+      return absl::DeadlineExceededError(absl::StrCat(
+          "table '", t->name(), "': version ", want, " not reached before the deadline (at ",
+          have, ")"));
+    }
+    if (shutdown_.load()) {
+      t->mu()->Unlock();
+      return absl::UnavailableError("shard is shutting down");
+    }
+    v1::DenseSlice* out = response->add_dense();
+    out->set_table(slice.table());
+    out->set_offset(slice.offset());
+    out->set_length(slice.length());
+    out->set_version(t->version());
+    if (dense_out != nullptr && (*dense_out)[i] != nullptr) {
+      t->ReadInto(slice.offset(), slice.length(), (*dense_out)[i]);
+      out->set_window_offset(slice.window_offset());
+    } else {
+      t->Read(slice.offset(), slice.length(), out->mutable_values());
+    }
+    t->CountPull();
+    t->mu()->Unlock();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response,
+                                  const std::vector<const char*>* dense_values) {
+  if (request.dense_size() == 0 && request.sparse_size() == 0) {
+    return absl::InvalidArgumentError("push carries no slices and no rows");
+  }
+  if (dense_values != nullptr &&
+      dense_values->size() != static_cast<size_t>(request.dense_size())) {
+    return absl::InternalError("push value pointers do not match the request's slices");
+  }
+  auto external = [dense_values](int i) -> const char* {
+    return dense_values == nullptr ? nullptr : (*dense_values)[i];
+  };
+  int64_t bytes = 0;
+  std::vector<DenseTable*> tables;
+  for (int i = 0; i < request.dense_size(); ++i) {
+    const v1::DenseSlice& slice = request.dense(i);
+    absl::StatusOr<DenseTable*> t = Find(slice.table());
+    if (!t.ok()) return t.status();
+    // Bytes in a transfer window are not in the message: the window's size bounds them.
+    if (external(i) == nullptr) bytes += static_cast<int64_t>(slice.values().size());
+    tables.push_back(*t);
+  }
+  std::vector<SparseTable*> sparse;
+  for (const v1::SparseRows& rows : request.sparse()) {
+    absl::StatusOr<SparseTable*> t = FindSparse(rows.table());
+    if (!t.ok()) return t.status();
+    bytes += static_cast<int64_t>(rows.values().size());
+    sparse.push_back(*t);
+  }
+  if (bytes > options_.max_request_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "push of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
+        " bytes per request; split it into chunks"));
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    if (absl::Status s =
+            tables[i]->CheckSlice(request.dense(i), /*with_values=*/true, external(i));
+        !s.ok()) {
+      absl::MutexLock lock(tables[i]->mu());
+      tables[i]->CountRejected(request.step());
+      return s;
+    }
+  }
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    if (absl::Status s =
+            sparse[i]->CheckRows(request.sparse(i), /*with_values=*/true, options_.max_sparse_keys);
+        !s.ok()) {
+      absl::MutexLock lock(sparse[i]->mu());
+      sparse[i]->CountRejected();
+      return s;
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (sparse[j] == sparse[i]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "table '", sparse[i]->name(), "': push carries the table's rows twice"));
+      }
+    }
+  }
+  // Two slices of one request must not overlap either.
+  for (size_t i = 0; i < tables.size(); ++i) {
+    for (size_t j = i + 1; j < tables.size(); ++j) {
+      const v1::DenseSlice& a = request.dense(i);
+      const v1::DenseSlice& b = request.dense(j);
+      if (tables[i] == tables[j] && a.offset() < b.offset() + b.length() &&
+          b.offset() < a.offset() + a.length()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "table '", a.table(), "': push carries overlapping ranges at ", a.offset(),
+            " and ", b.offset()));
+      }
+    }
+  }
+  // Every table's lock, in name order (names are unique across kinds).
+  std::vector<std::pair<std::string, absl::Mutex*>> locks;
+  for (DenseTable* t : tables) locks.emplace_back(t->name(), t->mu());
+  for (SparseTable* t : sparse) locks.emplace_back(t->name(), t->mu());
+  std::sort(locks.begin(), locks.end());
+  locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
+  std::vector<DenseTable*> order = tables;
+  std::sort(order.begin(), order.end(),
+            [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  const bool live = registry_->IsLive(request.worker_index());
+  // One update per push: a request without an id is a push of its own.
+  PushKey key{request.worker_index(), request.id().incarnation(), request.id().sequence()};
+  if (key.incarnation == 0) key.sequence = -anonymous_pushes_.fetch_add(1) - 1;
+  for (auto& [name, mu] : locks) mu->Lock();
+  absl::Status status;
+  for (size_t i = 0; i < tables.size() && status.ok(); ++i) {
+    status = tables[i]->CheckPush(request.worker_index(), live, request.step(), request.dense(i));
+    if (!status.ok()) tables[i]->CountRejected(request.step());
+  }
+  if (!status.ok()) {
+    for (SparseTable* t : sparse) t->CountRejected();
+  } else {
+    for (size_t i = 0; i < tables.size(); ++i) {
+      tables[i]->Push(key, request.step(), request.dense(i), external(i));
+    }
+    for (size_t i = 0; i < sparse.size(); ++i) sparse[i]->Push(key, request.step(), request.sparse(i));
+    const std::vector<int> live_workers = registry_->LiveWorkers();
+    for (DenseTable* t : order) {
+      if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);
+    }
+    for (DenseTable* t : tables) response->add_dense_versions(t->version());
+  }
+  const bool ssp = status.ok() &&
+                   (std::any_of(order.begin(), order.end(), [](DenseTable* t) { return t->is_ssp(); }) ||
+                    std::any_of(sparse.begin(), sparse.end(), [](SparseTable* t) { return t->is_ssp(); }));
+  for (auto it = locks.rbegin(); it != locks.rend(); ++it) it->second->Unlock();
+  if (ssp) {
+    absl::MutexLock lock(&clock_mu_);
+    int64_t& c = clock_[request.worker_index()];
+    c = std::max(c, clock_base_[request.worker_index()] + request.clock());
+  }
+  return status;
+}
+
+int64_t ParameterStore::MinLiveClock() const {
+  int64_t min_clock = std::numeric_limits<int64_t>::max();
+  for (int w : live_) {
+    auto it = clock_.find(w);
+    min_clock = std::min(min_clock, it == clock_.end() ? 0 : it->second);
+  }
+  return min_clock;  // no live workers: nobody to wait for
+}
+
+absl::Status ParameterStore::WaitForSspClock(int worker, int64_t clock,
+                                             const v1::TableSpec& table, absl::Time deadline) {
+  const int64_t bound = table.staleness_bound();
+  int64_t want = 0;
+  {
+    absl::MutexLock lock(&clock_mu_);
+    const int64_t effective = clock_base_[worker] + clock;
+    int64_t& c = clock_[worker];
+    c = std::max(c, effective);
+    want = effective - bound;
+  }
+  if (want <= 0) return absl::OkStatus();
+  struct Ready {
+    const ParameterStore* store;
+    int64_t want;
+    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return store->shutdown_.load() || store->MinLiveClock() >= want;
+    }
+  } ready{this, want};
+  const bool ok = clock_mu_.LockWhenWithDeadline(absl::Condition(&ready), deadline);
+  const int64_t slowest = MinLiveClock();
+  clock_mu_.Unlock();
+  if (shutdown_.load()) return absl::UnavailableError("shard is shutting down");
+  if (!ok) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "table '", table.name(), "': worker ", worker, " at clock ", want + bound,
+        " waits for the slowest live worker to reach ", want, " (staleness bound ", bound,
+        "); slowest is at ", slowest));
+  }
+  return absl::OkStatus();
+}
+
+void ParameterStore::OnWorkerRegistered(int worker, int64_t clock) {
+  const std::vector<int> live = registry_->LiveWorkers();
+  absl::MutexLock lock(&clock_mu_);
+  live_ = live;
+  int64_t slowest = -1;
+  for (int w : live_) {
+    if (w == worker) continue;
+    auto it = clock_.find(w);
+    const int64_t c = it == clock_.end() ? 0 : it->second;
+    slowest = slowest < 0 ? c : std::min(slowest, c);
+  }
+  const int64_t base = std::max<int64_t>(0, slowest - clock);
+  clock_base_[worker] = base;
+  clock_[worker] = base + clock;
+}
+
+void ParameterStore::SetStepHook(std::function<void(DenseTable*)> hook) {
+  step_hook_ = std::move(hook);
+}
+
+std::vector<DenseTable*> ParameterStore::Tables() const {
+  std::vector<DenseTable*> out;
+  absl::MutexLock lock(&tables_mu_);
+  for (const auto& [name, t] : tables_) out.push_back(t.get());
+  return out;
+}
+
+std::vector<SparseTable*> ParameterStore::SparseTables() const {
+  std::vector<SparseTable*> out;
+  absl::MutexLock lock(&tables_mu_);
+  for (const auto& [name, t] : sparse_) out.push_back(t.get());
+  return out;
+}
+
+absl::Status ParameterStore::RestoreTable(v1::TableCheckpoint* checkpoint) {
+  // Files written before shards filled in the defaults lack them.
+  *checkpoint->mutable_spec()->mutable_optimizer() =
+      WithDefaults(checkpoint->spec().optimizer());
+  const v1::TableCheckpoint& saved = *checkpoint;
+  const std::string& name = saved.spec().name();
+  if (saved.spec().kind() == v1::SPARSE) {
+    absl::StatusOr<std::unique_ptr<SparseTable>> t =
+        SparseTable::Restore(saved, options_.shard_index, options_.num_shards);
+    if (!t.ok()) return t.status();
+    absl::MutexLock lock(&tables_mu_);
+    if (tables_.count(name) || !sparse_.emplace(name, *std::move(t)).second) {
+      return absl::AlreadyExistsError(absl::StrCat("table '", name, "' is already present"));
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<DenseTable>> t =
+      DenseTable::Restore(saved, options_.shard_index, options_.num_shards);
+  if (!t.ok()) return t.status();
+  absl::MutexLock lock(&tables_mu_);
+  if (sparse_.count(name) || !tables_.emplace(name, *std::move(t)).second) {
+    return absl::AlreadyExistsError(absl::StrCat("table '", name, "' is already present"));
+  }
+  return absl::OkStatus();
+}
+
+void ParameterStore::OnMembershipChange() {
+  const std::vector<int> live = registry_->LiveWorkers();
+  {
+    absl::MutexLock lock(&clock_mu_);  // releasing it re-evaluates waiting SSP pulls
+    live_ = live;
+  }
+  for (DenseTable* t : Tables()) {
+    absl::MutexLock lock(t->mu());
+    if (t->MaybeFinishStep(live)) {
+      if (step_hook_) step_hook_(t);
+      LOG(INFO) << "table '" << t->name() << "': step finished without departed workers, now at version "
+                << t->version();
+    }
+  }
+}
+
+void ParameterStore::Shutdown() {
+  shutdown_.store(true);
+  { absl::MutexLock lock(&clock_mu_); }
+  absl::MutexLock lock(&tables_mu_);
+  // Taking and releasing each table's lock makes waiting pulls re-evaluate their condition.
+  for (auto& [name, t] : tables_) absl::MutexLock table_lock(t->mu());
+  for (auto& [name, t] : sparse_) absl::MutexLock table_lock(t->mu());
+}
+
+void ParameterStore::FillStatus(v1::GetStatusResponse* response) const {
+  response->set_shard_index(options_.shard_index);
+  response->set_num_shards(options_.num_shards);
+  absl::MutexLock lock(&tables_mu_);
+  for (const auto& [name, t] : tables_) {
+    absl::MutexLock table_lock(t->mu());
+    t->FillStatus(response->add_tables());
+  }
+  for (const auto& [name, t] : sparse_) {
+    absl::MutexLock table_lock(t->mu());
+    t->FillStatus(response->add_tables());
+  }
+}
+
+}  // namespace ps

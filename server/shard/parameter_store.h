@@ -1,0 +1,116 @@
+// ParameterStore: every table one shard holds, and the request-level rules for creating,
+// pulling and pushing them. Knows nothing of gRPC: the service adapter passes protobuf
+// messages in and turns the returned absl::Status into a gRPC status.
+//
+// A push is all-or-nothing: every slice is checked (table, range, bytes, finiteness,
+// step, duplicates) under the locks of all the tables it names, taken in name order,
+// before any slice is applied. A pull waits until each table it names reaches the
+// requested version, or the deadline passes (DEADLINE_EXCEEDED).
+//
+// Thread-safe: all methods may be called concurrently.
+#ifndef PS_SERVER_SHARD_PARAMETER_STORE_H_
+#define PS_SERVER_SHARD_PARAMETER_STORE_H_
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "proto/v1/ps.pb.h"
+#include "server/shard/worker_registry.h"
+#include "server/table/dense_table.h"
+#include "server/table/sparse_table.h"
+
+namespace ps {
+
+struct StoreOptions {
+  int shard_index = 0;
+  int num_shards = 1;
+  // Largest payload one push or pull may carry.
+  int64_t max_request_bytes = 64 << 20;
+  // Most sparse keys one table's part of a request may carry.
+  int64_t max_sparse_keys = 1 << 17;
+};
+
+class ParameterStore {
+ public:
+  // `registry` must outlive the store.
+  ParameterStore(const StoreOptions& options, WorkerRegistry* registry);
+
+  const StoreOptions& options() const { return options_; }
+
+  // Creates this shard's part of a table. An identical spec already present is not an
+  // error (created = false), so every worker may create the tables it uses; a different
+  // spec under the same name is ALREADY_EXISTS.
+  absl::Status CreateTable(const v1::CreateTableRequest& request,
+                           v1::CreateTableResponse* response);
+  // `dense_out`, when given, has one entry per request.dense(): a non-null entry
+  // receives that slice's values (length * 4 bytes, written under the table's lock)
+  // instead of the response, whose slice then carries the request's window_offset.
+  absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
+                    v1::PullResponse* response,
+                    const std::vector<char*>* dense_out = nullptr);
+  // `dense_values`, when given, has one entry per request.dense(): a non-null entry holds
+  // that slice's gradient (length * 4 bytes, e.g. in a transfer window), and the slice's
+  // own `values` must then be empty.
+  absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response,
+                    const std::vector<const char*>* dense_values = nullptr);
+
+  // Re-checks every sync table after the live set shrank, so a dropped or departed
+  // worker never holds a step back, and wakes SSP pulls waiting on a departed worker.
+  void OnMembershipChange();
+  // Places a (re)registered worker's SSP clock: a process that has completed `clock`
+  // steps joins no further behind than the slowest live worker.
+  void OnWorkerRegistered(int worker, int64_t clock);
+
+  // Called with the table's lock held each time a sync table finishes a step.
+  void SetStepHook(std::function<void(DenseTable*)> hook);
+  // Every dense (sparse) table, in name order. Pointers stay valid for the store's life.
+  std::vector<DenseTable*> Tables() const;
+  std::vector<SparseTable*> SparseTables() const;
+  // Adds a table rebuilt from a checkpoint; call before serving. ALREADY_EXISTS if a
+  // table of that name is present. Fills the spec's absent hyper-parameters in.
+  absl::Status RestoreTable(v1::TableCheckpoint* saved);
+  // Wakes every waiting pull with UNAVAILABLE; later pulls fail at once.
+  void Shutdown();
+
+  void FillStatus(v1::GetStatusResponse* response) const;
+
+ private:
+  // Returns the table, or NOT_FOUND naming it (INVALID_ARGUMENT if it is of the other kind).
+  absl::StatusOr<DenseTable*> Find(const std::string& name) const;
+  absl::StatusOr<SparseTable*> FindSparse(const std::string& name) const;
+
+  // Waits until the slowest live worker's SSP clock reaches the bound for `worker` at
+  // `clock`; DEADLINE_EXCEEDED names the table.
+  absl::Status WaitForSspClock(int worker, int64_t clock, const v1::TableSpec& table,
+                               absl::Time deadline);
+  int64_t MinLiveClock() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(clock_mu_);
+
+  const StoreOptions options_;
+  WorkerRegistry* const registry_;
+  std::atomic<bool> shutdown_{false};
+  std::atomic<int64_t> anonymous_pushes_{0};  // gives requests without a push id a key
+  std::function<void(DenseTable*)> step_hook_;  // set before serving
+
+  // SSP clocks: effective clock = base (set at registration) + the worker's own count.
+  mutable absl::Mutex clock_mu_;
+  std::map<int, int64_t> clock_base_ ABSL_GUARDED_BY(clock_mu_);
+  std::map<int, int64_t> clock_ ABSL_GUARDED_BY(clock_mu_);
+  std::vector<int> live_ ABSL_GUARDED_BY(clock_mu_);
+  mutable absl::Mutex tables_mu_;
+  // Tables are never removed, so their pointers stay valid without the lock.
+  std::map<std::string, std::unique_ptr<DenseTable>> tables_ ABSL_GUARDED_BY(tables_mu_);
+  std::map<std::string, std::unique_ptr<SparseTable>> sparse_ ABSL_GUARDED_BY(tables_mu_);
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_SHARD_PARAMETER_STORE_H_

@@ -1,0 +1,282 @@
+#include "server/table/dense_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/placement.h"
+#include "server/table/initializer.h"
+
+namespace ps {
+
+absl::StatusOr<int64_t> DenseElementCount(const v1::TableSpec& spec) {
+  if (spec.shape_size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table '", spec.name(), "': a dense table needs a non-empty shape"));
+  }
+  int64_t n = 1;
+  for (int64_t d : spec.shape()) {
+    if (d <= 0 || n > kMaxDenseElements / d) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table '", spec.name(), "': shape [", absl::StrJoin(spec.shape(), ","),
+          "] needs positive dimensions and at most ", kMaxDenseElements, " elements"));
+    }
+    n *= d;
+  }
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSpec& spec,
+                                                               int shard, int num_shards) {
+  absl::StatusOr<int64_t> n = DenseElementCount(spec);
+  if (!n.ok()) return n.status();
+  if (absl::Status s = ValidateInitializer(spec.initializer()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': ", s.message()));
+  }
+  if (spec.consistency() != v1::SYNC && spec.consistency() != v1::ASYNC &&
+      spec.consistency() != v1::SSP) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", spec.name(), "': consistency mode ",
+        v1::ConsistencyMode_Name(spec.consistency()), " is not supported; use SYNC, ASYNC or SSP"));
+  }
+  if (spec.staleness_bound() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': staleness_bound=",
+                                                   spec.staleness_bound(), " is negative"));
+  }
+  if (spec.backup_workers() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': backup_workers=",
+                                                   spec.backup_workers(), " is negative"));
+  }
+  absl::StatusOr<std::unique_ptr<Optimizer>> opt = Optimizer::Create(spec.optimizer());
+  if (!opt.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table '", spec.name(), "': ", opt.status().message()));
+  }
+  const ShardRange r = LocalRange(spec.name(), *n, num_shards, shard);
+  return std::unique_ptr<DenseTable>(
+      new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt)));
+}
+
+absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Restore(
+    const v1::TableCheckpoint& saved, int shard, int num_shards) {
+  absl::StatusOr<std::unique_ptr<DenseTable>> t = Create(saved.spec(), shard, num_shards);
+  if (!t.ok()) return t.status();
+  DenseTable& table = **t;
+  const int64_t n = table.local_size();
+  if (saved.offset() != table.offset_ || static_cast<int64_t>(saved.params().size()) != n * 4 ||
+      saved.slots_size() != static_cast<int>(table.slots_.size()) || saved.version() < 0) {
+    return absl::DataLossError(absl::StrCat(
+        "checkpoint of table '", saved.spec().name(), "' holds offset ", saved.offset(), ", ",
+        saved.params().size() / 4, " values and ", saved.slots_size(),
+        " optimizer slots; this shard needs offset ", table.offset_, ", ", n, " values and ",
+        table.slots_.size(), " slots"));
+  }
+  absl::MutexLock lock(&table.mu_);
+  std::memcpy(table.params_.data(), saved.params().data(), n * 4);
+  for (int i = 0; i < saved.slots_size(); ++i) {
+    if (static_cast<int64_t>(saved.slots(i).size()) != n * 4) {
+      return absl::DataLossError(absl::StrCat("checkpoint of table '", saved.spec().name(),
+                                              "': optimizer slot ", i, " has ",
+                                              saved.slots(i).size(), " bytes, want ", n * 4));
+    }
+    std::memcpy(table.slots_[i].data(), saved.slots(i).data(), n * 4);
+  }
+  table.version_ = saved.version();
+  return t;
+}
+
+v1::TableCheckpoint DenseTable::Capture() const {
+  v1::TableCheckpoint out;
+  *out.mutable_spec() = spec_;
+  out.set_offset(offset_);
+  out.set_version(version_);
+  out.set_params(reinterpret_cast<const char*>(params_.data()), params_.size() * 4);
+  for (const std::vector<float>& slot : slots_) {
+    out.add_slots(reinterpret_cast<const char*>(slot.data()), slot.size() * 4);
+  }
+  return out;
+}
+
+DenseTable::DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
+                       int64_t local_size, std::unique_ptr<Optimizer> optimizer)
+    : spec_(spec),
+      num_elements_(num_elements),
+      offset_(offset),
+      optimizer_(std::move(optimizer)),
+      params_(local_size) {
+  FillInitial(spec_.initializer(), offset_, local_size, params_.data());
+  slots_.resize(optimizer_->num_slots(), std::vector<float>(local_size, 0.0f));
+  std::vector<float*> slot_ptrs;
+  for (auto& s : slots_) slot_ptrs.push_back(s.data());
+  optimizer_->InitSlots(slot_ptrs.data(), local_size);
+}
+
+absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_values,
+                                    const char* values) const {
+  const int64_t begin = slice.offset(), length = slice.length();
+  if (begin < 0 || length <= 0 || begin > num_elements_ - length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': range [", begin, ", ", begin + length,
+        ") is empty or outside the table's ", num_elements_, " elements"));
+  }
+  if (begin < offset_ || begin + length > offset_ + local_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': range [", begin, ", ", begin + length,
+        ") is not held by this shard, which holds [", offset_, ", ", offset_ + local_size(),
+        ")"));
+  }
+  if (!with_values) return absl::OkStatus();
+  if (values != nullptr && !slice.values().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': slice at ", begin, " carries both values and a window offset"));
+  }
+  if (values == nullptr && static_cast<int64_t>(slice.values().size()) != length * 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': slice at ", begin, " carries ", slice.values().size(),
+        " bytes but its length ", length, " needs ", length * 4));
+  }
+  const char* bytes = values != nullptr ? values : slice.values().data();
+  // A branch-free scan first (it vectorises); the element is looked up only on failure.
+  uint32_t worst = 0;
+  for (int64_t i = 0; i < length; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, bytes + 4 * i, 4);
+    // Exponent all ones: infinity or NaN.
+    worst |= ((bits & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+  }
+  if (worst == 0) return absl::OkStatus();
+  for (int64_t i = 0; i < length; ++i) {
+    float v;
+    std::memcpy(&v, bytes + 4 * i, 4);
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(absl::StrCat("table '", name(),
+                                                     "': non-finite gradient ", v,
+                                                     " at element ", begin + i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DenseTable::Read(int64_t offset, int64_t length, std::string* out) const {
+  // assign() copies once; resize() + memcpy would zero-fill first.
+  out->assign(reinterpret_cast<const char*>(params_.data() + (offset - offset_)), length * 4);
+}
+
+void DenseTable::ReadInto(int64_t offset, int64_t length, char* out) const {
+  std::memcpy(out, params_.data() + (offset - offset_), length * 4);
+}
+
+absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
+                                   const v1::DenseSlice& slice) const {
+  if (!is_sync()) return absl::OkStatus();
+  if (!worker_live) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table '", name(), "': worker ", worker,
+        " is not registered with this shard; sync pushes need a live worker"));
+  }
+  if (step != version_) {
+    return absl::FailedPreconditionError(absl::StrCat("table '", name(), "': push for step ",
+                                                      step, " but the current step is ",
+                                                      version_));
+  }
+  auto it = step_contrib_.find(worker);
+  if (it != step_contrib_.end()) {
+    const int64_t b = slice.offset() - offset_, e = b + slice.length();
+    for (const auto& [sb, se] : it->second.spans) {
+      if (b < se && sb < e) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "table '", name(), "': worker ", worker, " already pushed elements [",
+            offset_ + std::max(b, sb), ", ", offset_ + std::min(e, se), ") for step ", step));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n, int64_t t) {
+  float* slot_ptrs[4];
+  for (size_t i = 0; i < slots_.size(); ++i) slot_ptrs[i] = slots_[i].data() + local_begin;
+  optimizer_->Apply(params_.data() + local_begin, grad, n, slot_ptrs, t);
+}
+
+void DenseTable::Push(const PushKey& key, int64_t step, const v1::DenseSlice& slice,
+                      const char* values) {
+  const int worker = key.worker;
+  ++pushes_;
+  const int64_t b = slice.offset() - offset_, n = slice.length();
+  const float* grad =
+      reinterpret_cast<const float*>(values != nullptr ? values : slice.values().data());
+  if (!is_sync()) {
+    const int64_t staleness = std::max<int64_t>(0, version_ - step);
+    staleness_sum_ += staleness;
+    ++staleness_count_;
+    staleness_max_ = std::max(staleness_max_, staleness);
+    ApplyUpdate(b, grad, n, updates_.UpdateFor(key, &version_));
+    return;
+  }
+  if (step_sum_.empty()) step_sum_.resize(local_size());
+  Contribution& c = step_contrib_[worker];
+  auto add_to_sum = [this](const float* g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    float* sum = step_sum_.data();
+    const int64_t size = local_size();
+    if (step_sum_empty_) {
+      std::memcpy(sum, g, size * 4);
+      step_sum_empty_ = false;
+    } else {
+      for (int64_t i = 0; i < size; ++i) sum[i] += g[i];
+    }
+  };
+  if (c.covered == 0 && n == local_size()) {
+    // Fast path: the whole range in one slice goes straight into the sum.
+    add_to_sum(grad);
+  } else {
+    if (c.partial.empty()) c.partial.assign(local_size(), 0.0f);
+    std::memcpy(c.partial.data() + b, grad, n * 4);
+    if (c.covered + n == local_size()) {
+      add_to_sum(c.partial.data());
+      std::vector<float>().swap(c.partial);
+    }
+  }
+  c.spans.emplace_back(b, b + n);
+  c.covered += n;
+  if (c.covered == local_size()) ++step_full_;
+}
+
+bool DenseTable::MaybeFinishStep(const std::vector<int>& live) {
+  if (!is_sync() || step_full_ == 0) return false;
+  int live_full = 0;
+  for (int w : live) {
+    auto it = step_contrib_.find(w);
+    if (it != step_contrib_.end() && it->second.covered == local_size()) ++live_full;
+  }
+  const int needed = std::max(0, static_cast<int>(live.size()) - spec_.backup_workers());
+  if (live_full < needed) return false;
+  const float inv = 1.0f / static_cast<float>(step_full_);
+  for (float& g : step_sum_) g *= inv;
+  ApplyUpdate(0, step_sum_.data(), local_size(), version_ + 1);
+  ++version_;
+  step_sum_empty_ = true;
+  step_full_ = 0;
+  step_contrib_.clear();
+  return true;
+}
+
+void DenseTable::FillStatus(v1::TableStatus* status) const {
+  *status->mutable_spec() = spec_;
+  status->set_offset(offset_);
+  status->set_elements_on_shard(local_size());
+  status->set_bytes_on_shard(local_size() * 4 * (1 + static_cast<int64_t>(slots_.size())));
+  status->set_version(version_);
+  status->set_pushes(pushes_);
+  status->set_pulls(pulls_);
+  status->set_rejected_pushes(rejected_);
+  status->set_late_pushes_dropped(late_dropped_);
+  status->set_max_staleness(staleness_max_);
+  status->set_mean_staleness(staleness_count_ == 0 ? 0.0
+                                                   : static_cast<double>(staleness_sum_) /
+                                                         static_cast<double>(staleness_count_));
+}
+
+}  // namespace ps

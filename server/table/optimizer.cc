@@ -1,0 +1,501 @@
+#include "server/table/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace ps {
+namespace {
+
+using v1::LearningRateSchedule;
+using v1::OptimizerSpec;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kPi = 3.14159265358979323846;
+
+// ---------------------------------------------------------------------------------------
+// Validation
+
+std::string KindName(OptimizerSpec::Kind kind) {
+  switch (kind) {
+    case OptimizerSpec::SGD: return "sgd";
+    case OptimizerSpec::ADAM: return "adam";
+    case OptimizerSpec::ADAGRAD: return "adagrad";
+    case OptimizerSpec::ADAMW: return "adamw";
+    case OptimizerSpec::FTRL: return "ftrl";
+    default: return "";
+  }
+}
+
+// An interval of allowed values. Comparisons are written so that NaN is never inside.
+struct Interval {
+  double lo;
+  double hi;
+  bool lo_open;
+  bool hi_open;
+
+  bool Contains(double x) const {
+    const bool above = lo_open ? x > lo : x >= lo;
+    const bool below = hi_open ? x < hi : x <= hi;
+    return above && below;
+  }
+  std::string ToString() const {
+    return absl::StrCat(lo_open ? "(" : "[", lo == -kInf ? "-inf" : absl::StrCat(lo), ", ",
+                        hi == kInf ? "inf" : absl::StrCat(hi), hi_open ? ")" : "]");
+  }
+};
+
+// The infinite bounds are open, so every interval below also rejects +-inf.
+constexpr Interval kPositive{0, kInf, true, true};      // (0, inf)
+constexpr Interval kNonNegative{0, kInf, false, true};  // [0, inf)
+constexpr Interval kNonPositive{-kInf, 0, true, false};  // (-inf, 0]
+constexpr Interval kUnitOpen{0, 1, false, true};        // [0, 1)
+constexpr Interval kUnitClosed{0, 1, false, false};     // [0, 1]
+constexpr Interval kCountPositive{1, kInf, false, true};  // [1, inf) for integer fields
+
+// Checks one hyper-parameter of optimizer `opt`; `value` is float or int64.
+template <typename T>
+absl::Status CheckIn(absl::string_view opt, absl::string_view param, T value,
+                     const Interval& allowed) {
+  if (allowed.Contains(static_cast<double>(value))) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("optimizer ", opt, ": ", param, "=", value,
+                                                 " outside ", allowed.ToString()));
+}
+
+// Rejects NaN/Inf in every float field, including those the chosen rule ignores, so a
+// corrupt spec never passes silently.
+absl::Status CheckAllFinite(absl::string_view opt, const OptimizerSpec& s) {
+  const std::pair<absl::string_view, float> fields[] = {
+      {"learning_rate", s.learning_rate()},
+      {"momentum", s.momentum()},
+      {"dampening", s.dampening()},
+      {"weight_decay", s.weight_decay()},
+      {"beta1", s.beta1()},
+      {"beta2", s.beta2()},
+      {"epsilon", s.epsilon()},
+      {"initial_accumulator_value", s.initial_accumulator_value()},
+      {"lr_decay", s.lr_decay()},
+      {"l1", s.l1()},
+      {"l2", s.l2()},
+      {"lr_power", s.lr_power()},
+      {"beta", s.beta()},
+      {"schedule.gamma", s.schedule().gamma()},
+      {"schedule.min_lr", s.schedule().min_lr()},
+  };
+  for (const auto& [param, value] : fields) {
+    if (!std::isfinite(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer ", opt, ": ", param, "=", value, " is not finite"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Runs the checks in order and returns the first failure.
+absl::Status FirstError(std::initializer_list<absl::Status> checks) {
+  for (const absl::Status& s : checks) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSchedule(absl::string_view opt, const OptimizerSpec& spec) {
+  const LearningRateSchedule& s = spec.schedule();
+  switch (s.kind()) {
+    case LearningRateSchedule::CONSTANT:
+      return absl::OkStatus();
+    case LearningRateSchedule::STEP:
+      return FirstError({
+          CheckIn(opt, "schedule.step_size", s.step_size(), kCountPositive),
+          CheckIn(opt, "schedule.gamma", s.gamma(), Interval{0, 1, true, false}),
+      });
+    case LearningRateSchedule::COSINE:
+      // FTRL divides by the learning rate, so its schedule must not reach 0.
+      return FirstError({
+          CheckIn(opt, "schedule.total_steps", s.total_steps(), kCountPositive),
+          CheckIn(opt, "schedule.min_lr", s.min_lr(),
+                  Interval{0, spec.learning_rate(), spec.kind() == OptimizerSpec::FTRL,
+                           false}),
+      });
+    case LearningRateSchedule::LINEAR_WARMUP:
+      return CheckIn(opt, "schedule.warmup_steps", s.warmup_steps(), kCountPositive);
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "optimizer ", opt, ": schedule.kind=", s.kind(),
+          " unknown; want CONSTANT, STEP, COSINE or LINEAR_WARMUP"));
+  }
+}
+
+absl::Status ValidateRule(absl::string_view opt, const OptimizerSpec& s) {
+  switch (s.kind()) {
+    case OptimizerSpec::SGD:
+      if (absl::Status st = FirstError({
+              CheckIn(opt, "momentum", s.momentum(), kNonNegative),
+              CheckIn(opt, "dampening", s.dampening(), kUnitClosed),
+              CheckIn(opt, "weight_decay", s.weight_decay(), kNonNegative),
+          });
+          !st.ok()) {
+        return st;
+      }
+      // As torch.optim.SGD: Nesterov's look-ahead is only defined for undamped momentum.
+      if (s.nesterov() && (s.momentum() <= 0 || s.dampening() != 0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer sgd: nesterov requires momentum > 0 and dampening = 0 (got "
+                         "momentum=",
+                         s.momentum(), ", dampening=", s.dampening(), ")"));
+      }
+      return absl::OkStatus();
+    case OptimizerSpec::ADAGRAD:
+      return FirstError({
+          CheckIn(opt, "lr_decay", s.lr_decay(), kNonNegative),
+          CheckIn(opt, "weight_decay", s.weight_decay(), kNonNegative),
+          CheckIn(opt, "initial_accumulator_value", s.initial_accumulator_value(),
+                  kNonNegative),
+          CheckIn(opt, "epsilon", s.epsilon(), kPositive),
+      });
+    case OptimizerSpec::ADAM:
+    case OptimizerSpec::ADAMW:
+      return FirstError({
+          CheckIn(opt, "beta1", s.beta1(), kUnitOpen),
+          CheckIn(opt, "beta2", s.beta2(), kUnitOpen),
+          CheckIn(opt, "epsilon", s.epsilon(), kPositive),
+          CheckIn(opt, "weight_decay", s.weight_decay(), kNonNegative),
+      });
+    case OptimizerSpec::FTRL:
+      // FTRL has no weight_decay term; accepting one would silently ignore it.
+      if (s.weight_decay() != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer ftrl: weight_decay=", s.weight_decay(),
+                         " is not supported; regularise with l1 and l2"));
+      }
+      return FirstError({
+          CheckIn(opt, "l1", s.l1(), kNonNegative),
+          CheckIn(opt, "l2", s.l2(), kNonNegative),
+          CheckIn(opt, "lr_power", s.lr_power(), kNonPositive),
+          CheckIn(opt, "beta", s.beta(), kNonNegative),
+          CheckIn(opt, "initial_accumulator_value", s.initial_accumulator_value(),
+                  kNonNegative),
+      });
+    default:
+      return absl::InternalError("ValidateRule called with an unknown kind");
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Update rules. Each Apply() hoists the scalar math (schedule, bias corrections) and then
+// runs one branch-free loop over contiguous arrays, so the loops vectorise and run at
+// memory bandwidth (see the copts in server/BUILD). The loops live in free functions with
+// __restrict parameters: the promise that the arrays are disjoint spares the compiler
+// run-time alias checks, which its cost model may refuse to pay for.
+
+// torch.optim.SGD, with d = g + weight_decay * p:
+//   momentum == 0:  p -= lr * d
+//   otherwise:      buf = d on step 1, else momentum * buf + (1 - dampening) * d;
+//                   p -= lr * (nesterov ? d + momentum * buf : buf)
+// Slot 0 (only when momentum > 0): the momentum buffer.
+void SgdLoop(float* __restrict p, const float* __restrict g, int64_t n, float lr, float wd) {
+  for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+}
+
+template <bool kNesterov>
+void SgdMomentumLoop(float* __restrict p, const float* __restrict g, float* __restrict buf,
+                     int64_t n, float lr, float wd, float momentum, float keep, float add) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = g[i] + wd * p[i];
+    const float b = keep * buf[i] + add * d;
+    buf[i] = b;
+    if constexpr (kNesterov) {
+      p[i] -= lr * (d + momentum * b);
+    } else {
+      p[i] -= lr * b;
+    }
+  }
+}
+
+class Sgd final : public Optimizer {
+ public:
+  explicit Sgd(const OptimizerSpec& spec) : Optimizer(spec) {}
+  std::string name() const override { return "sgd"; }
+  int num_slots() const override { return spec_.momentum() > 0 ? 1 : 0; }
+  void InitSlots(float* const* slots, int64_t n) const override {
+    // Step 1 multiplies the buffer by 0, which gives exactly 0 only for finite values.
+    if (num_slots() == 1) std::fill(slots[0], slots[0] + n, 0.0f);
+  }
+  void Apply(float* p, const float* g, int64_t n, float* const* slots,
+             int64_t step) const override {
+    const float lr = LearningRate(step);
+    const float wd = spec_.weight_decay();
+    if (spec_.momentum() == 0) {
+      SgdLoop(p, g, n, lr, wd);
+      return;
+    }
+    // Step 1 starts the buffer at d itself (no dampening), as PyTorch does.
+    const bool first = step <= 1;
+    const float momentum = spec_.momentum();
+    const float keep = first ? 0.0f : momentum;
+    const float add = first ? 1.0f : 1.0f - spec_.dampening();
+    if (spec_.nesterov()) {
+      SgdMomentumLoop<true>(p, g, slots[0], n, lr, wd, momentum, keep, add);
+    } else {
+      SgdMomentumLoop<false>(p, g, slots[0], n, lr, wd, momentum, keep, add);
+    }
+  }
+};
+
+// torch.optim.Adagrad, with d = g + weight_decay * p and clr = lr / (1 + (step-1)*lr_decay):
+//   sum += d^2;  p -= clr * d / (sqrt(sum) + eps)
+// Slot 0: the squared-gradient sum, starting at initial_accumulator_value.
+void AdagradLoop(float* __restrict p, const float* __restrict g, float* __restrict sum,
+                 int64_t n, float clr, float wd, float eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = g[i] + wd * p[i];
+    const float s = sum[i] + d * d;
+    sum[i] = s;
+    p[i] -= clr * d / (std::sqrt(s) + eps);
+  }
+}
+
+class Adagrad final : public Optimizer {
+ public:
+  explicit Adagrad(const OptimizerSpec& spec) : Optimizer(spec) {}
+  std::string name() const override { return "adagrad"; }
+  int num_slots() const override { return 1; }
+  void InitSlots(float* const* slots, int64_t n) const override {
+    std::fill(slots[0], slots[0] + n, spec_.initial_accumulator_value());
+  }
+  void Apply(float* p, const float* g, int64_t n, float* const* slots,
+             int64_t step) const override {
+    const int64_t t = std::max<int64_t>(step, 1);
+    const double clr =
+        LearningRate(t) / (1.0 + static_cast<double>(t - 1) * spec_.lr_decay());
+    AdagradLoop(p, g, slots[0], n, static_cast<float>(clr), spec_.weight_decay(),
+                spec_.epsilon());
+  }
+};
+
+// torch.optim.Adam (decoupled = false) and torch.optim.AdamW (decoupled = true):
+//   Adam:  d = g + weight_decay * p            AdamW: p *= 1 - lr * weight_decay; d = g
+//   m = beta1 * m + (1 - beta1) * d;  v = beta2 * v + (1 - beta2) * d^2
+//   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// Slots 0 and 1: m and v, starting at 0.
+struct AdamScalars {
+  float l2;            // weight_decay for Adam, 0 for AdamW
+  float shrink;        // 1 - lr * weight_decay for AdamW, 1 for Adam
+  float beta1, one_minus_beta1;
+  float beta2, one_minus_beta2;
+  float step_size;     // lr / (1 - beta1^t)
+  float inv_sqrt_bc2;  // 1 / sqrt(1 - beta2^t)
+  float eps;
+};
+
+void AdamLoop(float* __restrict p, const float* __restrict g, float* __restrict m,
+              float* __restrict v, int64_t n, const AdamScalars& c) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float pi = p[i];
+    const float d = g[i] + c.l2 * pi;
+    const float mi = c.beta1 * m[i] + c.one_minus_beta1 * d;
+    const float vi = c.beta2 * v[i] + c.one_minus_beta2 * d * d;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi * c.shrink - c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps);
+  }
+}
+
+class Adam final : public Optimizer {
+ public:
+  Adam(const OptimizerSpec& spec, bool decoupled) : Optimizer(spec), decoupled_(decoupled) {}
+  std::string name() const override { return decoupled_ ? "adamw" : "adam"; }
+  int num_slots() const override { return 2; }
+  void InitSlots(float* const* slots, int64_t n) const override {
+    std::fill(slots[0], slots[0] + n, 0.0f);
+    std::fill(slots[1], slots[1] + n, 0.0f);
+  }
+  void Apply(float* p, const float* g, int64_t n, float* const* slots,
+             int64_t step) const override {
+    const int64_t t = std::max<int64_t>(step, 1);
+    const double lr = LearningRate(t);
+    const double beta1 = spec_.beta1(), beta2 = spec_.beta2();
+    const double wd = spec_.weight_decay();
+    // One loop serves both rules: the unused term is multiplied by exactly 0 or 1.
+    AdamScalars c;
+    c.l2 = decoupled_ ? 0.0f : static_cast<float>(wd);
+    c.shrink = decoupled_ ? static_cast<float>(1.0 - lr * wd) : 1.0f;
+    c.beta1 = spec_.beta1();
+    c.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+    c.beta2 = spec_.beta2();
+    c.one_minus_beta2 = static_cast<float>(1.0 - beta2);
+    c.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1, static_cast<double>(t))));
+    c.inv_sqrt_bc2 =
+        static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t))));
+    c.eps = spec_.epsilon();
+    AdamLoop(p, g, slots[0], slots[1], n, c);
+  }
+
+ private:
+  const bool decoupled_;
+};
+
+// FTRL-proximal (McMahan et al. 2013), as TensorFlow's ApplyFtrlV2 kernel with Keras'
+// `beta` (which Keras folds into l2 as l2 + beta / (2 * lr)). With k = -lr_power >= 0 and
+// w the weight before the step:
+//   n_new = n + g^2
+//   sigma = (n_new^k - n^k) / lr
+//   z    += g - sigma * w
+//   w     = |z| <= l1 ? 0 : -(z - sign(z) * l1) / ((n_new^k + beta) / lr + 2 * l2)
+//   n     = n_new
+// For lr_power = -0.5 the powers are square roots and this is the paper's Algorithm 1 (its
+// lambda2 is 2 * l2 here). The weight is a closed form of (z, n), so entries with
+// |z| <= l1 are exactly zero. Slots 0 and 1: z (starting at 0) and n (starting at
+// initial_accumulator_value). Validate keeps the scheduled lr positive; a step whose rate
+// has underflowed (a very long STEP decay) leaves the range untouched rather than NaN.
+template <bool kSqrt>
+void FtrlLoop(float* __restrict w, const float* __restrict g, float* __restrict z,
+              float* __restrict acc, int64_t n, float inv_lr, float k, float l1, float beta,
+              float two_l2) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float old_acc = acc[i];
+    const float new_acc = old_acc + gi * gi;
+    float new_pow, old_pow;
+    if constexpr (kSqrt) {
+      new_pow = std::sqrt(new_acc);
+      old_pow = std::sqrt(old_acc);
+    } else {
+      new_pow = std::pow(new_acc, k);
+      old_pow = std::pow(old_acc, k);
+    }
+    const float zi = z[i] + gi - (new_pow - old_pow) * inv_lr * w[i];
+    const float quadratic = (new_pow + beta) * inv_lr + two_l2;
+    // Divides unconditionally and then selects: a branch-free loop vectorises, and the
+    // quotient it discards is the 0/0 of an untouched entry (n = 0, beta = l2 = 0).
+    const float solved = (std::copysign(l1, zi) - zi) / quadratic;
+    z[i] = zi;
+    acc[i] = new_acc;
+    w[i] = std::abs(zi) <= l1 ? 0.0f : solved;
+  }
+}
+
+class Ftrl final : public Optimizer {
+ public:
+  explicit Ftrl(const OptimizerSpec& spec) : Optimizer(spec) {}
+  std::string name() const override { return "ftrl"; }
+  int num_slots() const override { return 2; }
+  void InitSlots(float* const* slots, int64_t n) const override {
+    std::fill(slots[0], slots[0] + n, 0.0f);
+    std::fill(slots[1], slots[1] + n, spec_.initial_accumulator_value());
+  }
+  void Apply(float* p, const float* g, int64_t n, float* const* slots,
+             int64_t step) const override {
+    const float lr = LearningRate(step);
+    if (!(lr >= std::numeric_limits<float>::min())) return;  // 1 / lr would overflow
+    const float inv_lr = 1.0f / lr;
+    const float k = -spec_.lr_power();
+    const float l1 = spec_.l1(), beta = spec_.beta(), two_l2 = 2.0f * spec_.l2();
+    // std::pow does not vectorise; the default power gets the sqrt instruction instead.
+    if (k == 0.5f) {
+      FtrlLoop<true>(p, g, slots[0], slots[1], n, inv_lr, k, l1, beta, two_l2);
+    } else {
+      FtrlLoop<false>(p, g, slots[0], slots[1], n, inv_lr, k, l1, beta, two_l2);
+    }
+  }
+};
+
+}  // namespace
+
+absl::Status Optimizer::Validate(const v1::OptimizerSpec& spec) {
+  const std::string opt = KindName(spec.kind());
+  if (opt.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "optimizer kind=", spec.kind(),
+        spec.kind() == v1::OptimizerSpec::OPTIMIZER_UNSPECIFIED ? " (unspecified)"
+                                                                 : " (unknown)",
+        "; want SGD, ADAM, ADAGRAD, ADAMW or FTRL"));
+  }
+  return FirstError({
+      CheckAllFinite(opt, spec),
+      CheckIn(opt, "learning_rate", spec.learning_rate(), kPositive),
+      ValidateRule(opt, spec),
+      ValidateSchedule(opt, spec),
+  });
+}
+
+absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const v1::OptimizerSpec& spec) {
+  if (absl::Status s = Validate(spec); !s.ok()) return s;
+  switch (spec.kind()) {
+    case v1::OptimizerSpec::SGD: return std::make_unique<Sgd>(spec);
+    case v1::OptimizerSpec::ADAGRAD: return std::make_unique<Adagrad>(spec);
+    case v1::OptimizerSpec::ADAM: return std::make_unique<Adam>(spec, /*decoupled=*/false);
+    case v1::OptimizerSpec::ADAMW: return std::make_unique<Adam>(spec, /*decoupled=*/true);
+    case v1::OptimizerSpec::FTRL: return std::make_unique<Ftrl>(spec);
+    default: return absl::InternalError("Validate accepted an unknown optimizer kind");
+  }
+}
+
+float Optimizer::LearningRate(int64_t step) const {
+  const double lr = spec_.learning_rate();
+  const LearningRateSchedule& s = spec_.schedule();
+  const int64_t t = std::max<int64_t>(step, 1);
+  switch (s.kind()) {
+    case LearningRateSchedule::STEP:
+      return static_cast<float>(lr * std::pow(static_cast<double>(s.gamma()),
+                                              static_cast<double>((t - 1) / s.step_size())));
+    case LearningRateSchedule::COSINE: {
+      const double frac = static_cast<double>(std::min(t - 1, s.total_steps())) /
+                          static_cast<double>(s.total_steps());
+      const double min_lr = s.min_lr();
+      return static_cast<float>(min_lr +
+                                (lr - min_lr) * 0.5 * (1.0 + std::cos(kPi * frac)));
+    }
+    case LearningRateSchedule::LINEAR_WARMUP:
+      return static_cast<float>(
+          lr * std::min(1.0, static_cast<double>(t) / static_cast<double>(s.warmup_steps())));
+    default:
+      return static_cast<float>(lr);
+  }
+}
+
+v1::OptimizerSpec WithDefaults(const v1::OptimizerSpec& given) {
+  v1::OptimizerSpec spec = given;
+  const v1::OptimizerSpec::Kind kind = spec.kind();
+  const bool adam = kind == v1::OptimizerSpec::ADAM || kind == v1::OptimizerSpec::ADAMW;
+  const bool ftrl = kind == v1::OptimizerSpec::FTRL;
+  // Unknown kinds get zeros and are left for Validate to reject.
+  if (!spec.has_momentum()) spec.set_momentum(0.0f);
+  if (!spec.has_dampening()) spec.set_dampening(0.0f);
+  if (!spec.has_nesterov()) spec.set_nesterov(false);
+  if (!spec.has_weight_decay()) {
+    spec.set_weight_decay(kind == v1::OptimizerSpec::ADAMW ? 0.01f : 0.0f);
+  }
+  if (!spec.has_beta1()) spec.set_beta1(adam ? 0.9f : 0.0f);
+  if (!spec.has_beta2()) spec.set_beta2(adam ? 0.999f : 0.0f);
+  if (!spec.has_epsilon()) {
+    spec.set_epsilon(adam ? 1e-8f : kind == v1::OptimizerSpec::ADAGRAD ? 1e-10f : 0.0f);
+  }
+  if (!spec.has_initial_accumulator_value()) {
+    spec.set_initial_accumulator_value(ftrl ? 0.1f : 0.0f);
+  }
+  if (!spec.has_lr_decay()) spec.set_lr_decay(0.0f);
+  if (!spec.has_l1()) spec.set_l1(0.0f);
+  if (!spec.has_l2()) spec.set_l2(0.0f);
+  if (!spec.has_lr_power()) spec.set_lr_power(ftrl ? -0.5f : 0.0f);
+  if (!spec.has_beta()) spec.set_beta(0.0f);
+  return spec;
+}
+
+v1::OptimizerSpec DefaultOptimizerSpec(v1::OptimizerSpec::Kind kind, float learning_rate) {
+  v1::OptimizerSpec spec;
+  spec.set_kind(kind);
+  spec.set_learning_rate(learning_rate);
+  return WithDefaults(spec);
+}
+
+}  // namespace ps

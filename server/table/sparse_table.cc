@@ -1,0 +1,255 @@
+#include "server/table/sparse_table.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/placement.h"
+#include "server/table/initializer.h"
+
+namespace ps {
+namespace {
+
+// The element index a key's row starts at, for the initializer's (seed, index) stream.
+int64_t InitStream(int64_t key) { return static_cast<int64_t>(MixBits(key) >> 16); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(const v1::TableSpec& spec,
+                                                                 int shard, int num_shards) {
+  if (spec.row_width() <= 0 || spec.row_width() > (1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': row_width=",
+                                                   spec.row_width(), " outside [1, 1048576]"));
+  }
+  if (spec.shape_size() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table '", spec.name(), "': a sparse table has row_width, not a shape"));
+  }
+  if (spec.consistency() != v1::ASYNC && spec.consistency() != v1::SSP) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", spec.name(), "': sparse tables support ASYNC and SSP, not ",
+        v1::ConsistencyMode_Name(spec.consistency())));
+  }
+  if (spec.staleness_bound() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': staleness_bound=",
+                                                   spec.staleness_bound(), " is negative"));
+  }
+  if (absl::Status s = ValidateInitializer(spec.initializer()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': ", s.message()));
+  }
+  absl::StatusOr<std::unique_ptr<Optimizer>> opt = Optimizer::Create(spec.optimizer());
+  if (!opt.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table '", spec.name(), "': ", opt.status().message()));
+  }
+  return std::unique_ptr<SparseTable>(new SparseTable(spec, shard, num_shards, *std::move(opt)));
+}
+
+SparseTable::SparseTable(const v1::TableSpec& spec, int shard, int num_shards,
+                         std::unique_ptr<Optimizer> optimizer)
+    : spec_(spec),
+      width_(static_cast<int>(spec.row_width())),
+      shard_(shard),
+      num_shards_(num_shards),
+      optimizer_(std::move(optimizer)),
+      slot_blocks_(optimizer_->num_slots()),
+      index_(1024, kEmpty) {}
+
+absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Restore(
+    const v1::TableCheckpoint& saved, int shard, int num_shards) {
+  absl::StatusOr<std::unique_ptr<SparseTable>> t = Create(saved.spec(), shard, num_shards);
+  if (!t.ok()) return t.status();
+  SparseTable& table = **t;
+  const size_t n = saved.keys_size(), row_bytes = static_cast<size_t>(table.width_) * 4;
+  if (saved.params().size() != n * row_bytes ||
+      saved.slots_size() != static_cast<int>(table.slot_blocks_.size())) {
+    return absl::DataLossError(absl::StrCat("checkpoint of sparse table '", saved.spec().name(),
+                                            "': ", n, " keys but ", saved.params().size(),
+                                            " bytes of rows and ", saved.slots_size(), " slots"));
+  }
+  absl::MutexLock lock(&table.mu_);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t row = table.FindOrCreate(saved.keys(i));
+    std::memcpy(table.Row(row), saved.params().data() + i * row_bytes, row_bytes);
+    for (int s = 0; s < saved.slots_size(); ++s) {
+      if (saved.slots(s).size() != n * row_bytes) {
+        return absl::DataLossError(absl::StrCat("checkpoint of sparse table '",
+                                                saved.spec().name(), "': slot ", s, " has ",
+                                                saved.slots(s).size(), " bytes"));
+      }
+      std::memcpy(table.Slot(s, row), saved.slots(s).data() + i * row_bytes, row_bytes);
+    }
+  }
+  table.version_ = saved.version();
+  return t;
+}
+
+absl::Status SparseTable::CheckRows(const v1::SparseRows& rows, bool with_values,
+                                    int64_t max_keys) const {
+  const int64_t n = rows.keys_size();
+  if (n > max_keys) {
+    return absl::ResourceExhaustedError(absl::StrCat("table '", name(), "': ", n,
+                                                     " keys in one request exceed the limit of ",
+                                                     max_keys, "; split the batch"));
+  }
+  for (int64_t key : rows.keys()) {
+    if (ShardForKey(key, num_shards_) != shard_) {
+      return absl::InvalidArgumentError(absl::StrCat("table '", name(), "': key ", key,
+                                                     " belongs to shard ",
+                                                     ShardForKey(key, num_shards_),
+                                                     ", not shard ", shard_));
+    }
+  }
+  if (!with_values) return absl::OkStatus();
+  const int64_t want = n * width_ * 4;
+  if (static_cast<int64_t>(rows.values().size()) != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': ", n, " keys need ", n, " rows of width ", width_, " (", want,
+        " bytes) but the push carries ", rows.values().size(), " bytes"));
+  }
+  absl::flat_hash_set<int64_t> seen;
+  seen.reserve(n);
+  for (int64_t key : rows.keys()) {
+    if (!seen.insert(key).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table '", name(), "': key ", key, " appears twice in one push; sum duplicates first"));
+    }
+  }
+  const char* bytes = rows.values().data();
+  for (int64_t i = 0; i < n * width_; ++i) {
+    float v;
+    std::memcpy(&v, bytes + 4 * i, 4);
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(absl::StrCat("table '", name(), "': non-finite gradient ",
+                                                     v, " for key ", rows.keys(i / width_)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+float* SparseTable::Row(uint32_t row) const {
+  return row_blocks_[row / kBlockRows].get() + (row % kBlockRows) * width_;
+}
+
+float* SparseTable::Slot(int slot, uint32_t row) const {
+  return slot_blocks_[slot][row / kBlockRows].get() + (row % kBlockRows) * width_;
+}
+
+int64_t SparseTable::Key(uint32_t row) const {
+  return key_blocks_[row / kBlockRows][row % kBlockRows];
+}
+
+void SparseTable::Grow() {
+  std::vector<uint32_t> bigger(index_.size() * 2, kEmpty);
+  const uint64_t mask = bigger.size() - 1;
+  for (uint32_t row : index_) {
+    if (row == kEmpty) continue;
+    uint64_t at = MixBits(Key(row)) & mask;
+    while (bigger[at] != kEmpty) at = (at + 1) & mask;
+    bigger[at] = row;
+  }
+  index_.swap(bigger);
+}
+
+uint32_t SparseTable::FindOrCreate(int64_t key) {
+  uint64_t mask = index_.size() - 1;
+  uint64_t at = MixBits(key) & mask;
+  while (index_[at] != kEmpty) {
+    if (Key(index_[at]) == key) return index_[at];
+    at = (at + 1) & mask;
+  }
+  // New row: keep the index at most 70% full.
+  if ((num_rows_ + 1) * 10 > static_cast<int64_t>(index_.size()) * 7) {
+    Grow();
+    mask = index_.size() - 1;
+    at = MixBits(key) & mask;
+    while (index_[at] != kEmpty) at = (at + 1) & mask;
+  }
+  const uint32_t row = static_cast<uint32_t>(num_rows_++);
+  if (row % kBlockRows == 0) {
+    row_blocks_.emplace_back(new float[kBlockRows * width_]);
+    key_blocks_.emplace_back(new int64_t[kBlockRows]);
+    for (auto& blocks : slot_blocks_) blocks.emplace_back(new float[kBlockRows * width_]);
+  }
+  key_blocks_[row / kBlockRows][row % kBlockRows] = key;
+  FillInitial(spec_.initializer(), InitStream(key), width_, Row(row));
+  std::vector<float*> slots;
+  for (size_t s = 0; s < slot_blocks_.size(); ++s) {
+    float* p = Slot(static_cast<int>(s), row);
+    std::fill(p, p + width_, 0.0f);
+    slots.push_back(p);
+  }
+  if (!slots.empty()) optimizer_->InitSlots(slots.data(), width_);
+  index_[at] = row;
+  return row;
+}
+
+int64_t SparseTable::row_bytes() const {
+  const int64_t blocks = static_cast<int64_t>(row_blocks_.size());
+  return blocks * kBlockRows * (width_ * 4 + 8) + static_cast<int64_t>(index_.size()) * 4;
+}
+
+void SparseTable::Read(const v1::SparseRows& request, std::string* out) {
+  const size_t row_bytes = static_cast<size_t>(width_) * 4;
+  const size_t start = out->size();
+  out->resize(start + request.keys_size() * row_bytes);
+  for (int i = 0; i < request.keys_size(); ++i) {
+    std::memcpy(out->data() + start + i * row_bytes, Row(FindOrCreate(request.keys(i))), row_bytes);
+  }
+}
+
+void SparseTable::Push(const PushKey& key, int64_t step, const v1::SparseRows& rows) {
+  ++pushes_;
+  const int64_t staleness = std::max<int64_t>(0, version_ - step);
+  staleness_sum_ += staleness;
+  staleness_max_ = std::max(staleness_max_, staleness);
+  const int64_t t = updates_.UpdateFor(key, &version_);
+  const float* grads = reinterpret_cast<const float*>(rows.values().data());
+  std::vector<float*> slots(slot_blocks_.size());
+  for (int i = 0; i < rows.keys_size(); ++i) {
+    const uint32_t row = FindOrCreate(rows.keys(i));
+    for (size_t s = 0; s < slots.size(); ++s) slots[s] = Slot(static_cast<int>(s), row);
+    optimizer_->Apply(Row(row), grads + static_cast<int64_t>(i) * width_, width_, slots.data(),
+                      t);
+  }
+}
+
+void SparseTable::FillStatus(v1::TableStatus* status) const {
+  *status->mutable_spec() = spec_;
+  status->set_elements_on_shard(num_rows_);
+  status->set_bytes_on_shard(row_bytes() + static_cast<int64_t>(slot_blocks_.size()) *
+                                               static_cast<int64_t>(row_blocks_.size()) *
+                                               kBlockRows * width_ * 4);
+  status->set_version(version_);
+  status->set_pushes(pushes_);
+  status->set_pulls(pulls_);
+  status->set_rejected_pushes(rejected_);
+  status->set_max_staleness(staleness_max_);
+  status->set_mean_staleness(pushes_ == 0 ? 0.0 : static_cast<double>(staleness_sum_) / pushes_);
+}
+
+v1::TableCheckpoint SparseTable::Capture() const {
+  v1::TableCheckpoint out;
+  *out.mutable_spec() = spec_;
+  out.set_version(version_);
+  const size_t row_bytes = static_cast<size_t>(width_) * 4;
+  std::string* params = out.mutable_params();
+  params->resize(num_rows_ * row_bytes);
+  std::vector<std::string*> slots;
+  for (size_t s = 0; s < slot_blocks_.size(); ++s) {
+    slots.push_back(out.add_slots());
+    slots.back()->resize(num_rows_ * row_bytes);
+  }
+  for (int64_t r = 0; r < num_rows_; ++r) {
+    const uint32_t row = static_cast<uint32_t>(r);
+    out.add_keys(Key(row));
+    std::memcpy(params->data() + r * row_bytes, Row(row), row_bytes);
+    for (size_t s = 0; s < slots.size(); ++s) {
+      std::memcpy(slots[s]->data() + r * row_bytes, Slot(static_cast<int>(s), row), row_bytes);
+    }
+  }
+  return out;
+}
+
+}  // namespace ps

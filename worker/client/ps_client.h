@@ -1,0 +1,161 @@
+// PsClient: how a worker talks to the parameter servers.
+//
+// Calls take whole tensors; the client cuts them by placement (common/placement.h) into
+// per-shard slices, splits those into chunks of at most `max_chunk_bytes`, and sends
+// every chunk to every shard at once, so a large tensor never meets gRPC's message limit
+// and all shards work in parallel. Errors keep their gRPC code and name the shard.
+//
+// Thread safety: methods may be called concurrently; counters are atomic.
+#ifndef PS_WORKER_CLIENT_PS_CLIENT_H_
+#define PS_WORKER_CLIENT_PS_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/v1/ps.pb.h"
+
+namespace ps {
+
+// A whole dense table as the worker holds it.
+struct DenseTensor {
+  std::string table;
+  int64_t num_elements = 0;
+  float* data = nullptr;
+};
+
+struct ClientOptions {
+  int64_t max_chunk_bytes = 1 << 20;
+  // Sparse keys per request (a server rejects more than its --max_sparse_keys).
+  int64_t max_sparse_keys_per_request = 1 << 16;
+  // Deadline for one pull or push (a sync pull waits for the slowest worker).
+  absl::Duration rpc_timeout = absl::Minutes(5);
+  // How long the first calls wait for servers that are still starting.
+  absl::Duration connect_timeout = absl::Seconds(60);
+  // Use the same-host transfer windows a shard offers when it runs on this host
+  // (docs/same_host.md); tensor bytes then skip TCP. Off: everything in the messages.
+  bool same_host = true;
+  // Deadline for one registration, heartbeat or leave call to one shard.
+  absl::Duration control_timeout = absl::Seconds(10);
+  // Tries per push request: a request whose reply was lost (UNAVAILABLE, or
+  // DEADLINE_EXCEEDED) is sent again with the same push id, which shards apply at most
+  // once. 1: no retries.
+  int push_attempts = 4;
+  absl::Duration push_retry_backoff = absl::Milliseconds(50);
+};
+
+class PsClient {
+ public:
+  virtual ~PsClient() = default;
+
+  virtual int num_shards() const = 0;
+
+  // This process's incarnation: random, nonzero, sent with registration, heartbeats,
+  // leaves, windows and push ids, so that the shards bind the worker index to this
+  // process (another process with the same index cannot act for it).
+  uint64_t incarnation() const { return incarnation_; }
+
+  // Creates the table on every shard (idempotent for an identical spec).
+  virtual absl::Status CreateTable(const v1::TableSpec& spec) = 0;
+  // Registers with every shard, all at once: one that does not answer does not delay
+  // the others. `clock`: steps this process has completed (0 when it starts).
+  virtual absl::Status RegisterWorker(int worker, const std::string& host,
+                                      const std::string& device, int64_t clock = 0) = 0;
+  // The same with one shard (after it forgot the worker).
+  virtual absl::Status RegisterWith(int shard, int worker, const std::string& host,
+                                    const std::string& device, int64_t clock) {
+    return RegisterWorker(worker, host, device, clock);
+  }
+  // Heartbeats every shard at once; HeartbeatTo just one. NOT_FOUND (reason
+  // UNKNOWN_WORKER) from a shard that has forgotten the worker: register with it again.
+  virtual absl::Status Heartbeat(int worker, const v1::WorkerStats& stats) = 0;
+  virtual absl::Status HeartbeatTo(int shard, int worker, const v1::WorkerStats& stats) {
+    return Heartbeat(worker, stats);
+  }
+  // How often `shard` asked to be heartbeaten at registration (1 s before that).
+  virtual absl::Duration heartbeat_interval(int shard) const { return absl::Seconds(1); }
+  virtual absl::Status LeaveWorker(int worker) = 0;
+
+  // Versions are kept per shard: after a shard restarts from a checkpoint its tables
+  // are at an older version than the others'. kPerShard makes Pull wait, on each shard,
+  // for the version after this client's last successful push there (0 at first), and
+  // makes Push send, to each shard, the version this client's last Pull got from it.
+  static constexpr int64_t kPerShard = -1;
+
+  // Fills each tensor's data with the servers' values once every table has reached
+  // `min_version` (or kPerShard). Returns the smallest version among the slices
+  // received. Calls to a shard that is restarting wait for it (up to rpc_timeout).
+  virtual absl::StatusOr<int64_t> Pull(const std::vector<DenseTensor>& tensors,
+                                       int64_t min_version, int worker) = 0;
+  // Sends each tensor's data as the gradient of `step` (or kPerShard).
+  virtual absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step,
+                            int worker) = 0;
+  // A step boundary: Push(grads, kPerShard) and, if every shard accepted it,
+  // Pull(params, min_version) (kPerShard for sync, 0 for async). `grads` and `params`
+  // name the same tables in the same order. Where the transport allows (same-host
+  // windows), each shard gets one call for both. `pull` is an error when the push failed
+  // or the pull could not be completed; the caller then pulls again with Pull().
+  struct PushPullResult {
+    absl::Status push;
+    absl::StatusOr<int64_t> pull = absl::UnknownError("not pulled");
+  };
+  virtual PushPullResult PushPull(const std::vector<DenseTensor>& grads,
+                                  const std::vector<DenseTensor>& params, int worker,
+                                  int64_t min_version = kPerShard);
+  // Forgets the per-shard versions, so the next kPerShard pull takes what each shard has
+  // (after this worker was dropped, or a shard restarted behind it).
+  virtual void ResetProgress() {}
+
+  // SSP: the clock (steps completed) sent with later pulls and pushes.
+  void set_clock(int64_t clock) { clock_.store(clock); }
+  int64_t clock() const { return clock_.load(); }
+  // Sparse tables. `keys` may hold duplicates and appear in any order; rows are placed
+  // by ShardForKey(). PullSparse writes keys.size() rows of `width` floats into `rows`
+  // (row i for keys[i]; rows are created on first touch by the table's initializer).
+  // PushSparse sums the gradient rows of duplicate keys before sending, so each key
+  // travels once. Key batches larger than one request are split.
+  virtual absl::StatusOr<int64_t> PullSparse(const std::string& table,
+                                             const std::vector<int64_t>& keys, int width,
+                                             float* rows, int worker) = 0;
+  virtual absl::Status PushSparse(const std::string& table, const std::vector<int64_t>& keys,
+                                  int width, const float* grads, int64_t step, int worker) = 0;
+
+  // One status reply per shard, in shard order.
+  virtual absl::StatusOr<std::vector<v1::GetStatusResponse>> GetStatus() = 0;
+
+  // Tensor payload bytes sent (pushes) and received (pulls) so far.
+  int64_t bytes_pushed() const { return bytes_pushed_.load(); }
+  int64_t bytes_pulled() const { return bytes_pulled_.load(); }
+  // Of those, the bytes that went through same-host transfer windows.
+  int64_t window_bytes() const { return window_bytes_.load(); }
+  // Shards whose transfer windows this client currently uses or may open.
+  virtual int same_host_shards() const { return 0; }
+
+ protected:
+  // The number of the next push (PushId.sequence), from 1.
+  int64_t NextPushSequence() { return push_sequence_.fetch_add(1) + 1; }
+
+  std::atomic<int64_t> bytes_pushed_{0};
+  std::atomic<int64_t> bytes_pulled_{0};
+  std::atomic<int64_t> window_bytes_{0};
+  std::atomic<int64_t> clock_{0};
+
+ private:
+  static uint64_t NewIncarnation();
+  const uint64_t incarnation_ = NewIncarnation();
+  std::atomic<int64_t> push_sequence_{0};
+};
+
+// Sums the rows of duplicate keys: returns the distinct keys in first-seen order and
+// writes their summed rows to `summed` (resized to distinct * width).
+std::vector<int64_t> SumDuplicateKeys(const std::vector<int64_t>& keys, int width,
+                                      const float* grads, std::vector<float>* summed);
+
+}  // namespace ps
+
+#endif  // PS_WORKER_CLIENT_PS_CLIENT_H_
