@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/error_reason.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -141,14 +142,13 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
-                                  v1::PullResponse* response,
-                                  const std::vector<char*>* dense_out) {
+absl::StatusOr<ParameterStore::PullPlan> ParameterStore::PlanPull(
+    const v1::PullRequest& request, const std::vector<char*>* dense_out) const {
   if (dense_out != nullptr && dense_out->size() != static_cast<size_t>(request.dense_size())) {
     return absl::InternalError("pull destinations do not match the request's slices");
   }
+  PullPlan plan;
   int64_t bytes = 0;
-  std::vector<SparseTable*> sparse;
   for (const v1::SparseRows& rows : request.sparse()) {
     absl::StatusOr<SparseTable*> t = FindSparse(rows.table());
     if (!t.ok()) return t.status();
@@ -157,9 +157,8 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
       return s;
     }
     bytes += static_cast<int64_t>(rows.keys_size()) * (*t)->width() * 4;
-    sparse.push_back(*t);
+    plan.sparse.push_back(*t);
   }
-  std::vector<DenseTable*> tables;
   for (int i = 0; i < request.dense_size(); ++i) {
     const v1::DenseSlice& slice = request.dense(i);
     absl::StatusOr<DenseTable*> t = Find(slice.table());
@@ -167,14 +166,19 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
     if (absl::Status s = (*t)->CheckSlice(slice, /*with_values=*/false); !s.ok()) return s;
     // Values written to a transfer window are not in the reply: the window bounds them.
     if (dense_out == nullptr || (*dense_out)[i] == nullptr) bytes += slice.length() * 4;
-    tables.push_back(*t);
+    plan.dense.push_back(*t);
   }
   if (bytes > options_.max_request_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "pull of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
         " bytes per request; split it into chunks"));
   }
-  // SSP: wait once, for the tightest bound among the tables asked for.
+  return plan;
+}
+
+absl::Status ParameterStore::WaitForSsp(const v1::PullRequest& request, const PullPlan& plan,
+                                        absl::Time deadline) {
+  // Wait once, for the tightest bound among the tables asked for.
   const v1::TableSpec* tightest = nullptr;
   auto consider = [&](const v1::TableSpec& spec) {
     if (spec.consistency() == v1::SSP &&
@@ -182,75 +186,92 @@ absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time dea
       tightest = &spec;
     }
   };
-  for (const DenseTable* t : tables) consider(t->spec());
-  for (const SparseTable* t : sparse) consider(t->spec());
-  if (tightest != nullptr) {
-    if (absl::Status s = WaitForSspClock(request.worker_index(), request.clock(), *tightest, deadline);
+  for (const DenseTable* t : plan.dense) consider(t->spec());
+  for (const SparseTable* t : plan.sparse) consider(t->spec());
+  if (tightest == nullptr) return absl::OkStatus();
+  return clocks_.Wait(request.worker_index(), request.clock(), tightest->staleness_bound(),
+                      tightest->name(), deadline);
+}
+
+absl::Status ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice, int64_t want,
+                                       absl::Time deadline, char* window,
+                                       v1::PullResponse* response) {
+  if (t->is_sync()) {
+    // A sync worker never asks for more than one step past a shard's version, unless
+    // the shard restarted from an older checkpoint than the worker has seen.
+    absl::MutexLock lock(t->mu());
+    if (want > t->version() + 1) {
+      return WithReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              "table '", t->name(), "' on shard ", options_.shard_index, " is at version ",
+              t->version(), " but the pull asks for ", want,
+              " (the shard restarted from a checkpoint); pull again from its current version")),
+          kReasonWrongStep);
+    }
+  }
+  struct Ready {
+    DenseTable* t;
+    int64_t want;
+    const std::atomic<bool>* shutdown;
+    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return t->version() >= want || shutdown->load();
+    }
+  } ready{t, want, &shutdown_};
+  if (!t->mu()->LockWhenWithDeadline(absl::Condition(&ready), deadline)) {
+    const int64_t have = t->version();
+    t->mu()->Unlock();
+    return absl::DeadlineExceededError(absl::StrCat(
+        "table '", t->name(), "': version ", want, " not reached before the deadline (at ",
+        have, ")"));
+  }
+  if (shutdown_.load()) {
+    t->mu()->Unlock();
+    return WithReason(absl::UnavailableError("shard is shutting down"), kReasonShuttingDown);
+  }
+  v1::DenseSlice* out = response->add_dense();
+  out->set_table(slice.table());
+  out->set_offset(slice.offset());
+  out->set_length(slice.length());
+  out->set_version(t->version());
+  if (window != nullptr) {
+    t->ReadInto(slice.offset(), slice.length(), window);
+    out->set_window_offset(slice.window_offset());
+  } else {
+    t->Read(slice.offset(), slice.length(), out->mutable_values());
+  }
+  t->CountPull();
+  t->mu()->Unlock();
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
+                                  v1::PullResponse* response,
+                                  const std::vector<char*>* dense_out) {
+  absl::StatusOr<PullPlan> plan = PlanPull(request, dense_out);
+  if (!plan.ok()) return plan.status();
+  if (absl::Status s = WaitForSsp(request, *plan, deadline); !s.ok()) return s;
+  for (size_t i = 0; i < plan->sparse.size(); ++i) {
+    SparseTable* t = plan->sparse[i];
+    absl::MutexLock lock(t->mu());
+    v1::SparseRows* out = response->add_sparse();
+    out->set_table(request.sparse(i).table());
+    t->Read(request.sparse(i), out->mutable_values());
+    out->set_version(t->version());
+    t->CountPull();
+  }
+  for (size_t i = 0; i < plan->dense.size(); ++i) {
+    char* window = dense_out == nullptr ? nullptr : (*dense_out)[i];
+    if (absl::Status s = ReadDense(plan->dense[i], request.dense(i), request.min_version(),
+                                   deadline, window, response);
         !s.ok()) {
       return s;
     }
   }
-  for (size_t i = 0; i < sparse.size(); ++i) {
-    absl::MutexLock lock(sparse[i]->mu());
-    v1::SparseRows* out = response->add_sparse();
-    out->set_table(request.sparse(i).table());
-    sparse[i]->Read(request.sparse(i), out->mutable_values());
-    out->set_version(sparse[i]->version());
-    sparse[i]->CountPull();
-  }
-  for (size_t i = 0; i < tables.size(); ++i) {
-    DenseTable* t = tables[i];
-    const v1::DenseSlice& slice = request.dense(i);
-    const int64_t want = request.min_version();
-    if (t->is_sync()) {
-      // A sync worker never asks for more than one step past a shard's version, unless
-      // the shard restarted from an older checkpoint than the worker has seen.
-      absl::MutexLock lock(t->mu());
-      if (want > t->version() + 1) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "table '", t->name(), "' on shard ", options_.shard_index, " is at version ",
-            t->version(), " but the pull asks for ", want,
-            " (the shard restarted from a checkpoint); pull again from its current version"));
-      }
-    }
-    struct Ready {
-      DenseTable* t;
-      int64_t want;
-      const std::atomic<bool>* shutdown;
-      bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return t->version() >= want || shutdown->load();
-      }
-    } ready{t, want, &shutdown_};
-    if (!t->mu()->LockWhenWithDeadline(absl::Condition(&ready), deadline)) {
-      const int64_t have = t->version();
-      t->mu()->Unlock();
-      return absl::DeadlineExceededError(absl::StrCat(
-          "table '", t->name(), "': version ", want, " not reached before the deadline (at ",
-          have, ")"));
-    }
-    if (shutdown_.load()) {
-      t->mu()->Unlock();
-      return absl::UnavailableError("shard is shutting down");
-    }
-    v1::DenseSlice* out = response->add_dense();
-    out->set_table(slice.table());
-    out->set_offset(slice.offset());
-    out->set_length(slice.length());
-    out->set_version(t->version());
-    if (dense_out != nullptr && (*dense_out)[i] != nullptr) {
-      t->ReadInto(slice.offset(), slice.length(), (*dense_out)[i]);
-      out->set_window_offset(slice.window_offset());
-    } else {
-      t->Read(slice.offset(), slice.length(), out->mutable_values());
-    }
-    t->CountPull();
-    t->mu()->Unlock();
-  }
   return absl::OkStatus();
 }
 
-absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response,
-                                  const std::vector<const char*>* dense_values) {
+absl::StatusOr<ParameterStore::PushPlan> ParameterStore::PlanPush(
+    const v1::PushRequest& request, const std::vector<const char*>* dense_values) const {
   if (request.dense_size() == 0 && request.sparse_size() == 0) {
     return absl::InvalidArgumentError("push carries no slices and no rows");
   }
@@ -258,61 +279,64 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
       dense_values->size() != static_cast<size_t>(request.dense_size())) {
     return absl::InternalError("push value pointers do not match the request's slices");
   }
-  auto external = [dense_values](int i) -> const char* {
-    return dense_values == nullptr ? nullptr : (*dense_values)[i];
-  };
+  PushPlan plan;
+  plan.values.assign(request.dense_size(), nullptr);
+  if (dense_values != nullptr) plan.values = *dense_values;
   int64_t bytes = 0;
-  std::vector<DenseTable*> tables;
   for (int i = 0; i < request.dense_size(); ++i) {
-    const v1::DenseSlice& slice = request.dense(i);
-    absl::StatusOr<DenseTable*> t = Find(slice.table());
+    absl::StatusOr<DenseTable*> t = Find(request.dense(i).table());
     if (!t.ok()) return t.status();
     // Bytes in a transfer window are not in the message: the window's size bounds them.
-    if (external(i) == nullptr) bytes += static_cast<int64_t>(slice.values().size());
-    tables.push_back(*t);
+    if (plan.values[i] == nullptr) bytes += static_cast<int64_t>(request.dense(i).values().size());
+    plan.dense.push_back(*t);
   }
-  std::vector<SparseTable*> sparse;
   for (const v1::SparseRows& rows : request.sparse()) {
     absl::StatusOr<SparseTable*> t = FindSparse(rows.table());
     if (!t.ok()) return t.status();
     bytes += static_cast<int64_t>(rows.values().size());
-    sparse.push_back(*t);
+    plan.sparse.push_back(*t);
   }
   if (bytes > options_.max_request_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "push of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
         " bytes per request; split it into chunks"));
   }
-  for (size_t i = 0; i < tables.size(); ++i) {
+  if (absl::Status s = CheckPushed(request, plan); !s.ok()) return s;
+  return plan;
+}
+
+absl::Status ParameterStore::CheckPushed(const v1::PushRequest& request,
+                                         const PushPlan& plan) const {
+  for (size_t i = 0; i < plan.dense.size(); ++i) {
     if (absl::Status s =
-            tables[i]->CheckSlice(request.dense(i), /*with_values=*/true, external(i));
+            plan.dense[i]->CheckSlice(request.dense(i), /*with_values=*/true, plan.values[i]);
         !s.ok()) {
-      absl::MutexLock lock(tables[i]->mu());
-      tables[i]->CountRejected(request.step());
+      absl::MutexLock lock(plan.dense[i]->mu());
+      plan.dense[i]->CountRejected(request.step());
       return s;
     }
   }
-  for (size_t i = 0; i < sparse.size(); ++i) {
-    if (absl::Status s =
-            sparse[i]->CheckRows(request.sparse(i), /*with_values=*/true, options_.max_sparse_keys);
+  for (size_t i = 0; i < plan.sparse.size(); ++i) {
+    if (absl::Status s = plan.sparse[i]->CheckRows(request.sparse(i), /*with_values=*/true,
+                                                   options_.max_sparse_keys);
         !s.ok()) {
-      absl::MutexLock lock(sparse[i]->mu());
-      sparse[i]->CountRejected();
+      absl::MutexLock lock(plan.sparse[i]->mu());
+      plan.sparse[i]->CountRejected();
       return s;
     }
     for (size_t j = 0; j < i; ++j) {
-      if (sparse[j] == sparse[i]) {
+      if (plan.sparse[j] == plan.sparse[i]) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "table '", sparse[i]->name(), "': push carries the table's rows twice"));
+            "table '", plan.sparse[i]->name(), "': push carries the table's rows twice"));
       }
     }
   }
   // Two slices of one request must not overlap either.
-  for (size_t i = 0; i < tables.size(); ++i) {
-    for (size_t j = i + 1; j < tables.size(); ++j) {
+  for (size_t i = 0; i < plan.dense.size(); ++i) {
+    for (size_t j = i + 1; j < plan.dense.size(); ++j) {
       const v1::DenseSlice& a = request.dense(i);
       const v1::DenseSlice& b = request.dense(j);
-      if (tables[i] == tables[j] && a.offset() < b.offset() + b.length() &&
+      if (plan.dense[i] == plan.dense[j] && a.offset() < b.offset() + b.length() &&
           b.offset() < a.offset() + a.length()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "table '", a.table(), "': push carries overlapping ranges at ", a.offset(),
@@ -320,106 +344,64 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
       }
     }
   }
-  // Every table's lock, in name order (names are unique across kinds).
-  std::vector<std::pair<std::string, absl::Mutex*>> locks;
-  for (DenseTable* t : tables) locks.emplace_back(t->name(), t->mu());
-  for (SparseTable* t : sparse) locks.emplace_back(t->name(), t->mu());
-  std::sort(locks.begin(), locks.end());
-  locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
-  std::vector<DenseTable*> order = tables;
-  std::sort(order.begin(), order.end(),
-            [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
-  order.erase(std::unique(order.begin(), order.end()), order.end());
-  const bool live = registry_->IsLive(request.worker_index());
-  // One update per push: a request without an id is a push of its own.
-  PushKey key{request.worker_index(), request.id().incarnation(), request.id().sequence()};
-  if (key.incarnation == 0) key.sequence = -anonymous_pushes_.fetch_add(1) - 1;
-  for (auto& [name, mu] : locks) mu->Lock();
-  absl::Status status;
-  for (size_t i = 0; i < tables.size() && status.ok(); ++i) {
-    status = tables[i]->CheckPush(request.worker_index(), live, request.step(), request.dense(i));
-    if (!status.ok()) tables[i]->CountRejected(request.step());
-  }
-  if (!status.ok()) {
-    for (SparseTable* t : sparse) t->CountRejected();
-  } else {
-    for (size_t i = 0; i < tables.size(); ++i) {
-      tables[i]->Push(key, request.step(), request.dense(i), external(i));
-    }
-    for (size_t i = 0; i < sparse.size(); ++i) sparse[i]->Push(key, request.step(), request.sparse(i));
-    const std::vector<int> live_workers = registry_->LiveWorkers();
-    for (DenseTable* t : order) {
-      if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);
-    }
-    for (DenseTable* t : tables) response->add_dense_versions(t->version());
-  }
-  const bool ssp = status.ok() &&
-                   (std::any_of(order.begin(), order.end(), [](DenseTable* t) { return t->is_ssp(); }) ||
-                    std::any_of(sparse.begin(), sparse.end(), [](SparseTable* t) { return t->is_ssp(); }));
-  for (auto it = locks.rbegin(); it != locks.rend(); ++it) it->second->Unlock();
-  if (ssp) {
-    absl::MutexLock lock(&clock_mu_);
-    int64_t& c = clock_[request.worker_index()];
-    c = std::max(c, clock_base_[request.worker_index()] + request.clock());
-  }
-  return status;
-}
-
-int64_t ParameterStore::MinLiveClock() const {
-  int64_t min_clock = std::numeric_limits<int64_t>::max();
-  for (int w : live_) {
-    auto it = clock_.find(w);
-    min_clock = std::min(min_clock, it == clock_.end() ? 0 : it->second);
-  }
-  return min_clock;  // no live workers: nobody to wait for
-}
-
-absl::Status ParameterStore::WaitForSspClock(int worker, int64_t clock,
-                                             const v1::TableSpec& table, absl::Time deadline) {
-  const int64_t bound = table.staleness_bound();
-  int64_t want = 0;
-  {
-    absl::MutexLock lock(&clock_mu_);
-    const int64_t effective = clock_base_[worker] + clock;
-    int64_t& c = clock_[worker];
-    c = std::max(c, effective);
-    want = effective - bound;
-  }
-  if (want <= 0) return absl::OkStatus();
-  struct Ready {
-    const ParameterStore* store;
-    int64_t want;
-    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return store->shutdown_.load() || store->MinLiveClock() >= want;
-    }
-  } ready{this, want};
-  const bool ok = clock_mu_.LockWhenWithDeadline(absl::Condition(&ready), deadline);
-  const int64_t slowest = MinLiveClock();
-  clock_mu_.Unlock();
-  if (shutdown_.load()) return absl::UnavailableError("shard is shutting down");
-  if (!ok) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "table '", table.name(), "': worker ", worker, " at clock ", want + bound,
-        " waits for the slowest live worker to reach ", want, " (staleness bound ", bound,
-        "); slowest is at ", slowest));
-  }
   return absl::OkStatus();
 }
 
-void ParameterStore::OnWorkerRegistered(int worker, int64_t clock) {
-  const std::vector<int> live = registry_->LiveWorkers();
-  absl::MutexLock lock(&clock_mu_);
-  live_ = live;
-  int64_t slowest = -1;
-  for (int w : live_) {
-    if (w == worker) continue;
-    auto it = clock_.find(w);
-    const int64_t c = it == clock_.end() ? 0 : it->second;
-    slowest = slowest < 0 ? c : std::min(slowest, c);
+absl::Status ParameterStore::ApplyLocked(const v1::PushRequest& request, const PushPlan& plan,
+                                         const PushKey& key, v1::PushResponse* response) {
+  const bool live = registry_->IsLive(request.worker_index());
+  for (size_t i = 0; i < plan.dense.size(); ++i) {
+    absl::Status s = plan.dense[i]->CheckPush(request.worker_index(), live, request.step(),
+                                              request.dense(i));
+    if (!s.ok()) {
+      plan.dense[i]->CountRejected(request.step());
+      for (SparseTable* t : plan.sparse) t->CountRejected();
+      return s;
+    }
   }
-  const int64_t base = std::max<int64_t>(0, slowest - clock);
-  clock_base_[worker] = base;
-  clock_[worker] = base + clock;
+  for (size_t i = 0; i < plan.dense.size(); ++i) {
+    plan.dense[i]->Push(key, request.step(), request.dense(i), plan.values[i]);
+  }
+  for (size_t i = 0; i < plan.sparse.size(); ++i) {
+    plan.sparse[i]->Push(key, request.step(), request.sparse(i));
+  }
+  std::vector<DenseTable*> order = plan.dense;
+  std::sort(order.begin(), order.end(),
+            [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  const std::vector<int> live_workers = registry_->LiveWorkers();
+  for (DenseTable* t : order) {
+    if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);
+  }
+  for (DenseTable* t : plan.dense) response->add_dense_versions(t->version());
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushResponse* response,
+                                  const std::vector<const char*>* dense_values) {
+  absl::StatusOr<PushPlan> plan = PlanPush(request, dense_values);
+  if (!plan.ok()) return plan.status();
+  // One update per push: a request without an id is a push of its own.
+  PushKey key{request.worker_index(), request.id().incarnation(), request.id().sequence()};
+  if (key.incarnation == 0) key.sequence = -anonymous_pushes_.fetch_add(1) - 1;
+  // Every table's lock, in name order (names are unique across kinds).
+  std::vector<std::pair<std::string, absl::Mutex*>> locks;
+  for (DenseTable* t : plan->dense) locks.emplace_back(t->name(), t->mu());
+  for (SparseTable* t : plan->sparse) locks.emplace_back(t->name(), t->mu());
+  std::sort(locks.begin(), locks.end());
+  locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
+  for (auto& [name, mu] : locks) mu->Lock();
+  const absl::Status status = ApplyLocked(request, *plan, key, response);
+  for (auto it = locks.rbegin(); it != locks.rend(); ++it) it->second->Unlock();
+  const bool ssp =
+      std::any_of(plan->dense.begin(), plan->dense.end(), [](DenseTable* t) { return t->is_ssp(); }) ||
+      std::any_of(plan->sparse.begin(), plan->sparse.end(), [](SparseTable* t) { return t->is_ssp(); });
+  if (status.ok() && ssp) clocks_.Advance(request.worker_index(), request.clock());
+  return status;
+}
+
+void ParameterStore::OnWorkerRegistered(int worker, int64_t clock) {
+  clocks_.Register(worker, clock, registry_->LiveWorkers());
 }
 
 void ParameterStore::SetStepHook(std::function<void(DenseTable*)> hook) {
@@ -468,10 +450,7 @@ absl::Status ParameterStore::RestoreTable(v1::TableCheckpoint* checkpoint) {
 
 void ParameterStore::OnMembershipChange() {
   const std::vector<int> live = registry_->LiveWorkers();
-  {
-    absl::MutexLock lock(&clock_mu_);  // releasing it re-evaluates waiting SSP pulls
-    live_ = live;
-  }
+  clocks_.SetLive(live);
   for (DenseTable* t : Tables()) {
     absl::MutexLock lock(t->mu());
     if (t->MaybeFinishStep(live)) {
@@ -484,7 +463,7 @@ void ParameterStore::OnMembershipChange() {
 
 void ParameterStore::Shutdown() {
   shutdown_.store(true);
-  { absl::MutexLock lock(&clock_mu_); }
+  clocks_.Shutdown();
   absl::MutexLock lock(&tables_mu_);
   // Taking and releasing each table's lock makes waiting pulls re-evaluate their condition.
   for (auto& [name, t] : tables_) absl::MutexLock table_lock(t->mu());

@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/v1/ps.pb.h"
+#include "server/shard/ssp_clocks.h"
 #include "server/shard/worker_registry.h"
 #include "server/table/dense_table.h"
 #include "server/table/sparse_table.h"
@@ -84,15 +85,40 @@ class ParameterStore {
   void FillStatus(v1::GetStatusResponse* response) const;
 
  private:
+  // The tables a request names, found and checked, in request order.
+  struct PullPlan {
+    std::vector<DenseTable*> dense;
+    std::vector<SparseTable*> sparse;
+  };
+  struct PushPlan {
+    std::vector<DenseTable*> dense;
+    std::vector<SparseTable*> sparse;
+    std::vector<const char*> values;  // per dense slice: its gradient outside the message
+  };
+
   // Returns the table, or NOT_FOUND naming it (INVALID_ARGUMENT if it is of the other kind).
   absl::StatusOr<DenseTable*> Find(const std::string& name) const;
   absl::StatusOr<SparseTable*> FindSparse(const std::string& name) const;
 
-  // Waits until the slowest live worker's SSP clock reaches the bound for `worker` at
-  // `clock`; DEADLINE_EXCEEDED names the table.
-  absl::Status WaitForSspClock(int worker, int64_t clock, const v1::TableSpec& table,
-                               absl::Time deadline);
-  int64_t MinLiveClock() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(clock_mu_);
+  // Finds and checks every table and range of a pull, and its reply's size.
+  absl::StatusOr<PullPlan> PlanPull(const v1::PullRequest& request,
+                                    const std::vector<char*>* dense_out) const;
+  // SSP: waits once, for the tightest staleness bound among the pull's tables.
+  absl::Status WaitForSsp(const v1::PullRequest& request, const PullPlan& plan,
+                          absl::Time deadline);
+  // Waits until `t` reaches version `want`, then reads the slice into `window` (when not
+  // null) or the reply.
+  absl::Status ReadDense(DenseTable* t, const v1::DenseSlice& slice, int64_t want,
+                         absl::Time deadline, char* window, v1::PullResponse* response);
+  // Finds the push's tables and checks everything that needs no table lock: sizes,
+  // ranges, finiteness, duplicate and overlapping parts.
+  absl::StatusOr<PushPlan> PlanPush(const v1::PushRequest& request,
+                                    const std::vector<const char*>* dense_values) const;
+  absl::Status CheckPushed(const v1::PushRequest& request, const PushPlan& plan) const;
+  // With every table of the push locked: the checks that need the tables' state, then
+  // the updates, and the sync steps they complete.
+  absl::Status ApplyLocked(const v1::PushRequest& request, const PushPlan& plan,
+                           const PushKey& key, v1::PushResponse* response);
 
   const StoreOptions options_;
   WorkerRegistry* const registry_;
@@ -100,11 +126,7 @@ class ParameterStore {
   std::atomic<int64_t> anonymous_pushes_{0};  // gives requests without a push id a key
   std::function<void(DenseTable*)> step_hook_;  // set before serving
 
-  // SSP clocks: effective clock = base (set at registration) + the worker's own count.
-  mutable absl::Mutex clock_mu_;
-  std::map<int, int64_t> clock_base_ ABSL_GUARDED_BY(clock_mu_);
-  std::map<int, int64_t> clock_ ABSL_GUARDED_BY(clock_mu_);
-  std::vector<int> live_ ABSL_GUARDED_BY(clock_mu_);
+  SspClocks clocks_;
   mutable absl::Mutex tables_mu_;
   // Tables are never removed, so their pointers stay valid without the lock.
   std::map<std::string, std::unique_ptr<DenseTable>> tables_ ABSL_GUARDED_BY(tables_mu_);

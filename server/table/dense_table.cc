@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/error_reason.h"
 #include "common/placement.h"
 #include "server/table/initializer.h"
 
@@ -172,23 +173,27 @@ absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
                                    const v1::DenseSlice& slice) const {
   if (!is_sync()) return absl::OkStatus();
   if (!worker_live) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "table '", name(), "': worker ", worker,
-        " is not registered with this shard; sync pushes need a live worker"));
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "table '", name(), "': worker ", worker,
+                          " is not registered with this shard; sync pushes need a live worker")),
+                      kReasonUnknownWorker);
   }
   if (step != version_) {
-    return absl::FailedPreconditionError(absl::StrCat("table '", name(), "': push for step ",
-                                                      step, " but the current step is ",
-                                                      version_));
+    return WithReason(absl::FailedPreconditionError(
+                          absl::StrCat("table '", name(), "': push for step ", step,
+                                       " but the current step is ", version_)),
+                      kReasonWrongStep);
   }
   auto it = step_contrib_.find(worker);
   if (it != step_contrib_.end()) {
     const int64_t b = slice.offset() - offset_, e = b + slice.length();
     for (const auto& [sb, se] : it->second.spans) {
       if (b < se && sb < e) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "table '", name(), "': worker ", worker, " already pushed elements [",
-            offset_ + std::max(b, sb), ", ", offset_ + std::min(e, se), ") for step ", step));
+        return WithReason(
+            absl::AlreadyExistsError(absl::StrCat(
+                "table '", name(), "': worker ", worker, " already pushed elements [",
+                offset_ + std::max(b, sb), ", ", offset_ + std::min(e, se), ") for step ", step)),
+            kReasonAlreadyPushed);
       }
     }
   }

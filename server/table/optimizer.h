@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proto/v1/ps.pb.h"
+#include "server/table/optimizer_spec.h"
 
 namespace ps {
 
@@ -54,13 +55,6 @@ class Optimizer {
   explicit Optimizer(const v1::OptimizerSpec& spec) : spec_(spec) {}
   const v1::OptimizerSpec spec_;
 };
-
-// `spec` with every absent hyper-parameter set to PyTorch's default for its kind (see
-// OptimizerSpec in proto/v1/ps.proto); present ones are kept. The one place defaults
-// are applied: shards do it when they create or restore a table.
-v1::OptimizerSpec WithDefaults(const v1::OptimizerSpec& spec);
-// WithDefaults of a spec holding only `kind` and `learning_rate`.
-v1::OptimizerSpec DefaultOptimizerSpec(v1::OptimizerSpec::Kind kind, float learning_rate);
 
 }  // namespace ps
 
