@@ -25,7 +25,10 @@ std::string PsServer::address() const {
 
 int PsServer::metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
 
-absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& options) {
+namespace {
+
+// INVALID_ARGUMENT naming the first option out of range.
+absl::Status ValidateOptions(const ServerOptions& options) {
   if (options.num_shards < 1) {
     return absl::InvalidArgumentError(absl::StrCat("num_shards=", options.num_shards, " < 1"));
   }
@@ -45,85 +48,32 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
     return absl::InvalidArgumentError(absl::StrCat("peers lists ", options.peers.size(),
                                                    " addresses but num_shards=", options.num_shards));
   }
-  std::unique_ptr<PsServer> s(new PsServer(options));
-  ShardOptions shard_options;
-  shard_options.store.shard_index = options.shard_index;
-  shard_options.store.num_shards = options.num_shards;
-  shard_options.store.max_request_bytes = options.max_request_bytes;
-  shard_options.store.max_sparse_keys = options.max_sparse_keys;
-  shard_options.heartbeat_interval = options.heartbeat_interval;
-  shard_options.heartbeat_timeout = options.heartbeat_timeout;
-  shard_options.max_pull_wait = options.max_pull_wait;
-  shard_options.same_host_windows = options.same_host_windows;
-  s->shard_ = std::make_unique<Shard>(shard_options);
-  Checkpointer* checkpointer = options.checkpointer;
-  if (checkpointer == nullptr && !options.checkpoint.dir.empty()) {
-    s->checkpoints_ = std::make_unique<CheckpointManager>(
-        options.checkpoint, options.shard_index, options.num_shards, s->store(),
-        s->registry());
-    // Restore before listening: no call ever sees a half-restored shard, and the health
-    // service cannot report SERVING before the shard holds its state.
-    absl::StatusOr<std::string> restored = s->checkpoints_->RestoreNewest();
-    if (!restored.ok()) return restored.status();
-    if (restored->empty()) {
-      LOG(INFO) << "no checkpoint in " << options.checkpoint.dir << "; starting empty";
-    }
-    checkpointer = s->checkpoints_.get();
-  }
-  s->service_ = std::make_unique<ParameterServerService>(s->shard_.get());
-  if (CheckpointManager* cm = s->checkpoints_.get()) {
-    s->shard_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
-      const std::string path = cm->latest_path();
-      const int64_t version = cm->latest_version();
-      for (v1::TableStatus& t : *status->mutable_tables()) {
-        t.set_checkpoint_path(path);
-        t.set_checkpoint_version(version);
-      }
-    });
-  }
-  // This shard's status as its GetStatus answers it, read from the shard.
-  auto local_status = [shard = s->shard_.get()] {
-    v1::GetStatusResponse response;
-    shard->GetStatus(&response);
-    return response;
-  };
-  AdminServiceOptions admin_options;
-  admin_options.shard_index = options.shard_index;
-  admin_options.peers = options.peers;
-  admin_options.self_address = [p = s.get()] { return p->address(); };
-  s->admin_ = std::make_unique<AdminService>(std::move(admin_options), local_status,
-                                             checkpointer);
-  if (options.metrics_port >= 0) {
-    absl::StatusOr<std::unique_ptr<ServerMetrics>> metrics = ServerMetrics::Start(
-        options.host, options.metrics_port, options.shard_index, local_status);
-    if (!metrics.ok()) return metrics.status();
-    s->metrics_ = *std::move(metrics);
-  }
+  return absl::OkStatus();
+}
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  // gRPC turns SO_REUSEPORT on by default; then a second shard started on a port an old
-  // one still holds would "serve" too and the kernel would spread connections over both.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
-                           grpc::InsecureServerCredentials(), &s->port_);
-  // Room for the largest request plus framing.
-  const int max_message = static_cast<int>(options.max_request_bytes + (1 << 20));
-  builder.SetMaxReceiveMessageSize(max_message);
-  builder.SetMaxSendMessageSize(max_message);
-  builder.RegisterService(s->service_.get());
-  builder.RegisterService(s->admin_.get());
-  if (s->metrics_ != nullptr) {
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(s->metrics_->NewInterceptorFactory());
-    builder.experimental().SetInterceptorCreators(std::move(creators));
-  }
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.host, ":", options.port));
-  }
+ShardOptions ShardOptionsOf(const ServerOptions& options) {
+  ShardOptions shard;
+  shard.store.shard_index = options.shard_index;
+  shard.store.num_shards = options.num_shards;
+  shard.store.max_request_bytes = options.max_request_bytes;
+  shard.store.max_sparse_keys = options.max_sparse_keys;
+  shard.heartbeat_interval = options.heartbeat_interval;
+  shard.heartbeat_timeout = options.heartbeat_timeout;
+  shard.max_pull_wait = options.max_pull_wait;
+  shard.same_host_windows = options.same_host_windows;
+  return shard;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& options) {
+  if (absl::Status st = ValidateOptions(options); !st.ok()) return st;
+  std::unique_ptr<PsServer> s(new PsServer(options));
+  s->shard_ = std::make_unique<Shard>(ShardOptionsOf(options));
+  absl::StatusOr<Checkpointer*> checkpointer = s->RestoreCheckpoints();
+  if (!checkpointer.ok()) return checkpointer.status();
+  if (absl::Status st = s->StartServices(*checkpointer); !st.ok()) return st;
+  if (absl::Status st = s->Listen(); !st.ok()) return st;
   s->server_->GetHealthCheckService()->SetServingStatus("ps.v1.Admin", true);
   s->SetReady(!options.start_not_ready);
   s->expire_thread_ = std::thread([p = s.get()] { p->ExpireLoop(); });
@@ -131,6 +81,81 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   LOG(INFO) << "ps_server shard " << options.shard_index << "/" << options.num_shards
             << " serving on " << options.host << ":" << s->port_;
   return s;
+}
+
+absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
+  if (options_.checkpointer != nullptr || options_.checkpoint.dir.empty()) {
+    return options_.checkpointer;
+  }
+  checkpoints_ = std::make_unique<CheckpointManager>(
+      options_.checkpoint, options_.shard_index, options_.num_shards, store(), registry());
+  // Restore before listening: no call ever sees a half-restored shard, and the health
+  // service cannot report SERVING before the shard holds its state.
+  absl::StatusOr<std::string> restored = checkpoints_->RestoreNewest();
+  if (!restored.ok()) return restored.status();
+  if (restored->empty()) {
+    LOG(INFO) << "no checkpoint in " << options_.checkpoint.dir << "; starting empty";
+  }
+  CheckpointManager* cm = checkpoints_.get();
+  shard_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
+    const std::string path = cm->latest_path();
+    const int64_t version = cm->latest_version();
+    for (v1::TableStatus& t : *status->mutable_tables()) {
+      t.set_checkpoint_path(path);
+      t.set_checkpoint_version(version);
+    }
+  });
+  return cm;
+}
+
+absl::Status PsServer::StartServices(Checkpointer* checkpointer) {
+  service_ = std::make_unique<ParameterServerService>(shard_.get());
+  // This shard's status as its GetStatus answers it, read from the shard.
+  auto local_status = [shard = shard_.get()] {
+    v1::GetStatusResponse response;
+    shard->GetStatus(&response);
+    return response;
+  };
+  AdminServiceOptions admin_options;
+  admin_options.shard_index = options_.shard_index;
+  admin_options.peers = options_.peers;
+  admin_options.self_address = [this] { return address(); };
+  admin_ = std::make_unique<AdminService>(std::move(admin_options), local_status, checkpointer);
+  if (options_.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<ServerMetrics>> metrics = ServerMetrics::Start(
+        options_.host, options_.metrics_port, options_.shard_index, local_status);
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PsServer::Listen() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // gRPC turns SO_REUSEPORT on by default; then a second shard started on a port an old
+  // one still holds would "serve" too and the kernel would spread connections over both.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.port),
+                           grpc::InsecureServerCredentials(), &port_);
+  // Room for the largest request plus framing.
+  const int max_message = static_cast<int>(options_.max_request_bytes + (1 << 20));
+  builder.SetMaxReceiveMessageSize(max_message);
+  builder.SetMaxSendMessageSize(max_message);
+  builder.RegisterService(service_.get());
+  builder.RegisterService(admin_.get());
+  if (metrics_ != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(metrics_->NewInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
+  }
+  return absl::OkStatus();
 }
 
 void PsServer::ExpireLoop() {

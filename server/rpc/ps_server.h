@@ -86,6 +86,13 @@ class PsServer {
 
  private:
   explicit PsServer(const ServerOptions& options);
+  // The checkpointer for Admin.Checkpoint: the one given, or a CheckpointManager that
+  // has restored the newest checkpoint of options.checkpoint.dir; null without either.
+  absl::StatusOr<Checkpointer*> RestoreCheckpoints();
+  // The ParameterServer and Admin services, and the metrics endpoint when asked for.
+  absl::Status StartServices(Checkpointer* checkpointer);
+  // Binds the port and starts serving; UNAVAILABLE naming the address when it cannot.
+  absl::Status Listen();
   void ExpireLoop();
 
   const ServerOptions options_;
