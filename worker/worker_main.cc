@@ -24,6 +24,7 @@
 #include "common/tf_config.h"
 #include "glog/logging.h"
 #include "kernels/backend.h"
+#include "common/error_reason.h"
 #include "worker/client/grpc_ps_client.h"
 #include "worker/data/libsvm.h"
 #include "worker/data/mnist.h"
@@ -174,7 +175,7 @@ ps::ClientOptions ClientOptionsFromFlags() {
 }
 
 int Fail(const absl::Status& s) {
-  LOG(ERROR) << s;
+  LOG(ERROR) << ps::Describe(s);
   return 1;
 }
 
@@ -261,6 +262,107 @@ int RunSparse(const std::string& model_name, int worker, int workers,
   return 0;
 }
 
+// Serves health and reflection (for probes and stock tools) when --health_port is set;
+// `health` keeps it alive for the process's life.
+absl::Status StartHealth(std::unique_ptr<ps::HealthServer>* health) {
+  if (absl::GetFlag(FLAGS_health_port) < 0) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<ps::HealthServer>> h =
+      ps::HealthServer::Start("0.0.0.0", absl::GetFlag(FLAGS_health_port));
+  if (!h.ok()) return h.status();
+  *health = *std::move(h);
+  LOG(INFO) << "health service on port " << (*health)->port();
+  const std::string port_file = absl::GetFlag(FLAGS_health_port_file);
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << (*health)->port() << "\n";
+    if (std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
+      return absl::InternalError("cannot write --health_port_file " + port_file);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ps::TrainerOptions> TrainerOptionsFromFlags(int worker, int workers,
+                                                           ps::v1::ConsistencyMode mode) {
+  ps::TrainerOptions options;
+  options.worker_index = worker;
+  options.num_workers = workers;
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.epochs = absl::GetFlag(FLAGS_epochs);
+  options.max_steps = absl::GetFlag(FLAGS_max_steps);
+  options.mode = mode;
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
+  options.buffer_steps = absl::GetFlag(FLAGS_buffer_steps);
+  options.buffer_bytes = absl::GetFlag(FLAGS_buffer_bytes);
+  options.buffer_time = absl::GetFlag(FLAGS_buffer_time);
+  options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
+  options.resume = absl::GetFlag(FLAGS_resume);
+  options.overlap = absl::GetFlag(FLAGS_overlap);
+  if (options.buffer_steps < 1 || options.buffer_bytes < 0 ||
+      options.buffer_time < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--buffer_steps must be >= 1 and --buffer_bytes, --buffer_time >= 0");
+  }
+  return options;
+}
+
+// --model=mlp: trains the MLP on Fashion-MNIST with dense tables.
+int RunDense(int worker, int workers, const std::vector<std::string>& servers,
+             const ps::v1::OptimizerSpec& optimizer, ps::v1::ConsistencyMode mode) {
+  absl::StatusOr<std::vector<int>> hidden = ps::ParseLayerSizes(absl::GetFlag(FLAGS_layers));
+  if (!hidden.ok()) return Fail(hidden.status());
+
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  absl::StatusOr<ps::Dataset> test = ps::LoadMnist(data_dir, "t10k");
+  if (!test.ok()) return Fail(test.status());
+  absl::StatusOr<ps::Dataset> train = ps::Dataset();
+  if (!absl::GetFlag(FLAGS_eval_only)) {
+    train = ps::LoadMnist(data_dir, "train");
+    if (!train.ok()) return Fail(train.status());
+  }
+
+  absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> backend =
+      ps::kernels::NewBackend(absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_cpu_threads));
+  if (!backend.ok()) return Fail(backend.status());
+  std::vector<int> sizes = {test->dim};
+  sizes.insert(sizes.end(), hidden->begin(), hidden->end());
+  sizes.push_back(test->num_classes);
+  const int eval_batch = std::max(absl::GetFlag(FLAGS_batch_size), 1000);
+  absl::StatusOr<std::unique_ptr<ps::Mlp>> model =
+      ps::Mlp::Create(sizes, eval_batch, backend->get());
+  if (!model.ok()) return Fail(model.status());
+
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, ClientOptionsFromFlags());
+  if (!absl::GetFlag(FLAGS_eval_only)) {
+    for (ps::v1::TableSpec spec :
+         (*model)->TableSpecs(optimizer, mode, absl::GetFlag(FLAGS_seed))) {
+      if (mode == ps::v1::SSP) spec.set_staleness_bound(absl::GetFlag(FLAGS_staleness_bound));
+      if (mode == ps::v1::SYNC) spec.set_backup_workers(absl::GetFlag(FLAGS_backup_workers));
+      if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
+    }
+  }
+
+  absl::StatusOr<ps::TrainerOptions> options = TrainerOptionsFromFlags(worker, workers, mode);
+  if (!options.ok()) return Fail(options.status());
+  ps::Trainer trainer(*options, client.get(), model->get(), &*train, &*test, (*backend)->name());
+
+  if (absl::GetFlag(FLAGS_eval_only)) {
+    absl::StatusOr<double> acc = trainer.Evaluate(0);
+    if (!acc.ok()) return Fail(acc.status());
+    std::printf("eval test_accuracy=%.4f\n", *acc);
+    return 0;
+  }
+  absl::StatusOr<ps::TrainResult> result = trainer.Run();
+  if (!result.ok()) return Fail(result.status());
+  std::printf(
+      "worker %d done steps=%lld samples=%lld seconds=%.2f samples_per_sec=%.0f first_loss=%.4f "
+      "last_loss=%.4f test_accuracy=%.4f\n",
+      worker, static_cast<long long>(result->steps), static_cast<long long>(result->samples),
+      result->seconds, result->samples / std::max(1e-9, result->seconds), result->first_loss,
+      result->last_loss, result->test_accuracy);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -310,91 +412,8 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_batch_size) <= 0) {
     return Fail(absl::InvalidArgumentError("--batch_size must be positive"));
   }
-  // Health and reflection for probes and stock tools, alive for the process's life.
   std::unique_ptr<ps::HealthServer> health;
-  if (absl::GetFlag(FLAGS_health_port) >= 0) {
-    absl::StatusOr<std::unique_ptr<ps::HealthServer>> h =
-        ps::HealthServer::Start("0.0.0.0", absl::GetFlag(FLAGS_health_port));
-    if (!h.ok()) return Fail(h.status());
-    health = *std::move(h);
-    LOG(INFO) << "health service on port " << health->port();
-    const std::string port_file = absl::GetFlag(FLAGS_health_port_file);
-    if (!port_file.empty()) {
-      std::ofstream(port_file + ".tmp") << health->port() << "\n";
-      if (std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
-        return Fail(absl::InternalError("cannot write --health_port_file " + port_file));
-      }
-    }
-  }
+  if (absl::Status s = StartHealth(&health); !s.ok()) return Fail(s);
   if (sparse_model) return RunSparse(model_name, worker, workers, servers, *optimizer, *mode);
-  absl::StatusOr<std::vector<int>> hidden = ps::ParseLayerSizes(absl::GetFlag(FLAGS_layers));
-  if (!hidden.ok()) return Fail(hidden.status());
-
-  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  absl::StatusOr<ps::Dataset> test = ps::LoadMnist(data_dir, "t10k");
-  if (!test.ok()) return Fail(test.status());
-  absl::StatusOr<ps::Dataset> train = ps::Dataset();
-  if (!absl::GetFlag(FLAGS_eval_only)) {
-    train = ps::LoadMnist(data_dir, "train");
-    if (!train.ok()) return Fail(train.status());
-  }
-
-  absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> backend =
-      ps::kernels::NewBackend(absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_cpu_threads));
-  if (!backend.ok()) return Fail(backend.status());
-  std::vector<int> sizes = {test->dim};
-  sizes.insert(sizes.end(), hidden->begin(), hidden->end());
-  sizes.push_back(test->num_classes);
-  const int eval_batch = std::max(absl::GetFlag(FLAGS_batch_size), 1000);
-  absl::StatusOr<std::unique_ptr<ps::Mlp>> model =
-      ps::Mlp::Create(sizes, eval_batch, backend->get());
-  if (!model.ok()) return Fail(model.status());
-
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, ClientOptionsFromFlags());
-  if (!absl::GetFlag(FLAGS_eval_only)) {
-    for (ps::v1::TableSpec spec :
-         (*model)->TableSpecs(*optimizer, *mode, absl::GetFlag(FLAGS_seed))) {
-      if (*mode == ps::v1::SSP) spec.set_staleness_bound(absl::GetFlag(FLAGS_staleness_bound));
-      if (*mode == ps::v1::SYNC) spec.set_backup_workers(absl::GetFlag(FLAGS_backup_workers));
-      if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
-    }
-  }
-
-  ps::TrainerOptions options;
-  options.worker_index = worker;
-  options.num_workers = workers;
-  options.batch_size = absl::GetFlag(FLAGS_batch_size);
-  options.epochs = absl::GetFlag(FLAGS_epochs);
-  options.max_steps = absl::GetFlag(FLAGS_max_steps);
-  options.mode = *mode;
-  options.seed = absl::GetFlag(FLAGS_seed);
-  options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
-  options.buffer_steps = absl::GetFlag(FLAGS_buffer_steps);
-  options.buffer_bytes = absl::GetFlag(FLAGS_buffer_bytes);
-  options.buffer_time = absl::GetFlag(FLAGS_buffer_time);
-  options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
-  options.resume = absl::GetFlag(FLAGS_resume);
-  options.overlap = absl::GetFlag(FLAGS_overlap);
-  if (options.buffer_steps < 1 || options.buffer_bytes < 0 ||
-      options.buffer_time < absl::ZeroDuration()) {
-    return Fail(absl::InvalidArgumentError(
-        "--buffer_steps must be >= 1 and --buffer_bytes, --buffer_time >= 0"));
-  }
-  ps::Trainer trainer(options, client.get(), model->get(), &*train, &*test, (*backend)->name());
-
-  if (absl::GetFlag(FLAGS_eval_only)) {
-    absl::StatusOr<double> acc = trainer.Evaluate(0);
-    if (!acc.ok()) return Fail(acc.status());
-    std::printf("eval test_accuracy=%.4f\n", *acc);
-    return 0;
-  }
-  absl::StatusOr<ps::TrainResult> result = trainer.Run();
-  if (!result.ok()) return Fail(result.status());
-  std::printf(
-      "worker %d done steps=%lld samples=%lld seconds=%.2f samples_per_sec=%.0f first_loss=%.4f "
-      "last_loss=%.4f test_accuracy=%.4f\n",
-      worker, static_cast<long long>(result->steps), static_cast<long long>(result->samples),
-      result->seconds, result->samples / std::max(1e-9, result->seconds), result->first_loss,
-      result->last_loss, result->test_accuracy);
-  return 0;
+  return RunDense(worker, workers, servers, *optimizer, *mode);
 }
