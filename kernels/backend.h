@@ -141,16 +141,6 @@ class ComputeBackend {
   virtual absl::Status Axpy(float alpha, const float* x, float* y, int64_t n) = 0;
   virtual absl::Status Scale(float alpha, float* x, int64_t n) = 0;
 
-  // Element-wise optimizer updates (PyTorch's formulas), for servers that run them here.
-  // SGD with momentum: buf = momentum*buf + (1-dampening)*g (buf = g on the first step);
-  // p -= lr * (nesterov ? g + momentum*buf : buf); weight_decay adds wd*p to g first.
-  virtual absl::Status SgdUpdate(float* p, const float* g, float* momentum_buf, int64_t n,
-                                 float lr, float momentum, float dampening, bool nesterov,
-                                 float weight_decay, bool first_step) = 0;
-  // Adam (decoupled=false) / AdamW (decoupled=true) at 1-based `step`.
-  virtual absl::Status AdamUpdate(float* p, const float* g, float* m, float* v, int64_t n,
-                                  float lr, float beta1, float beta2, float eps,
-                                  float weight_decay, bool decoupled, int64_t step) = 0;
 };
 
 // Returns the CPU backend (always available). `threads` <= 0 keeps BLAS single-threaded.

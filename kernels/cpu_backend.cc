@@ -174,42 +174,6 @@ class CpuBackend final : public ComputeBackend {
     for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
     return absl::OkStatus();
   }
-
-  absl::Status SgdUpdate(float* p, const float* g, float* buf, int64_t n, float lr,
-                         float momentum, float dampening, bool nesterov, float weight_decay,
-                         bool first_step) override {
-    for (int64_t i = 0; i < n; ++i) {
-      float d = g[i] + weight_decay * p[i];
-      if (momentum != 0.0f) {
-        buf[i] = first_step ? d : momentum * buf[i] + (1.0f - dampening) * d;
-        d = nesterov ? d + momentum * buf[i] : buf[i];
-      }
-      p[i] -= lr * d;
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status AdamUpdate(float* p, const float* g, float* m, float* v, int64_t n, float lr,
-                          float beta1, float beta2, float eps, float weight_decay,
-                          bool decoupled, int64_t step) override {
-    if (step < 1) return absl::InvalidArgumentError(absl::StrCat("Adam step ", step, " < 1"));
-    const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
-    const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
-    const float step_size = lr / bc1;
-    const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-    for (int64_t i = 0; i < n; ++i) {
-      float gi = g[i];
-      if (decoupled) {
-        p[i] *= 1.0f - lr * weight_decay;
-      } else {
-        gi += weight_decay * p[i];
-      }
-      m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
-      v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-      p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-    }
-    return absl::OkStatus();
-  }
 };
 
 }  // namespace

@@ -194,44 +194,6 @@ class CudaBackend final : public ComputeBackend {
     return absl::OkStatus();
   }
 
-  absl::Status SgdUpdate(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
-                         float dampening, bool nesterov, float weight_decay,
-                         bool first_step) override {
-    PS_STATUS_RETURN_IF_ERROR(CheckNonNegative("SgdUpdate", "size", n));
-    PS_STATUS_RETURN_IF_ERROR(Activate());
-    cuda::SgdParams params;
-    params.lr = lr;
-    params.momentum = momentum;
-    params.dampening = dampening;
-    params.weight_decay = weight_decay;
-    params.nesterov = nesterov;
-    params.first_step = first_step;
-    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchSgdUpdate(p, g, buf, n, params, stream_));
-    return absl::OkStatus();
-  }
-
-  absl::Status AdamUpdate(float* p, const float* g, float* m, float* v, int64_t n, float lr,
-                          float beta1, float beta2, float eps, float weight_decay, bool decoupled,
-                          int64_t step) override {
-    if (step < 1) return absl::InvalidArgumentError(absl::StrCat("Adam step ", step, " < 1"));
-    PS_STATUS_RETURN_IF_ERROR(CheckNonNegative("AdamUpdate", "size", n));
-    PS_STATUS_RETURN_IF_ERROR(Activate());
-    // The same float expressions as the CPU backend, so both round alike.
-    const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
-    const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
-    cuda::AdamParams params;
-    params.lr = lr;
-    params.beta1 = beta1;
-    params.beta2 = beta2;
-    params.eps = eps;
-    params.weight_decay = weight_decay;
-    params.step_size = lr / bc1;
-    params.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-    params.decoupled = decoupled;
-    PS_CUDA_RETURN_IF_ERROR(cuda::LaunchAdamUpdate(p, g, m, v, n, params, stream_));
-    return absl::OkStatus();
-  }
-
  private:
   CudaBackend(int device, bool allow_tf32) : device_(device), allow_tf32_(allow_tf32) {}
 

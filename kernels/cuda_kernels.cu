@@ -197,38 +197,6 @@ __global__ void ScaleKernel(float alpha, float* __restrict__ x, int64_t n) {
   for (int64_t i = GlobalIndex(); i < n; i += GridStride()) x[i] *= alpha;
 }
 
-__global__ void SgdUpdateKernel(float* __restrict__ p, const float* __restrict__ g,
-                                float* __restrict__ buf, int64_t n, SgdParams s) {
-  for (int64_t i = GlobalIndex(); i < n; i += GridStride()) {
-    float d = g[i] + s.weight_decay * p[i];
-    if (s.momentum != 0.0f) {
-      const float b = s.first_step ? d : s.momentum * buf[i] + (1.0f - s.dampening) * d;
-      buf[i] = b;
-      d = s.nesterov ? d + s.momentum * b : b;
-    }
-    p[i] -= s.lr * d;
-  }
-}
-
-__global__ void AdamUpdateKernel(float* __restrict__ p, const float* __restrict__ g,
-                                 float* __restrict__ m, float* __restrict__ v, int64_t n,
-                                 AdamParams a) {
-  for (int64_t i = GlobalIndex(); i < n; i += GridStride()) {
-    float gi = g[i];
-    float pi = p[i];
-    if (a.decoupled) {
-      pi *= 1.0f - a.lr * a.weight_decay;
-    } else {
-      gi += a.weight_decay * pi;
-    }
-    const float mi = a.beta1 * m[i] + (1.0f - a.beta1) * gi;
-    const float vi = a.beta2 * v[i] + (1.0f - a.beta2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - a.step_size * mi / (sqrtf(vi) * a.inv_sqrt_bc2 + a.eps);
-  }
-}
-
 }  // namespace
 
 // ----------------------------------------------------------------------------------------
@@ -304,20 +272,6 @@ cudaError_t LaunchAxpy(float alpha, const float* x, float* y, int64_t n, cudaStr
 cudaError_t LaunchScale(float alpha, float* x, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   ScaleKernel<<<Blocks(n), kThreads, 0, stream>>>(alpha, x, n);
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchSgdUpdate(float* p, const float* g, float* momentum_buf, int64_t n,
-                            const SgdParams& params, cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  SgdUpdateKernel<<<Blocks(n), kThreads, 0, stream>>>(p, g, momentum_buf, n, params);
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchAdamUpdate(float* p, const float* g, float* m, float* v, int64_t n,
-                             const AdamParams& params, cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  AdamUpdateKernel<<<Blocks(n), kThreads, 0, stream>>>(p, g, m, v, n, params);
   return cudaGetLastError();
 }
 

@@ -67,22 +67,6 @@ cudaError_t LaunchScatterAdd(const float* g, const int32_t* idx, int64_t n, int 
 cudaError_t LaunchAxpy(float alpha, const float* x, float* y, int64_t n, cudaStream_t stream);
 cudaError_t LaunchScale(float alpha, float* x, int64_t n, cudaStream_t stream);
 
-// The formulas of ComputeBackend::SgdUpdate.
-struct SgdParams {
-  float lr, momentum, dampening, weight_decay;
-  bool nesterov, first_step;
-};
-cudaError_t LaunchSgdUpdate(float* p, const float* g, float* momentum_buf, int64_t n,
-                            const SgdParams& params, cudaStream_t stream);
-
-// The formulas of ComputeBackend::AdamUpdate, with the bias corrections of the step
-// folded in on the host: step_size = lr / (1 - beta1^t), inv_sqrt_bc2 = 1/sqrt(1 - beta2^t).
-struct AdamParams {
-  float lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bc2;
-  bool decoupled;
-};
-cudaError_t LaunchAdamUpdate(float* p, const float* g, float* m, float* v, int64_t n,
-                             const AdamParams& params, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace kernels
