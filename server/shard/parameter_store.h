@@ -45,8 +45,6 @@ class ParameterStore {
   // `registry` must outlive the store.
   ParameterStore(const StoreOptions& options, WorkerRegistry* registry);
 
-  const StoreOptions& options() const { return options_; }
-
   // Creates this shard's part of a table. An identical spec already present is not an
   // error (created = false), so every worker may create the tables it uses; a different
   // spec under the same name is ALREADY_EXISTS.

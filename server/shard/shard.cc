@@ -219,6 +219,7 @@ void Shard::GetStatus(v1::GetStatusResponse* response) const {
   response->set_push_requests(push_requests_.load());
   response->set_pull_requests(pull_requests_.load());
   response->set_duplicate_pushes(duplicate_pushes_.load());
+  response->set_window_bytes_held(windows_.bytes_held());
   response->set_bytes_received(bytes_received_.load());
   response->set_bytes_sent(bytes_sent_.load());
   response->set_window_bytes_received(window_bytes_received_.load());

@@ -80,7 +80,6 @@ class Shard {
     decorate_ = std::move(decorate);
   }
 
-  const ShardOptions& options() const { return options_; }
   ParameterStore* store() { return &store_; }
   const ParameterStore* store() const { return &store_; }
   WorkerRegistry* registry() { return &registry_; }

@@ -157,6 +157,9 @@ TEST_F(ShardTest, AnotherIncarnationCannotLeaveHeartbeatOrOpenWindowsForAWorker)
   // The worker is still live and its window is still there.
   EXPECT_TRUE(shard_.registry()->IsLive(0));
   EXPECT_NE(shard_.windows()->Get(0, kInc0), nullptr);
+  v1::GetStatusResponse status;
+  shard_.GetStatus(&status);
+  EXPECT_EQ(status.window_bytes_held(), 2 * 16);  // push and pull, the shard's dense bytes
   // A windowed push from another incarnation finds no window of its own.
   v1::PushRequest push = DensePush(0, 0, "w", 0, {});
   push.mutable_dense(0)->set_length(4);
