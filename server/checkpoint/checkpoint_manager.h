@@ -6,9 +6,17 @@
 // or corrupted file is detected and the next older one is used. Sync tables are captured
 // at an exact version, inside the step that reaches it, so every shard of a job can
 // write the same version: on demand (Checkpoint(at_version)) or every `every_steps`.
-// Async and SSP tables are captured as they are at the time of the call.
+// Async and SSP tables are captured as they are at the time of the call. A last one is
+// written by the caller at shutdown (Checkpoint(0, ...) after Stop()).
 //
-// Thread-safe. Lock order: a table's lock, then the manager's.
+// All file I/O goes through the FileSystem in the options, so tests can fail a write, an
+// fsync or a rename. A failed write leaves no file under a checkpoint's name: the
+// temporary file (a name RestoreNewest never reads) is deleted, and the files written
+// before are kept.
+//
+// Thread-safe. Lock order: a table's lock, then the manager's. Files are written one at a
+// time under a lock of their own, taken with no table's lock held and before the
+// manager's.
 #ifndef PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_
 #define PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_
 
@@ -19,10 +27,13 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/file_system.h"
 #include "server/checkpoint/checkpointer.h"
 #include "server/shard/parameter_store.h"
 #include "server/shard/worker_registry.h"
@@ -34,18 +45,22 @@ struct CheckpointOptions {
   int64_t every_steps = 0;                  // sync tables: at every multiple of this version
   absl::Duration interval = absl::ZeroDuration();  // also every this long (0: never)
   int keep = 3;                             // newest files kept per shard
+  FileSystem* file_system = nullptr;        // not owned; null: DefaultFileSystem()
 };
 
 class CheckpointManager final : public Checkpointer {
  public:
-  // `store` and `registry` must outlive the manager. Installs the store's step hook.
+  // `store`, `registry` and options.file_system must outlive the manager. Installs the
+  // store's step hook.
   CheckpointManager(const CheckpointOptions& options, int shard_index, int num_shards,
                     ParameterStore* store, WorkerRegistry* registry);
   ~CheckpointManager() override;
 
   // Loads the newest valid checkpoint of this shard into the (empty) store. Returns the
-  // path restored, or "" when there is none. FAILED_PRECONDITION when the newest valid
-  // one was written by a job with another shard count.
+  // path restored, or "" when there is none (nor a directory, at the first start); files
+  // that do not read or verify are logged and skipped. FAILED_PRECONDITION when the newest valid
+  // one was written by a job with another shard count; the file system's error when the
+  // directory cannot be listed.
   absl::StatusOr<std::string> RestoreNewest();
 
   absl::StatusOr<v1::CheckpointResponse::Written> Checkpoint(int64_t at_version,
@@ -68,9 +83,20 @@ class CheckpointManager final : public Checkpointer {
   bool Wanted(int64_t version) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sync tables that hold elements here: these must all be captured at one version.
   std::vector<DenseTable*> SyncTables() const;
-  // Adds every table not in `captured` as it is now, then writes the file.
+  // Every sync table at exactly `at_version`, waiting for steps at most `timeout`.
+  absl::StatusOr<Captures> CaptureAt(int64_t at_version, absl::Duration timeout);
+  // Periodic captures: removes and returns the newest version every sync table reached.
+  std::optional<Captures> TakeNewestComplete();
+  // The checkpoint: `captured`, every other table as it is now, and the workers.
+  v1::ShardCheckpoint Assemble(Captures captured) const;
+  // Assembles the checkpoint, writes its file and records it as the latest.
   absl::StatusOr<v1::CheckpointResponse::Written> CompleteAndWrite(Captures captured);
-  void Prune();
+  // Writes `bytes` to a temporary file, fsyncs it and renames it to `path`; deletes the
+  // temporary file if any step fails. The caller fsyncs the directory.
+  absl::Status WriteAtomically(const std::string& path, absl::string_view bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Deletes all but the newest `keep` files.
+  void Prune() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void Loop();
 
   const CheckpointOptions options_;
@@ -78,6 +104,7 @@ class CheckpointManager final : public Checkpointer {
   const int num_shards_;
   ParameterStore* const store_;
   WorkerRegistry* const registry_;
+  FileSystem* const fs_;
 
   absl::Mutex write_mu_;  // one file written at a time
   mutable absl::Mutex mu_;
@@ -92,9 +119,6 @@ class CheckpointManager final : public Checkpointer {
   absl::Notification stop_;
   std::thread thread_;
 };
-
-// Reads and verifies one checkpoint file; DATA_LOSS names what is wrong with it.
-absl::StatusOr<v1::ShardCheckpoint> ReadCheckpointFile(const std::string& path);
 
 }  // namespace ps
 
