@@ -6,6 +6,12 @@
 
 namespace ps {
 
+int64_t ChunkBytes(const Chunk& chunk) {
+  int64_t bytes = 0;
+  for (const Piece& p : chunk.pieces) bytes += p.length * 4;
+  return bytes;
+}
+
 std::vector<Chunk> PlanDense(const std::vector<DenseTensor>& tensors, int num_shards,
                              int64_t max_chunk_bytes) {
   const int64_t max_elems = std::max<int64_t>(1, max_chunk_bytes / 4);

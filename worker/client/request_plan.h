@@ -29,6 +29,17 @@ struct Chunk {
   std::vector<Piece> pieces;
 };
 
+// Tensor bytes of the chunk's pieces.
+int64_t ChunkBytes(const Chunk& chunk);
+
+// The shard of each chunk (Chunk or SparseChunk), in order.
+template <typename C>
+std::vector<int> ShardsOf(const std::vector<C>& chunks) {
+  std::vector<int> shards;
+  for (const C& c : chunks) shards.push_back(c.shard);
+  return shards;
+}
+
 // Cuts `tensors` into per-shard chunk requests of at most max_chunk_bytes of tensor
 // each, grouped by shard. A slice that fits in one chunk is never split.
 std::vector<Chunk> PlanDense(const std::vector<DenseTensor>& tensors, int num_shards,

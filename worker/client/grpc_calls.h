@@ -1,0 +1,157 @@
+// How GrpcPsClient sends a batch of requests to its shards: one Call per request, all
+// of them at once on gRPC's callback API (SendAll), and those whose reply may have been
+// lost again with backoff (SendWithRetries). The kPull, kPush, ... adapters let one
+// template send any method of the service.
+//
+// Thread safety: SendAll and SendWithRetries block until every call they started has
+// finished; while they run, no other thread may touch `calls`. The stubs are gRPC's and
+// may be shared between threads. ReplyMayBeLost is pure.
+#ifndef PS_WORKER_CLIENT_GRPC_CALLS_H_
+#define PS_WORKER_CLIENT_GRPC_CALLS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "glog/logging.h"
+#include "proto/v1/ps.grpc.pb.h"
+
+namespace ps {
+
+// One request to one shard and what came back.
+template <typename Request, typename Response>
+struct Call {
+  std::unique_ptr<grpc::ClientContext> ctx;  // new for every attempt
+  Request request;
+  Response response;
+  grpc::Status status;
+};
+
+// How SendAll treats a shard that is not there.
+struct SendOptions {
+  absl::Duration timeout;
+  // Wait (up to `timeout`) for a shard that is down or restarting instead of failing at
+  // once.
+  bool wait_for_ready = true;
+  // With it, a call that fails with a status it accepts cancels the other calls to the
+  // same shard (for requests that wait on each other there).
+  std::function<bool(const grpc::Status&)> cancel_siblings;
+};
+
+// Sends calls[i] to shard shards[i] (only those in `subset`, when given), all at once
+// (gRPC's callback API), and returns when every one has finished.
+template <typename Request, typename Response, typename Method>
+void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
+             std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
+             const SendOptions& options, Method method,
+             const std::vector<size_t>* subset = nullptr) {
+  std::vector<size_t> all;
+  if (subset == nullptr) {
+    for (size_t i = 0; i < calls.size(); ++i) all.push_back(i);
+    subset = &all;
+  }
+  absl::BlockingCounter done(static_cast<int>(subset->size()));
+  for (size_t i : *subset) {
+    Call<Request, Response>& c = calls[i];
+    c.ctx = std::make_unique<grpc::ClientContext>();
+    c.ctx->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+    c.ctx->set_wait_for_ready(options.wait_for_ready);
+    c.response.Clear();
+  }
+  for (size_t i : *subset) {
+    Call<Request, Response>& c = calls[i];
+    method(stubs[shards[i]]->async(), c.ctx.get(), &c.request, &c.response,
+           [&calls, &shards, &done, &options, subset, i](grpc::Status s) {
+             if (options.cancel_siblings && !s.ok() && options.cancel_siblings(s)) {
+               // TryCancel is thread-safe, a no-op on a finished call, and cancels a call
+               // not started yet when it starts.
+               for (size_t j : *subset) {
+                 if (j != i && shards[j] == shards[i]) calls[j].ctx->TryCancel();
+               }
+             }
+             calls[i].status = std::move(s);
+             done.DecrementCount();
+           });
+  }
+  done.Wait();
+}
+
+// Sends the calls, then again, with `backoff` doubling each time, those whose status
+// `retry` accepts (a reply that may have been lost), up to `attempts` tries in all. Only
+// for requests that carry a push id, which shards apply at most once.
+template <typename Request, typename Response, typename Method>
+void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
+                     std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
+                     const SendOptions& send, Method method,
+                     const std::function<bool(const grpc::Status&)>& retry, int attempts,
+                     absl::Duration backoff) {
+  SendAll(calls, shards, stubs, send, method);
+  for (int attempt = 1; attempt < attempts; ++attempt) {
+    std::vector<size_t> again;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (retry(calls[i].status)) again.push_back(i);
+    }
+    if (again.empty()) return;
+    LOG(WARNING) << "sending " << again.size() << " push request(s) again (try " << attempt + 1
+                 << " of " << attempts << "): shard " << shards[again[0]] << " said "
+                 << calls[again[0]].status.error_message();
+    absl::SleepFor(backoff);
+    backoff *= 2;
+    SendAll(calls, shards, stubs, send, method, &again);
+  }
+}
+
+// The methods of the service in the one shape SendAll calls.
+inline constexpr auto kPull = [](auto* async, grpc::ClientContext* ctx, const v1::PullRequest* req,
+                                 v1::PullResponse* resp, std::function<void(grpc::Status)> cb) {
+  async->Pull(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kPush = [](auto* async, grpc::ClientContext* ctx, const v1::PushRequest* req,
+                                 v1::PushResponse* resp, std::function<void(grpc::Status)> cb) {
+  async->Push(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kPushPull = [](auto* async, grpc::ClientContext* ctx,
+                                     const v1::PushPullRequest* req, v1::PushPullResponse* resp,
+                                     std::function<void(grpc::Status)> cb) {
+  async->PushPull(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kRegister =
+    [](auto* async, grpc::ClientContext* ctx, const v1::RegisterWorkerRequest* req,
+       v1::RegisterWorkerResponse* resp, std::function<void(grpc::Status)> cb) {
+      async->RegisterWorker(ctx, req, resp, std::move(cb));
+    };
+inline constexpr auto kHeartbeat = [](auto* async, grpc::ClientContext* ctx,
+                                      const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp,
+                                      std::function<void(grpc::Status)> cb) {
+  async->Heartbeat(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kLeave = [](auto* async, grpc::ClientContext* ctx,
+                                  const v1::LeaveWorkerRequest* req, v1::LeaveWorkerResponse* resp,
+                                  std::function<void(grpc::Status)> cb) {
+  async->LeaveWorker(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kGetStatus = [](auto* async, grpc::ClientContext* ctx,
+                                      const v1::GetStatusRequest* req, v1::GetStatusResponse* resp,
+                                      std::function<void(grpc::Status)> cb) {
+  async->GetStatus(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kCreateTable =
+    [](auto* async, grpc::ClientContext* ctx, const v1::CreateTableRequest* req,
+       v1::CreateTableResponse* resp,
+       std::function<void(grpc::Status)> cb) { async->CreateTable(ctx, req, resp, std::move(cb)); };
+
+// A lost reply (the request may have been applied): safe to send again with its push id.
+inline bool ReplyMayBeLost(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+}  // namespace ps
+
+#endif  // PS_WORKER_CLIENT_GRPC_CALLS_H_

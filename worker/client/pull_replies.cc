@@ -1,0 +1,72 @@
+// Pull replies, taken in one by one.
+#include "worker/client/pull_replies.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+
+namespace ps {
+
+absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r,
+                        const std::vector<WindowUse>& use,
+                        const std::function<float*(const Piece&)>& dest, PulledParts* parts,
+                        std::atomic<int64_t>* bytes_pulled) {
+  if (r.dense_size() != static_cast<int>(chunk.pieces.size())) {
+    return absl::InternalError(absl::StrCat("shard ", chunk.shard, " answered ", r.dense_size(),
+                                            " slices for ", chunk.pieces.size()));
+  }
+  for (int j = 0; j < r.dense_size(); ++j) {
+    const Piece& p = chunk.pieces[j];
+    const v1::DenseSlice& d = r.dense(j);
+    float* out = dest(p);
+    if (p.window_offset >= 0) {
+      if (!d.has_window_offset() || d.window_offset() != p.window_offset || !d.values().empty()) {
+        return absl::InternalError(absl::StrCat("shard ", chunk.shard,
+                                                " answered a windowed pull of table '",
+                                                p.tensor->table, "' without its window"));
+      }
+      parts->reads[chunk.shard].push_back(
+          {reinterpret_cast<char*>(out),
+           use[chunk.shard].pull_address + static_cast<uint64_t>(p.window_offset),
+           static_cast<size_t>(p.length * 4)});
+    } else if (static_cast<int64_t>(d.values().size()) != p.length * 4) {
+      return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ", d.values().size(),
+                                              " bytes for table '", p.tensor->table, "' slice of ",
+                                              p.length));
+    } else {
+      std::memcpy(out, d.values().data(), d.values().size());
+    }
+    bytes_pulled->fetch_add(p.length * 4, std::memory_order_relaxed);
+    parts->version = std::min(parts->version, d.version());
+    parts->shard_version[chunk.shard] = std::min(parts->shard_version[chunk.shard], d.version());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> TakeSparseRows(const SparseChunk& chunk, const v1::PullResponse& resp,
+                                       const std::string& table, int width, float* unique_rows) {
+  const size_t want = chunk.positions.size() * width * 4;
+  if (resp.sparse_size() != 1 || resp.sparse(0).values().size() != want) {
+    return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ",
+                                            resp.sparse_size() ? resp.sparse(0).values().size() : 0,
+                                            " bytes of table '", table, "' rows, want ", want));
+  }
+  const char* src = resp.sparse(0).values().data();
+  for (size_t j = 0; j < chunk.positions.size(); ++j) {
+    std::memcpy(unique_rows + chunk.positions[j] * width, src + j * width * 4, width * 4);
+  }
+  return resp.sparse(0).version();
+}
+
+void ScatterRows(const std::vector<int64_t>& keys, const std::vector<int64_t>& unique,
+                 const std::vector<float>& unique_rows, int width, float* rows) {
+  absl::flat_hash_map<int64_t, size_t> where;
+  for (size_t k = 0; k < unique.size(); ++k) where.emplace(unique[k], k);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::memcpy(rows + i * width, unique_rows.data() + where[keys[i]] * width, width * 4);
+  }
+}
+
+}  // namespace ps
