@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "worker/client/request_plan.h"
+#include "worker/client/requests.h"
 
 namespace ps {
 namespace testing {
@@ -97,20 +98,12 @@ absl::StatusOr<int64_t> InProcessPsClient::Pull(const std::vector<DenseTensor>& 
   int64_t version = std::numeric_limits<int64_t>::max();
   std::vector<int64_t> shard_version(num_shards(), std::numeric_limits<int64_t>::max());
   for (const Chunk& chunk : PlanDense(tensors, num_shards(), options_.max_chunk_bytes)) {
-    v1::PullRequest request;
-    request.set_worker_index(worker);
-    request.set_incarnation(incarnation());
-    request.set_clock(clock());
-    {
+    int64_t want = min_version;
+    if (min_version == kPerShard) {
       absl::MutexLock lock(&mu_);
-      request.set_min_version(min_version == kPerShard ? next_[chunk.shard] : min_version);
+      want = next_[chunk.shard];
     }
-    for (const Piece& p : chunk.pieces) {
-      v1::DenseSlice* d = request.add_dense();
-      d->set_table(p.tensor->table);
-      d->set_offset(p.begin);
-      d->set_length(p.length);
-    }
+    const v1::PullRequest request = DensePullRequest(chunk, Sender(worker), want);
     v1::PullResponse response;
     if (absl::Status st = shards_[chunk.shard]->Pull(request, Deadline(), &response); !st.ok()) {
       return ShardError(chunk.shard, "pull", st);
@@ -139,26 +132,14 @@ absl::Status InProcessPsClient::Push(const std::vector<DenseTensor>& tensors, in
   absl::Status first;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const Chunk& chunk = chunks[i];
-    v1::PushRequest request;
-    request.set_worker_index(worker);
-    request.set_clock(clock());
-    {
+    int64_t from = step;
+    if (step == kPerShard) {
       absl::MutexLock lock(&mu_);
-      request.set_step(step == kPerShard ? pulled_[chunk.shard] : step);
+      from = pulled_[chunk.shard];
     }
-    if (worker >= 0) {
-      request.mutable_id()->set_incarnation(incarnation());
-      request.mutable_id()->set_sequence(sequence);
-      request.mutable_id()->set_part(static_cast<int>(i));
-    }
-    for (const Piece& p : chunk.pieces) {
-      v1::DenseSlice* d = request.add_dense();
-      d->set_table(p.tensor->table);
-      d->set_offset(p.begin);
-      d->set_length(p.length);
-      d->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin), p.length * 4);
-      bytes_pushed_.fetch_add(p.length * 4);
-    }
+    const v1::PushRequest request =
+        DensePushRequest(chunk, Sender(worker), from, sequence, static_cast<int>(i));
+    bytes_pushed_.fetch_add(ChunkBytes(chunk));
     v1::PushResponse response;
     absl::Status st = shards_[chunk.shard]->Push(request, &response);
     // As the gRPC client: a shard that already holds this step's gradient counts it.
@@ -193,13 +174,7 @@ absl::StatusOr<int64_t> InProcessPsClient::PullSparse(const std::string& table,
   int64_t version = std::numeric_limits<int64_t>::max();
   for (const SparseChunk& chunk :
        PlanSparse(unique, num_shards(), options_.max_sparse_keys_per_request)) {
-    v1::PullRequest request;
-    request.set_worker_index(worker);
-    request.set_incarnation(incarnation());
-    request.set_clock(clock());
-    v1::SparseRows* r = request.add_sparse();
-    r->set_table(table);
-    for (size_t k : chunk.positions) r->add_keys(unique[k]);
+    const v1::PullRequest request = SparsePullRequest(table, chunk, unique, Sender(worker));
     v1::PullResponse response;
     if (absl::Status st = shards_[chunk.shard]->Pull(request, Deadline(), &response); !st.ok()) {
       return ShardError(chunk.shard, "sparse pull", st);
@@ -229,26 +204,11 @@ absl::Status InProcessPsClient::PushSparse(const std::string& table,
       unique, num_shards(), options_.max_sparse_keys_per_request, /*every_shard=*/true);
   const int64_t sequence = NextPushSequence();
   for (size_t i = 0; i < chunks.size(); ++i) {
+    const v1::PushRequest request = SparsePushRequest(table, chunks[i], unique, summed, width,
+                                                      Sender(worker), step, sequence,
+                                                      static_cast<int>(i));
+    bytes_pushed_.fetch_add(request.sparse(0).values().size());
     const SparseChunk& chunk = chunks[i];
-    v1::PushRequest request;
-    request.set_worker_index(worker);
-    request.set_step(step);
-    request.set_clock(clock());
-    if (worker >= 0) {
-      request.mutable_id()->set_incarnation(incarnation());
-      request.mutable_id()->set_sequence(sequence);
-      request.mutable_id()->set_part(static_cast<int>(i));
-    }
-    v1::SparseRows* r = request.add_sparse();
-    r->set_table(table);
-    std::string* values = r->mutable_values();
-    values->resize(chunk.positions.size() * width * 4);
-    for (size_t j = 0; j < chunk.positions.size(); ++j) {
-      r->add_keys(unique[chunk.positions[j]]);
-      std::memcpy(values->data() + j * width * 4, summed.data() + chunk.positions[j] * width,
-                  width * 4);
-    }
-    bytes_pushed_.fetch_add(values->size());
     v1::PushResponse response;
     if (absl::Status st = shards_[chunk.shard]->Push(request, &response); !st.ok()) {
       return ShardError(chunk.shard, "sparse push", st);

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/shard/shard.h"
 #include "worker/client/ps_client.h"
+#include "worker/client/requests.h"
 
 namespace ps {
 namespace testing {
@@ -52,6 +53,7 @@ class InProcessPsClient final : public PsClient {
 
  private:
   absl::Time Deadline() const { return absl::Now() + options_.rpc_timeout; }
+  RequestSender Sender(int worker) const { return {worker, incarnation(), clock()}; }
 
   const ClientOptions options_;
   std::vector<std::unique_ptr<Shard>> shards_;
