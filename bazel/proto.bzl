@@ -5,13 +5,14 @@ offline; this macro runs /usr/bin/protoc with grpc_cpp_plugin in a genrule inste
 wraps the outputs in a cc_library.
 """
 
-def cc_grpc_proto(name, src, deps = [], visibility = None):
+def cc_grpc_proto(name, src, deps = [], imports = [], visibility = None):
     """Declares <name>, a cc_library with the messages and services of `src`.
 
     Args:
       name: the cc_library's name.
       src: one .proto file in this package.
       deps: other cc_grpc_proto targets whose protos `src` imports.
+      imports: those .proto files themselves (protoc reads them).
       visibility: as for cc_library.
     """
     base = src[:-len(".proto")]
@@ -19,7 +20,7 @@ def cc_grpc_proto(name, src, deps = [], visibility = None):
     pkg = native.package_name()
     native.genrule(
         name = name + "_gen",
-        srcs = [src],
+        srcs = [src] + imports,
         outs = outs,
         cmd = " ".join([
             "protoc",

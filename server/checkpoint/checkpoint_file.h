@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/file_system.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 
 namespace ps {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "glog/logging.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/checkpoint/checkpoint_file.h"
 
 namespace ps {

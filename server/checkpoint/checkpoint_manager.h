@@ -34,6 +34,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/file_system.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/checkpoint/checkpointer.h"
 #include "server/shard/parameter_store.h"
 #include "server/shard/worker_registry.h"

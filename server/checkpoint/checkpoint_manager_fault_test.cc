@@ -15,6 +15,7 @@
 #include "common/file_system.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/checkpoint/checkpoint_file.h"
 #include "server/checkpoint/checkpoint_manager.h"
 #include "server/checkpoint/checkpoint_manager_testing.h"

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/checkpoint/checkpoint_file.h"
 #include "server/checkpoint/checkpoint_manager_testing.h"
 #include "server/table/tensor_bytes_testing.h"

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/table/optimizer.h"
 #include "server/table/tensor_bytes_testing.h"
 

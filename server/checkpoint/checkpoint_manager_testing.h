@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "server/checkpoint/checkpoint_manager.h"
 #include "server/shard/parameter_store.h"

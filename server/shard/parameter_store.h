@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "server/shard/ssp_clocks.h"
 #include "server/shard/worker_registry.h"

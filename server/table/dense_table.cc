@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/error_reason.h"
 #include "common/placement.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/table/initializer.h"
 
 namespace ps {

@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/placement.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/table/initializer.h"
 
 namespace ps {

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "server/table/optimizer.h"
 #include "server/table/push_key.h"

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "server/shard/parameter_store.h"
 #include "server/shard/worker_registry.h"
 #include "server/table/optimizer.h"
