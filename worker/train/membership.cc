@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/error_reason.h"
 #include "glog/logging.h"
+#include "worker/train/recovery.h"
 
 namespace ps {
 
@@ -56,18 +57,35 @@ absl::Status WaitForWorkers(PsClient* client, int num_workers, absl::Duration ti
   }
 }
 
-ProgressWindow::Figures ProgressWindow::Close() {
-  const absl::Time now = absl::Now();
-  Figures f;
-  f.mean_loss = loss_sum_ / static_cast<double>(std::max<int64_t>(1, samples_));
-  f.samples_per_sec = samples_ / std::max(1e-9, absl::ToDoubleSeconds(now - start_));
-  if (!closed_any_) first_loss_ = f.mean_loss;
-  closed_any_ = true;
-  last_loss_ = f.mean_loss;
-  loss_sum_ = 0;
-  samples_ = 0;
-  start_ = now;
-  return f;
+absl::StatusOr<std::unique_ptr<HeartbeatThread>> JoinJob(PsClient* client, int worker,
+                                                         const std::string& device,
+                                                         int num_workers,
+                                                         absl::Duration start_timeout) {
+  if (absl::Status s = client->RegisterWorker(worker, HostName(), device); !s.ok()) return s;
+  auto heartbeat = std::make_unique<HeartbeatThread>(client, worker, device);
+  if (absl::Status s = WaitForWorkers(client, num_workers, start_timeout); !s.ok()) return s;
+  return heartbeat;
+}
+
+absl::Status Rejoin(PsClient* client, int worker, const std::string& device) {
+  client->ResetProgress();
+  return client->RegisterWorker(worker, HostName(), device, client->clock());
+}
+
+void LeaveJob(PsClient* client, int worker, HeartbeatThread* heartbeat,
+              bool send_last_figures) {
+  if (send_last_figures) {
+    // The last figures reach the servers before the worker leaves.
+    // (SendNow has registered again where a shard had forgotten the worker.)
+    if (absl::Status s = heartbeat->SendNow(); !s.ok()) {
+      LOG(WARNING) << "last heartbeat failed: " << s;
+    }
+  }
+  heartbeat->Stop();
+  absl::Status s = client->LeaveWorker(worker);
+  if (RecoveryFor(Call::kLeave, v1::CONSISTENCY_UNSPECIFIED, s) == Recovery::kLogAndContinue) {
+    LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;
+  }
 }
 
 HeartbeatThread::HeartbeatThread(PsClient* client, int worker, const std::string& device)
@@ -97,7 +115,8 @@ v1::WorkerStats HeartbeatThread::Stats() {
 
 absl::Status HeartbeatThread::Beat(int shard) {
   absl::Status s = client_->HeartbeatTo(shard, worker_, Stats());
-  if (HasReason(s, kReasonUnknownWorker)) {
+  // Heartbeats' decisions do not depend on the job's consistency mode.
+  if (RecoveryFor(Call::kHeartbeat, v1::CONSISTENCY_UNSPECIFIED, s) == Recovery::kRegisterAgain) {
     LOG(WARNING) << "shard " << shard << " no longer knows this worker (" << Describe(s)
                  << "); registering again";
     s = client_->RegisterWith(shard, worker_, HostName(), device_, client_->clock());
@@ -107,7 +126,7 @@ absl::Status HeartbeatThread::Beat(int shard) {
 
 absl::Status HeartbeatThread::SendNow() {
   absl::Status s = client_->Heartbeat(worker_, Stats());
-  if (HasReason(s, kReasonUnknownWorker)) {
+  if (RecoveryFor(Call::kHeartbeat, v1::CONSISTENCY_UNSPECIFIED, s) == Recovery::kRegisterAgain) {
     LOG(WARNING) << "a shard no longer knows this worker (" << Describe(s) << "); registering again";
     s = client_->RegisterWorker(worker_, HostName(), device_, client_->clock());
   }

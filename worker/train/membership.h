@@ -1,5 +1,7 @@
-// What every kind of worker does around its training loop: find its data shard, wait
-// for the other workers at start, and heartbeat its figures to every shard.
+// What every kind of worker does around its training loop: find its data shard, join
+// the job (register, wait for the other workers), heartbeat its figures to every shard,
+// rejoin after a shard dropped or forgot it, and leave. What each failure of these calls
+// means is in recovery.h.
 //
 // Thread safety: HeartbeatThread's methods may be called from any thread; the free
 // functions are pure or use only the client (which is thread-safe).
@@ -7,12 +9,14 @@
 #define PS_WORKER_TRAIN_MEMBERSHIP_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -33,33 +37,25 @@ std::vector<int64_t> ShardIndices(int64_t n, int worker, int workers, uint64_t s
 // started (a rejoining worker does not wait); DEADLINE_EXCEEDED after `timeout`.
 absl::Status WaitForWorkers(PsClient* client, int num_workers, absl::Duration timeout);
 
-// The figures of a progress line: mean loss and throughput over the steps since the
-// last line. Keeps the first and last means for the worker's final summary.
-class ProgressWindow {
- public:
-  struct Figures {
-    double mean_loss = 0;
-    double samples_per_sec = 0;
-  };
+class HeartbeatThread;
 
-  // Adds one step: its summed loss over `samples` examples.
-  void Add(double loss_sum, int64_t samples) {
-    loss_sum_ += loss_sum;
-    samples_ += samples;
-  }
-  // Returns the window's figures and starts the next window.
-  Figures Close();
-  double first_loss() const { return first_loss_; }
-  double last_loss() const { return last_loss_; }
+// Registers with every shard, starts the heartbeats at once (a worker waiting for its
+// peers must not be dropped meanwhile), and waits for the job's workers as
+// WaitForWorkers does. Any failure is returned: the job cannot start.
+absl::StatusOr<std::unique_ptr<HeartbeatThread>> JoinJob(PsClient* client, int worker,
+                                                         const std::string& device,
+                                                         int num_workers,
+                                                         absl::Duration start_timeout);
 
- private:
-  double loss_sum_ = 0;
-  int64_t samples_ = 0;
-  absl::Time start_ = absl::Now();
-  bool closed_any_ = false;
-  double first_loss_ = 0;
-  double last_loss_ = 0;
-};
+// Registers again with every shard, at each shard's current version (the client forgets
+// its per-shard versions first): after this worker was dropped, or a shard restarted
+// behind it. The clock sent is the client's.
+absl::Status Rejoin(PsClient* client, int worker, const std::string& device);
+
+// Stops the heartbeats, after sending the last figures now if `send_last_figures`, and
+// leaves every shard. Failures are logged only: the servers drop a silent worker anyway.
+void LeaveJob(PsClient* client, int worker, HeartbeatThread* heartbeat,
+              bool send_last_figures);
 
 // Heartbeats each shard, at the interval that shard asked for at registration, with the
 // worker's latest figures until stopped (at the latest when destroyed), registering again

@@ -1,20 +1,16 @@
 #include "worker/train/sparse_trainer.h"
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <memory>
 #include <numeric>
-#include <random>
-#include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "worker/train/batching.h"
 #include "worker/train/membership.h"
+#include "worker/train/progress.h"
 
 namespace ps {
 
@@ -77,75 +73,69 @@ absl::StatusOr<SparseTrainResult> SparseTrainer::Run() {
   if (options_.batch_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("batch size ", options_.batch_size, " <= 0"));
   }
-  if (absl::Status s = client_->RegisterWorker(worker, HostName(), device_name_); !s.ok()) {
-    return s;
-  }
   // Heartbeats start at once: waiting for slow starters must not get this worker dropped.
-  HeartbeatThread heartbeat(client_, worker, device_name_);
   // A job starts once every worker is there, so SSP clocks start together.
-  if (absl::Status s = WaitForWorkers(client_, options_.num_workers, options_.start_timeout);
-      !s.ok()) {
-    return s;
-  }
+  absl::StatusOr<std::unique_ptr<HeartbeatThread>> heartbeat = JoinJob(
+      client_, worker, device_name_, options_.num_workers, options_.start_timeout);
+  if (!heartbeat.ok()) return heartbeat.status();
 
-  std::vector<int64_t> shard =
-      ShardIndices(train_->size(), worker, options_.num_workers, options_.seed);
-  const int64_t steps_per_epoch =
-      (static_cast<int64_t>(shard.size()) + options_.batch_size - 1) / options_.batch_size;
+  BatchSchedule schedule(train_->size(), worker, options_.num_workers, options_.batch_size,
+                         options_.seed);
   LOG(INFO) << "worker " << worker << "/" << options_.num_workers << ": " << model_->name()
-            << ", " << shard.size() << " training examples, batch " << options_.batch_size
-            << ", " << v1::ConsistencyMode_Name(options_.mode);
-
+            << ", " << schedule.shard_size() << " training examples, batch "
+            << options_.batch_size << ", " << v1::ConsistencyMode_Name(options_.mode);
   SparseTrainResult result;
-  std::mt19937_64 rng(options_.seed * 7919 + worker);
-  ProgressWindow window;
+  if (absl::Status s = Train(&schedule, heartbeat->get(), &result); !s.ok()) return s;
+  LeaveJob(client_, worker, heartbeat->get(), /*send_last_figures=*/false);
+  if (worker == 0 && test_ != nullptr && test_->size() > 0) {
+    if (absl::Status s = EvaluateFinalModel(&result); !s.ok()) return s;
+  }
+  return result;
+}
+
+absl::Status SparseTrainer::Train(BatchSchedule* schedule, HeartbeatThread* heartbeat,
+                                  SparseTrainResult* result) {
+  const int worker = options_.worker_index;
+  const int64_t steps_per_epoch = schedule->steps_per_epoch();
+  ProgressLog progress(worker, options_.epochs, steps_per_epoch, "logloss", heartbeat);
   const absl::Time start = absl::Now();
-  auto out_of_steps = [&] { return options_.max_steps > 0 && result.steps >= options_.max_steps; };
+  auto out_of_steps = [&] { return options_.max_steps > 0 && result->steps >= options_.max_steps; };
   for (int epoch = 0; epoch < options_.epochs && !out_of_steps(); ++epoch) {
-    std::shuffle(shard.begin(), shard.end(), rng);
+    schedule->Shuffle();
     for (int64_t step = 0; step < steps_per_epoch && !out_of_steps(); ++step) {
-      const int64_t first = step * options_.batch_size;
-      const int batch = static_cast<int>(
-          std::min<int64_t>(options_.batch_size, static_cast<int64_t>(shard.size()) - first));
+      const BatchSchedule::Batch batch = schedule->At(step);
       absl::StatusOr<double> loss =
-          model_->TrainStep(client_, {train_, shard.data() + first, batch}, worker);
+          model_->TrainStep(client_, {train_, batch.examples, batch.size}, worker);
       if (!loss.ok()) return loss.status();
-      result.steps++;
-      result.samples += batch;
-      client_->set_clock(result.steps);  // SSP: steps completed
-      window.Add(*loss, batch);
-      if (result.steps % options_.log_every == 0 || step + 1 == steps_per_epoch ||
+      result->steps++;
+      result->samples += batch.size;
+      client_->set_clock(result->steps);  // SSP: steps completed
+      progress.Add(*loss, batch.size);
+      if (result->steps % options_.log_every == 0 || step + 1 == steps_per_epoch ||
           out_of_steps()) {
-        const ProgressWindow::Figures f = window.Close();
-        const double mean = f.mean_loss, rate = f.samples_per_sec;
-        LOG(INFO) << "worker " << worker << " epoch " << epoch + 1 << "/" << options_.epochs
-                  << " step " << step + 1 << "/" << steps_per_epoch << " logloss " << mean
-                  << " samples/s " << static_cast<int64_t>(rate);
-        heartbeat.SetProgress(result.steps, epoch + 1);
-        heartbeat.SetFigures(mean, rate);
+        heartbeat->SetProgress(result->steps, epoch + 1);
+        progress.Line(epoch, step);
       }
     }
   }
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  result.first_loss = window.first_loss();
-  result.last_loss = window.last_loss();
-  heartbeat.Stop();
-  if (absl::Status s = client_->LeaveWorker(worker); !s.ok()) {
-    LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;
+  result->seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result->first_loss = progress.first_loss();
+  result->last_loss = progress.last_loss();
+  return absl::OkStatus();
+}
+
+absl::Status SparseTrainer::EvaluateFinalModel(SparseTrainResult* result) {
+  // Async workers finish at different times: evaluate the model they all trained.
+  if (absl::Status s = WaitForOthersToLeave(); !s.ok()) {
+    LOG(WARNING) << s << "; evaluating the current model";
   }
-  if (worker == 0 && test_ != nullptr && test_->size() > 0) {
-    // Async workers finish at different times: evaluate the model they all trained.
-    if (absl::Status s = WaitForOthersToLeave(); !s.ok()) {
-      LOG(WARNING) << s << "; evaluating the current model";
-    }
-    client_->set_clock(0);  // evaluation is no worker's step: never wait on SSP clocks
-    absl::StatusOr<double> test_loss = Evaluate();
-    if (!test_loss.ok()) return test_loss.status();
-    result.test_logloss = *test_loss;
-    LOG(INFO) << "worker 0 test_logloss " << *test_loss << " on " << test_->size()
-              << " held-out examples";
-  }
-  return result;
+  client_->set_clock(0);  // evaluation is no worker's step: never wait on SSP clocks
+  absl::StatusOr<double> test_loss = Evaluate();
+  if (!test_loss.ok()) return test_loss.status();
+  result->test_logloss = *test_loss;
+  LOG(INFO) << "worker 0 test_logloss " << *test_loss << " on " << test_->size()
+            << " held-out examples";
+  return absl::OkStatus();
 }
 
 }  // namespace ps

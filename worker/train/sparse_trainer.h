@@ -9,6 +9,11 @@
 // thread heartbeats with the worker's figures. At the end worker 0 waits for the others
 // to leave and reports the held-out log-loss of the final model.
 //
+// Run() shares its units with the dense Trainer: BatchSchedule (batching.h), joining,
+// heartbeats and leaving (membership.h), and progress lines (progress.h). A failed step
+// fails the job: this loop rejoins and retries nothing itself (recovery.h; the client
+// still resends pushes whose replies were lost).
+//
 // Thread safety: Run() is called once, from one thread.
 #ifndef PS_WORKER_TRAIN_SPARSE_TRAINER_H_
 #define PS_WORKER_TRAIN_SPARSE_TRAINER_H_
@@ -52,6 +57,9 @@ struct SparseTrainResult {
   double test_logloss = -1;  // worker 0, final model; -1 if not evaluated
 };
 
+class BatchSchedule;
+class HeartbeatThread;
+
 class SparseTrainer {
  public:
   // All pointers must outlive the trainer. `test` may be null (no evaluation).
@@ -67,6 +75,11 @@ class SparseTrainer {
   absl::StatusOr<double> Evaluate();
 
  private:
+  // Trains every epoch of `schedule`, sending progress with `heartbeat`.
+  absl::Status Train(BatchSchedule* schedule, HeartbeatThread* heartbeat,
+                     SparseTrainResult* result);
+  // Worker 0, after leaving: waits for the others, then the held-out log-loss.
+  absl::Status EvaluateFinalModel(SparseTrainResult* result);
   // Blocks until no shard sees a live worker (all have left or been dropped).
   absl::Status WaitForOthersToLeave();
 

@@ -5,12 +5,17 @@
 // heartbeats to every shard with the worker's figures. Progress lines go to the log;
 // worker 0 evaluates test accuracy after every epoch.
 //
+// Run() composes the units beside it: BatchSchedule (batching.h) for the mini-batches,
+// GradientBuffer (gradient_buffer.h) for when to push, StepExchange (step_exchange.h)
+// for the pulls and pushes of each consistency mode, RecoveryFor (recovery.h) for what
+// a failed call means, and membership.h and progress.h for joining, heartbeats, leaving
+// and progress lines.
+//
 // Thread safety: Run() is called once, from one thread.
 #ifndef PS_WORKER_TRAIN_TRAINER_H_
 #define PS_WORKER_TRAIN_TRAINER_H_
 
 #include <cstdint>
-#include <future>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -81,10 +86,25 @@ class Trainer {
   absl::StatusOr<double> Evaluate(int64_t min_version);
 
  private:
-  // Waits for a background push; UNAVAILABLE (a shard restarting) drops the gradient.
-  absl::Status FinishPush(std::future<absl::Status>* push);
+  // One Run()'s state from step to step: its schedule, exchange, gradient buffer and
+  // progress, and the figures so far (defined in trainer.cc).
+  struct Loop;
+
+  // The steps a restarted worker skips: those this worker index had completed, as the
+  // servers recorded them from its heartbeats (0 without options_.resume).
+  absl::StatusOr<int64_t> ResumePoint();
   // The largest clock any shard recorded for this worker index (0 if none).
   absl::StatusOr<int64_t> LastClock();
+  // Trains epoch `epoch` (from 0); false once max_steps is reached.
+  absl::StatusOr<bool> RunEpoch(int epoch, Loop* loop);
+  // One mini-batch: parameters up to date, forward and backward, buffer, progress.
+  absl::Status RunStep(int epoch, int64_t step, Loop* loop);
+  // Pushes the buffered gradient and empties the buffer.
+  absl::Status Flush(bool last_of_epoch, Loop* loop);
+  // Worker 0's test accuracy after an epoch, where asked for.
+  absl::Status EvaluateAfterEpoch(int epoch, Loop* loop);
+  // Whether max_steps is reached `ahead` steps from now.
+  bool OutOfSteps(const Loop& loop, int64_t ahead = 0) const;
 
   const TrainerOptions options_;
   PsClient* const client_;

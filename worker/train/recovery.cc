@@ -1,0 +1,95 @@
+#include "worker/train/recovery.h"
+
+#include "common/error_reason.h"
+
+namespace ps {
+namespace {
+
+// A shard that restarted behind a sync worker, or dropped it, refuses its step; async
+// steps have no version to be behind, so there these codes are the job's failure.
+bool RefusedSyncStep(v1::ConsistencyMode mode, const absl::Status& status) {
+  return mode == v1::SYNC && (absl::IsFailedPrecondition(status) || absl::IsAlreadyExists(status));
+}
+
+Recovery ForPull(v1::ConsistencyMode mode, const absl::Status& status) {
+  if (absl::IsUnavailable(status)) return Recovery::kRejoinAndRetry;
+  if (mode == v1::SYNC && absl::IsFailedPrecondition(status)) return Recovery::kRejoinAndRetry;
+  return Recovery::kFail;
+}
+
+Recovery ForPush(v1::ConsistencyMode mode, const absl::Status& status) {
+  if (absl::IsUnavailable(status) || RefusedSyncStep(mode, status)) {
+    return Recovery::kRejoinAndDrop;
+  }
+  return Recovery::kFail;
+}
+
+}  // namespace
+
+Recovery RecoveryFor(Call call, v1::ConsistencyMode mode, const absl::Status& status) {
+  if (status.ok()) return Recovery::kProceed;
+  switch (call) {
+    case Call::kPull:
+      return ForPull(mode, status);
+    case Call::kBackgroundPull:
+      return Recovery::kPullAgain;
+    case Call::kPushPullPull:
+      // As a separate pull would: a version that never came is the job's failure.
+      return absl::IsDeadlineExceeded(status) ? Recovery::kFail : Recovery::kPullAgain;
+    case Call::kPush:
+      return ForPush(mode, status);
+    case Call::kBackgroundPush:
+      // Async only: dropped, as the restarting shard would have dropped it on arrival.
+      return absl::IsUnavailable(status) ? Recovery::kDrop : Recovery::kFail;
+    case Call::kHeartbeat:
+      return HasReason(status, kReasonUnknownWorker) ? Recovery::kRegisterAgain
+                                                     : Recovery::kLogAndContinue;
+    case Call::kLeave:
+      return Recovery::kLogAndContinue;
+  }
+  return Recovery::kFail;
+}
+
+const char* RecoveryName(Recovery recovery) {
+  switch (recovery) {
+    case Recovery::kProceed:
+      return "kProceed";
+    case Recovery::kRejoinAndRetry:
+      return "kRejoinAndRetry";
+    case Recovery::kPullAgain:
+      return "kPullAgain";
+    case Recovery::kRejoinAndDrop:
+      return "kRejoinAndDrop";
+    case Recovery::kDrop:
+      return "kDrop";
+    case Recovery::kRegisterAgain:
+      return "kRegisterAgain";
+    case Recovery::kLogAndContinue:
+      return "kLogAndContinue";
+    case Recovery::kFail:
+      return "kFail";
+  }
+  return "?";
+}
+
+const char* CallName(Call call) {
+  switch (call) {
+    case Call::kPull:
+      return "kPull";
+    case Call::kBackgroundPull:
+      return "kBackgroundPull";
+    case Call::kPushPullPull:
+      return "kPushPullPull";
+    case Call::kPush:
+      return "kPush";
+    case Call::kBackgroundPush:
+      return "kBackgroundPush";
+    case Call::kHeartbeat:
+      return "kHeartbeat";
+    case Call::kLeave:
+      return "kLeave";
+  }
+  return "?";
+}
+
+}  // namespace ps

@@ -1,0 +1,175 @@
+#include "worker/train/step_exchange.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "worker/train/membership.h"
+#include "worker/train/recovery.h"
+
+namespace ps {
+
+StepExchange::StepExchange(const StepExchangeOptions& options, PsClient* client, Mlp* model)
+    : options_(options),
+      sync_(options.mode == v1::SYNC),
+      overlap_(!sync_ && options.overlap),
+      client_(client),
+      model_(model) {
+  if (!overlap_) return;
+  const int64_t n = model_->num_parameters();
+  staging_.resize(2 * n);
+  int64_t at = 0;
+  for (const DenseTensor& t : model_->host_params()) {
+    staged_params_.push_back({t.table, t.num_elements, staging_.data() + at});
+    staged_grads_.push_back({t.table, t.num_elements, staging_.data() + n + at});
+    at += t.num_elements;
+  }
+}
+
+absl::Status StepExchange::PrepareStep(bool prefetch_next) {
+  if (need_pull_ && overlap_ && prefetch_.valid()) {
+    if (absl::Status s = TakePrefetched(); !s.ok()) return s;
+  }
+  if (overlap_ && !prefetch_.valid() && prefetch_next) {
+    prefetch_ = std::async(std::launch::async,
+                           [this] { return client_->Pull(staged_params_, 0, options_.worker); });
+  }
+  if (need_pull_) return PullNow();
+  return absl::OkStatus();
+}
+
+absl::Status StepExchange::Pulled(int64_t version) {
+  pulled_version_ = version;
+  if (absl::Status s = model_->Upload(); !s.ok()) return s;
+  need_pull_ = false;
+  return absl::OkStatus();
+}
+
+// The parameters pulled in the background while the last step computed.
+absl::Status StepExchange::TakePrefetched() {
+  absl::StatusOr<int64_t> version = prefetch_.get();
+  switch (RecoveryFor(Call::kBackgroundPull, options_.mode, version.status())) {
+    case Recovery::kProceed:
+      break;
+    case Recovery::kPullAgain:
+      LOG(WARNING) << "background pull failed, pulling again: " << version.status();
+      return absl::OkStatus();
+    default:
+      return version.status();
+  }
+  for (size_t i = 0; i < staged_params_.size(); ++i) {
+    std::copy_n(staged_params_[i].data, staged_params_[i].num_elements,
+                model_->host_params()[i].data);
+  }
+  return Pulled(*version);
+}
+
+absl::Status StepExchange::PullNow() {
+  absl::StatusOr<int64_t> version =
+      client_->Pull(model_->host_params(), min_version(), options_.worker);
+  const absl::Time give_up = absl::Now() + options_.retry_timeout;
+  while (RecoveryFor(Call::kPull, options_.mode, version.status()) == Recovery::kRejoinAndRetry &&
+         absl::Now() < give_up) {
+    LOG(WARNING) << "pull failed, rejoining: " << version.status().message();
+    absl::SleepFor(absl::Milliseconds(200));
+    if (absl::Status s = Rejoin(client_, options_.worker, options_.device); !s.ok()) return s;
+    version = client_->Pull(model_->host_params(), min_version(), options_.worker);
+  }
+  // kFail, or still failing when the time to retry ran out.
+  if (!version.ok()) return version.status();
+  return Pulled(*version);
+}
+
+absl::StatusOr<StepExchange::PushReport> StepExchange::Push(bool last_of_epoch) {
+  if (overlap_) return PushInBackground();
+  absl::Status pushed;
+  std::optional<int64_t> pulled_next;
+  if (!last_of_epoch && options_.mode != v1::SSP) {
+    // The push and the next step's pull in one call per shard where possible.
+    PsClient::PushPullResult pp = client_->PushPull(model_->host_grads(), model_->host_params(),
+                                                    options_.worker, min_version());
+    pushed = pp.push;
+    if (pushed.ok()) {
+      switch (RecoveryFor(Call::kPushPullPull, options_.mode, pp.pull.status())) {
+        case Recovery::kProceed:
+          pulled_next = *pp.pull;
+          break;
+        case Recovery::kPullAgain:
+          break;  // the next step pulls
+        default:
+          return pp.pull.status();
+      }
+    }
+  } else {
+    pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, options_.worker);
+  }
+  PushReport report;
+  report.sent = absl::Now();
+  need_pull_ = true;
+  if (absl::Status s = Settle(pushed, pulled_next, &report); !s.ok()) return s;
+  return report;
+}
+
+absl::Status StepExchange::Settle(const absl::Status& pushed, std::optional<int64_t> pulled_next,
+                                  PushReport* report) {
+  switch (RecoveryFor(Call::kPush, options_.mode, pushed)) {
+    case Recovery::kProceed:
+      report->accepted = true;
+      client_->set_clock(++pushes_);
+      // The next step's parameters came with the push.
+      if (pulled_next.has_value()) return Pulled(*pulled_next);
+      return absl::OkStatus();
+    case Recovery::kRejoinAndDrop:
+      // This worker was dropped, or a shard restarted behind it: the gradient is
+      // discarded where it was refused, and the worker rejoins at each shard's current
+      // version.
+      LOG(WARNING) << "step " << pulled_version_ << " gradient discarded: " << pushed.message();
+      return Rejoin(client_, options_.worker, options_.device);
+    default:
+      return pushed;
+  }
+}
+
+absl::StatusOr<StepExchange::PushReport> StepExchange::PushInBackground() {
+  // The previous push is done first, so gradients leave in order and the staging
+  // buffer is free.
+  const absl::Status previous = FinishBackgroundPush();
+  for (size_t i = 0; i < staged_grads_.size(); ++i) {
+    std::copy_n(model_->host_grads()[i].data, staged_grads_[i].num_elements, staged_grads_[i].data);
+  }
+  pending_push_ = std::async(std::launch::async, [this, v = pulled_version_] {
+    return client_->Push(staged_grads_, v, options_.worker);
+  });
+  PushReport report;
+  report.sent = absl::Now();
+  need_pull_ = true;
+  // The previous push's outcome is settled (dropped or failed) by FinishBackgroundPush;
+  // this one counts as sent.
+  if (!previous.ok()) return previous;
+  report.accepted = true;
+  client_->set_clock(++pushes_);
+  return report;
+}
+
+absl::Status StepExchange::FinishBackgroundPush() {
+  if (!pending_push_.valid()) return absl::OkStatus();
+  absl::Status s = pending_push_.get();
+  switch (RecoveryFor(Call::kBackgroundPush, options_.mode, s)) {
+    case Recovery::kProceed:
+      return absl::OkStatus();
+    case Recovery::kDrop:
+      LOG(WARNING) << "background push failed, gradient dropped: " << s;
+      return absl::OkStatus();
+    default:
+      return s;
+  }
+}
+
+absl::Status StepExchange::Drain() {
+  if (prefetch_.valid()) prefetch_.get().IgnoreError();
+  need_pull_ = true;
+  return FinishBackgroundPush();
+}
+
+}  // namespace ps
