@@ -28,6 +28,12 @@ Recovery ForPush(v1::ConsistencyMode mode, const absl::Status& status) {
 
 Recovery RecoveryFor(Call call, v1::ConsistencyMode mode, const absl::Status& status) {
   if (status.ok()) return Recovery::kProceed;
+  // Another process registered this worker index since: two processes claim one index,
+  // and re-registering would only take it back from the other. The job stops.
+  if (HasReason(status, kReasonWorkerReplaced) && call != Call::kHeartbeat &&
+      call != Call::kLeave) {
+    return Recovery::kFail;
+  }
   switch (call) {
     case Call::kPull:
       return ForPull(mode, status);

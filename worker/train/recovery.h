@@ -22,9 +22,11 @@
 //                    any other error                                 kLogAndContinue
 //   kLeave           any error (the servers drop it on timeout)      kLogAndContinue
 //
-// Apart from UNKNOWN_WORKER on heartbeats, a reason (common/error_reason.h) changes no
-// decision: a sync push refused as WRONG_STEP, UNKNOWN_WORKER or WORKER_REPLACED rejoins
-// alike. Calls not in the table fail the job on any error: registration and the wait for
+// Reason WORKER_REPLACED (another process registered this worker index since) fails the
+// job from every pull and push: re-registering would only take the index back from the
+// other process. Apart from that and UNKNOWN_WORKER on heartbeats, a reason
+// (common/error_reason.h) changes no decision: a sync push refused as WRONG_STEP or
+// UNKNOWN_WORKER rejoins alike. Calls not in the table fail the job on any error: registration and the wait for
 // the other workers at start, the status read that finds the resume point, evaluation,
 // the rejoin itself, and every device (model) call; so does the sparse trainer's step.
 //

@@ -64,6 +64,14 @@ struct Row {
 };
 const std::vector<Row>& Rows() {
   static const std::vector<Row>* rows = new std::vector<Row>{
+      {Call::kPull, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced), Recovery::kFail},
+      {Call::kBackgroundPull, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced),
+       Recovery::kFail},
+      {Call::kPushPullPull, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced),
+       Recovery::kFail},
+      {Call::kPush, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced), Recovery::kFail},
+      {Call::kBackgroundPush, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced),
+       Recovery::kFail},
       {Call::kPull, kAllModes, absl::StatusCode::kUnavailable, "", Recovery::kRejoinAndRetry},
       {Call::kPull,
        {v1::SYNC},
