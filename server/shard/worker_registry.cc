@@ -87,7 +87,9 @@ std::vector<int> WorkerRegistry::ExpireStale() {
 absl::Status WorkerRegistry::CheckIncarnation(int worker, uint64_t incarnation) const {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker);
-  if (it == workers_.end() || it->second.last_heartbeat == absl::Time()) {
+  // Only a live registration binds the index: a worker dropped for silence, or known
+  // only from a checkpoint's history, is unknown (it registers again), not replaced.
+  if (it == workers_.end() || !it->second.live) {
     return WithReason(absl::FailedPreconditionError(absl::StrCat(
                           "worker ", worker, " is not registered with this shard")),
                       kReasonUnknownWorker);

@@ -45,8 +45,9 @@ class WorkerRegistry {
   absl::Status Heartbeat(int worker, const v1::WorkerStats& stats, uint64_t incarnation = 0);
   // Removes a worker from the live set. NOT_FOUND if it was not live.
   absl::Status Leave(int worker, uint64_t incarnation = 0);
-  // OK when `incarnation` is the one that registered `worker` last (live or not);
-  // FAILED_PRECONDITION with reason UNKNOWN_WORKER or WORKER_REPLACED otherwise.
+  // OK when `worker` is live and `incarnation` registered it; FAILED_PRECONDITION with
+  // reason UNKNOWN_WORKER when it is not live (never registered, left, dropped, or known
+  // only from a checkpoint), WORKER_REPLACED when another incarnation holds it.
   absl::Status CheckIncarnation(int worker, uint64_t incarnation) const;
   // Drops every worker silent for longer than the timeout; returns their indices.
   std::vector<int> ExpireStale();

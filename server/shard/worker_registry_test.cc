@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "common/error_reason.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -142,6 +143,26 @@ TEST_F(WorkerRegistryTest, SnapshotListsLiveAndDepartedWorkers) {
   EXPECT_FALSE(snap[1].live());
   EXPECT_EQ(snap[1].host(), "h3");
   EXPECT_EQ(snap[1].last_heartbeat_ms_ago(), 2000);
+}
+
+// A restarted shard knows workers from its checkpoint's history (incarnation unknown):
+// their calls are from an unknown worker that must register, not from a replaced one.
+TEST_F(WorkerRegistryTest, OnlyALiveRegistrationBindsAnIncarnation) {
+  v1::WorkerStatus saved;
+  saved.set_worker_index(3);
+  saved.set_host("h");
+  registry_.RestoreHistory({saved});
+  absl::Status s = registry_.CheckIncarnation(3, 0x77);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(HasReason(s, kReasonUnknownWorker)) << s;
+  ASSERT_TRUE(registry_.Register(3, "h", "cpu", 0x77).ok());
+  EXPECT_TRUE(registry_.CheckIncarnation(3, 0x77).ok());
+  s = registry_.CheckIncarnation(3, 0x88);
+  EXPECT_TRUE(HasReason(s, kReasonWorkerReplaced)) << s;
+  // Dropped for silence: unknown again, whoever asks.
+  now_ += kTimeout + absl::Seconds(1);
+  registry_.ExpireStale();
+  EXPECT_TRUE(HasReason(registry_.CheckIncarnation(3, 0x88), kReasonUnknownWorker));
 }
 
 }  // namespace
