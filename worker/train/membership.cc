@@ -78,13 +78,13 @@ void LeaveJob(PsClient* client, int worker, HeartbeatThread* heartbeat,
     // The last figures reach the servers before the worker leaves.
     // (SendNow has registered again where a shard had forgotten the worker.)
     if (absl::Status s = heartbeat->SendNow(); !s.ok()) {
-      LOG(WARNING) << "last heartbeat failed: " << s;
+      LOG(WARNING) << "last heartbeat failed: " << Describe(s);
     }
   }
   heartbeat->Stop();
   absl::Status s = client->LeaveWorker(worker);
   if (RecoveryFor(Call::kLeave, v1::CONSISTENCY_UNSPECIFIED, s) == Recovery::kLogAndContinue) {
-    LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << s;
+    LOG(WARNING) << "leaving failed (the servers will drop this worker on timeout): " << Describe(s);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/error_reason.h"
 #include "glog/logging.h"
 #include "worker/train/membership.h"
 #include "worker/train/recovery.h"
@@ -53,7 +54,7 @@ absl::Status StepExchange::TakePrefetched() {
     case Recovery::kProceed:
       break;
     case Recovery::kPullAgain:
-      LOG(WARNING) << "background pull failed, pulling again: " << version.status();
+      LOG(WARNING) << "background pull failed, pulling again: " << Describe(version.status());
       return absl::OkStatus();
     default:
       return version.status();
@@ -159,7 +160,7 @@ absl::Status StepExchange::FinishBackgroundPush() {
     case Recovery::kProceed:
       return absl::OkStatus();
     case Recovery::kDrop:
-      LOG(WARNING) << "background push failed, gradient dropped: " << s;
+      LOG(WARNING) << "background push failed, gradient dropped: " << Describe(s);
       return absl::OkStatus();
     default:
       return s;
