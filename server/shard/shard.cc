@@ -24,6 +24,19 @@ bool UsesWindow(const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices
   return false;
 }
 
+// Adds the tensor bytes of `slices` to `total`, and those that went through a transfer
+// window to `windowed` as well.
+void CountBytes(const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices,
+                std::atomic<int64_t>* total, std::atomic<int64_t>* windowed) {
+  int64_t bytes = 0, window_bytes = 0;
+  for (const v1::DenseSlice& d : slices) {
+    bytes += d.values().size();
+    if (d.has_window_offset()) window_bytes += d.length() * 4;
+  }
+  total->fetch_add(bytes + window_bytes, std::memory_order_relaxed);
+  windowed->fetch_add(window_bytes, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 Shard::Shard(const ShardOptions& options)
@@ -145,13 +158,7 @@ absl::Status Shard::DoPull(const v1::PullRequest& request, absl::Time deadline,
   absl::Status s =
       store_.Pull(request, deadline, response, out->at.empty() ? nullptr : &out->at);
   if (!s.ok()) return s;
-  int64_t bytes = 0, window_bytes = 0;
-  for (const v1::DenseSlice& d : response->dense()) {
-    bytes += d.values().size();
-    if (d.has_window_offset()) window_bytes += d.length() * 4;
-  }
-  bytes_sent_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
-  window_bytes_sent_.fetch_add(window_bytes, std::memory_order_relaxed);
+  CountBytes(response->dense(), &bytes_sent_, &window_bytes_sent_);
   return absl::OkStatus();
 }
 
@@ -176,13 +183,7 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
   absl::StatusOr<WindowedSlices> in =
       ResolveWindows(worker, incarnation, request.dense(), /*push=*/true);
   if (!in.ok()) return in.status();
-  int64_t bytes = 0, window_bytes = 0;
-  for (const v1::DenseSlice& d : request.dense()) {
-    bytes += d.values().size();
-    if (d.has_window_offset()) window_bytes += d.length() * 4;
-  }
-  bytes_received_.fetch_add(bytes + window_bytes, std::memory_order_relaxed);
-  window_bytes_received_.fetch_add(window_bytes, std::memory_order_relaxed);
+  CountBytes(request.dense(), &bytes_received_, &window_bytes_received_);
   if (has_id && ledger_.Begin(worker, request.id()) == PushLedger::Claim::kDuplicate) {
     duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
     response->set_duplicate(true);
