@@ -1,6 +1,8 @@
-// ParameterServerService: the gRPC adapter over a Shard. Each method converts the call's
-// deadline, delegates to the shard, and returns its status one to one
-// (common/status_util.h); no shard logic lives here.
+// ParameterServerService: the gRPC adapter over a Shard, on gRPC's callback API. Each
+// method converts the call's deadline, delegates to the shard, and answers with its status
+// one to one (common/status_util.h); no shard logic lives here. A pull that waits for its
+// version is parked in the shard and answered from the thread of the push that completes
+// the version: no gRPC thread waits, and a cancelled call's pull is taken out at once.
 //
 // Thread-safe: gRPC calls the methods from many threads at once.
 #ifndef PS_SERVER_RPC_PS_SERVICE_H_
@@ -11,30 +13,38 @@
 
 namespace ps {
 
-class ParameterServerService final : public v1::ParameterServer::Service {
+class ParameterServerService final : public v1::ParameterServer::CallbackService {
  public:
   // `shard` must outlive the service.
   explicit ParameterServerService(Shard* shard) : shard_(shard) {}
 
-  grpc::Status CreateTable(grpc::ServerContext* context, const v1::CreateTableRequest* request,
-                           v1::CreateTableResponse* response) override;
-  grpc::Status Pull(grpc::ServerContext* context, const v1::PullRequest* request,
-                    v1::PullResponse* response) override;
-  grpc::Status Push(grpc::ServerContext* context, const v1::PushRequest* request,
-                    v1::PushResponse* response) override;
-  grpc::Status PushPull(grpc::ServerContext* context, const v1::PushPullRequest* request,
-                        v1::PushPullResponse* response) override;
-  grpc::Status RegisterWorker(grpc::ServerContext* context,
-                              const v1::RegisterWorkerRequest* request,
-                              v1::RegisterWorkerResponse* response) override;
-  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
-                         v1::HeartbeatResponse* response) override;
-  grpc::Status LeaveWorker(grpc::ServerContext* context, const v1::LeaveWorkerRequest* request,
-                           v1::LeaveWorkerResponse* response) override;
-  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
-                         v1::GetStatusResponse* response) override;
-  grpc::Status OpenWindow(grpc::ServerContext* context, const v1::OpenWindowRequest* request,
-                          v1::OpenWindowResponse* response) override;
+  grpc::ServerUnaryReactor* CreateTable(grpc::CallbackServerContext* context,
+                                        const v1::CreateTableRequest* request,
+                                        v1::CreateTableResponse* response) override;
+  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* context,
+                                 const v1::PullRequest* request,
+                                 v1::PullResponse* response) override;
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
+                                 const v1::PushRequest* request,
+                                 v1::PushResponse* response) override;
+  grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* context,
+                                     const v1::PushPullRequest* request,
+                                     v1::PushPullResponse* response) override;
+  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
+                                           const v1::RegisterWorkerRequest* request,
+                                           v1::RegisterWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* LeaveWorker(grpc::CallbackServerContext* context,
+                                        const v1::LeaveWorkerRequest* request,
+                                        v1::LeaveWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* OpenWindow(grpc::CallbackServerContext* context,
+                                       const v1::OpenWindowRequest* request,
+                                       v1::OpenWindowResponse* response) override;
 
  private:
   Shard* const shard_;

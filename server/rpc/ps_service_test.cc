@@ -6,12 +6,15 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/v1/ps.grpc.pb.h"
@@ -264,6 +267,95 @@ TEST_F(PsServiceTest, PullForAFutureVersionHonoursTheCallDeadline) {
   v1::PullResponse response;
   grpc::Status s = stub_->Pull(&context, request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ExpectTable("synced", 1.0f, 0);
+}
+
+// This process's thread count (the server runs in it).
+int ThreadCount() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// Polls GetStatus until `want` pulls wait on the shard (at most 10 s).
+bool WaitForWaitingPulls(int64_t want, const std::function<v1::GetStatusResponse()>& get_status) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < give_up) {
+    if (get_status().waiting_pulls() == want) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+// A pull that waits for a version holds no server thread: 200 of them wait while the
+// process's thread count stays put (a thread per waiting call would add 200), and the
+// one push that completes the version answers them all.
+TEST_F(PsServiceTest, WaitingPullsHoldNoServerThreads) {
+  constexpr int kPulls = 200;
+  struct Call {
+    grpc::ClientContext context;
+    v1::PullResponse response;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  v1::PullRequest request;
+  request.set_worker_index(-1);
+  request.set_min_version(1);
+  v1::DenseSlice* slice = request.add_dense();
+  slice->set_table("dense");
+  slice->set_length(4);
+  ASSERT_TRUE(WaitForWaitingPulls(0, [this] { return GetStatus(); }));
+  const int threads_before = ThreadCount();
+  ASSERT_GT(threads_before, 0);
+  for (int i = 0; i < kPulls; ++i) {
+    auto call = std::make_unique<Call>();
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    Call* c = call.get();
+    stub_->async()->Pull(&c->context, &request, &c->response, [c](grpc::Status s) {
+      c->status = std::move(s);
+      c->done.Notify();
+    });
+    calls.push_back(std::move(call));
+  }
+  ASSERT_TRUE(WaitForWaitingPulls(kPulls, [this] { return GetStatus(); }));
+  EXPECT_LT(ThreadCount() - threads_before, 20);
+
+  ASSERT_TRUE(Push(-1, 0, "dense", Encode({1, 1, 1, 1}), 4).ok());
+  for (const auto& c : calls) {
+    ASSERT_TRUE(c->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    ASSERT_TRUE(c->status.ok()) << c->status.error_message();
+    ASSERT_EQ(c->response.dense_size(), 1);
+    EXPECT_EQ(c->response.dense(0).version(), 1);
+  }
+  EXPECT_EQ(GetStatus().waiting_pulls(), 0);
+}
+
+// A client that gives up on a waiting pull takes it out of the shard at once, long before
+// the call's own deadline.
+TEST_F(PsServiceTest, ACancelledWaitingPullLeavesTheShard) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::PullRequest request;
+  request.set_min_version(1);
+  v1::DenseSlice* slice = request.add_dense();
+  slice->set_table("synced");
+  slice->set_length(4);
+  v1::PullResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  stub_->async()->Pull(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  ASSERT_TRUE(WaitForWaitingPulls(1, [this] { return GetStatus(); }));
+  context.TryCancel();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitForWaitingPulls(0, [this] { return GetStatus(); }));
   ExpectTable("synced", 1.0f, 0);
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -176,31 +178,36 @@ absl::StatusOr<ParameterStore::PullPlan> ParameterStore::PlanPull(
   return plan;
 }
 
-absl::Status ParameterStore::WaitForSsp(const v1::PullRequest& request, const PullPlan& plan,
-                                        absl::Time deadline) {
+void ParameterStore::EnterSsp(const v1::PullRequest& request, PullPlan* plan) {
   // Wait once, for the tightest bound among the tables asked for.
-  const v1::TableSpec* tightest = nullptr;
   auto consider = [&](const v1::TableSpec& spec) {
     if (spec.consistency() == v1::SSP &&
-        (tightest == nullptr || spec.staleness_bound() < tightest->staleness_bound())) {
-      tightest = &spec;
+        (plan->ssp == nullptr || spec.staleness_bound() < plan->ssp->staleness_bound())) {
+      plan->ssp = &spec;
     }
   };
-  for (const DenseTable* t : plan.dense) consider(t->spec());
-  for (const SparseTable* t : plan.sparse) consider(t->spec());
-  if (tightest == nullptr) return absl::OkStatus();
-  return clocks_.Wait(request.worker_index(), request.clock(), tightest->staleness_bound(),
-                      tightest->name(), deadline);
+  for (const DenseTable* t : plan->dense) consider(t->spec());
+  for (const SparseTable* t : plan->sparse) consider(t->spec());
+  if (plan->ssp == nullptr) return;
+  plan->ssp_want =
+      clocks_.Enter(request.worker_index(), request.clock(), plan->ssp->staleness_bound());
 }
 
-absl::Status ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice, int64_t want,
-                                       absl::Time deadline, char* window,
-                                       v1::PullResponse* response) {
-  if (t->is_sync()) {
+std::optional<absl::Status> ParameterStore::TryPull(const v1::PullRequest& request,
+                                                    const PullPlan& plan,
+                                                    const std::vector<char*>& dense_out,
+                                                    v1::PullResponse* response) {
+  if (shutdown_.load()) {
+    return WithReason(absl::UnavailableError("shard is shutting down"), kReasonShuttingDown);
+  }
+  if (plan.ssp_want > 0 && !clocks_.Reached(plan.ssp_want)) return std::nullopt;
+  const int64_t want = request.min_version();
+  for (DenseTable* t : plan.dense) {
+    absl::MutexLock lock(t->mu());
+    if (t->version() >= want) continue;
     // A sync worker never asks for more than one step past a shard's version, unless
     // the shard restarted from an older checkpoint than the worker has seen.
-    absl::MutexLock lock(t->mu());
-    if (want > t->version() + 1) {
+    if (t->is_sync() && want > t->version() + 1) {
       return WithReason(
           absl::FailedPreconditionError(absl::StrCat(
               "table '", t->name(), "' on shard ", options_.shard_index, " is at version ",
@@ -208,26 +215,46 @@ absl::Status ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slic
               " (the shard restarted from a checkpoint); pull again from its current version")),
           kReasonWrongStep);
     }
+    return std::nullopt;
   }
-  struct Ready {
-    DenseTable* t;
-    int64_t want;
-    const std::atomic<bool>* shutdown;
-    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return t->version() >= want || shutdown->load();
+  // Versions only grow: every table stays ready while it is read.
+  for (size_t i = 0; i < plan.sparse.size(); ++i) {
+    SparseTable* t = plan.sparse[i];
+    absl::MutexLock lock(t->mu());
+    v1::SparseRows* out = response->add_sparse();
+    out->set_table(request.sparse(i).table());
+    t->Read(request.sparse(i), out->mutable_values());
+    out->set_version(t->version());
+    t->CountPull();
+  }
+  for (size_t i = 0; i < plan.dense.size(); ++i) {
+    ReadDense(plan.dense[i], request.dense(i), dense_out.empty() ? nullptr : dense_out[i],
+              response);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::PullExpired(const v1::PullRequest& request,
+                                         const PullPlan& plan) const {
+  if (plan.ssp_want > 0 && !clocks_.Reached(plan.ssp_want)) {
+    return clocks_.Behind(request.worker_index(), plan.ssp_want, plan.ssp->staleness_bound(),
+                          plan.ssp->name());
+  }
+  const int64_t want = request.min_version();
+  for (DenseTable* t : plan.dense) {
+    absl::MutexLock lock(t->mu());
+    if (t->version() < want) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("table '", t->name(), "': version ", want,
+                       " not reached before the deadline (at ", t->version(), ")"));
     }
-  } ready{t, want, &shutdown_};
-  if (!t->mu()->LockWhenWithDeadline(absl::Condition(&ready), deadline)) {
-    const int64_t have = t->version();
-    t->mu()->Unlock();
-    return absl::DeadlineExceededError(absl::StrCat(
-        "table '", t->name(), "': version ", want, " not reached before the deadline (at ",
-        have, ")"));
   }
-  if (shutdown_.load()) {
-    t->mu()->Unlock();
-    return WithReason(absl::UnavailableError("shard is shutting down"), kReasonShuttingDown);
-  }
+  return absl::DeadlineExceededError("pull not answered before the deadline");
+}
+
+void ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice, char* window,
+                               v1::PullResponse* response) {
+  absl::MutexLock lock(t->mu());
   v1::DenseSlice* out = response->add_dense();
   out->set_table(slice.table());
   out->set_offset(slice.offset());
@@ -240,34 +267,35 @@ absl::Status ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slic
     t->Read(slice.offset(), slice.length(), out->mutable_values());
   }
   t->CountPull();
-  t->mu()->Unlock();
-  return absl::OkStatus();
+}
+
+uint64_t ParameterStore::PullAsync(const v1::PullRequest& request, absl::Time deadline,
+                                   v1::PullResponse* response, std::vector<char*> dense_out,
+                                   PullWaiters::Done done) {
+  absl::StatusOr<PullPlan> plan =
+      PlanPull(request, dense_out.empty() ? nullptr : &dense_out);
+  if (!plan.ok()) {
+    done(plan.status());
+    return 0;
+  }
+  EnterSsp(request, &*plan);
+  auto shared = std::make_shared<const PullPlan>(*std::move(plan));
+  auto out = std::make_shared<const std::vector<char*>>(std::move(dense_out));
+  return waiters_.Wait(
+      [this, &request, shared, out, response] {
+        return TryPull(request, *shared, *out, response);
+      },
+      deadline, [this, &request, shared] { return PullExpired(request, *shared); },
+      std::move(done));
 }
 
 absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
                                   v1::PullResponse* response,
                                   const std::vector<char*>* dense_out) {
-  absl::StatusOr<PullPlan> plan = PlanPull(request, dense_out);
-  if (!plan.ok()) return plan.status();
-  if (absl::Status s = WaitForSsp(request, *plan, deadline); !s.ok()) return s;
-  for (size_t i = 0; i < plan->sparse.size(); ++i) {
-    SparseTable* t = plan->sparse[i];
-    absl::MutexLock lock(t->mu());
-    v1::SparseRows* out = response->add_sparse();
-    out->set_table(request.sparse(i).table());
-    t->Read(request.sparse(i), out->mutable_values());
-    out->set_version(t->version());
-    t->CountPull();
-  }
-  for (size_t i = 0; i < plan->dense.size(); ++i) {
-    char* window = dense_out == nullptr ? nullptr : (*dense_out)[i];
-    if (absl::Status s = ReadDense(plan->dense[i], request.dense(i), request.min_version(),
-                                   deadline, window, response);
-        !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
+  return WaitForAnswer([&](PullWaiters::Done done) {
+    PullAsync(request, deadline, response,
+              dense_out == nullptr ? std::vector<char*>() : *dense_out, std::move(done));
+  });
 }
 
 absl::StatusOr<ParameterStore::PushPlan> ParameterStore::PlanPush(
@@ -397,6 +425,7 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
       std::any_of(plan->dense.begin(), plan->dense.end(), [](DenseTable* t) { return t->is_ssp(); }) ||
       std::any_of(plan->sparse.begin(), plan->sparse.end(), [](SparseTable* t) { return t->is_ssp(); });
   if (status.ok() && ssp) clocks_.Advance(request.worker_index(), request.clock());
+  if (status.ok()) waiters_.Notify();  // versions or clocks moved: parked pulls look again
   return status;
 }
 
@@ -459,15 +488,12 @@ void ParameterStore::OnMembershipChange() {
                 << t->version();
     }
   }
+  waiters_.Notify();
 }
 
 void ParameterStore::Shutdown() {
   shutdown_.store(true);
-  clocks_.Shutdown();
-  absl::MutexLock lock(&tables_mu_);
-  // Taking and releasing each table's lock makes waiting pulls re-evaluate their condition.
-  for (auto& [name, t] : tables_) absl::MutexLock table_lock(t->mu());
-  for (auto& [name, t] : sparse_) absl::MutexLock table_lock(t->mu());
+  waiters_.Notify();  // every parked pull is answered UNAVAILABLE
 }
 
 void ParameterStore::FillStatus(v1::GetStatusResponse* response) const {

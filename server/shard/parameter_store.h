@@ -4,8 +4,10 @@
 //
 // A push is all-or-nothing: every slice is checked (table, range, bytes, finiteness,
 // step, duplicates) under the locks of all the tables it names, taken in name order,
-// before any slice is applied. A pull waits until each table it names reaches the
-// requested version, or the deadline passes (DEADLINE_EXCEEDED).
+// before any slice is applied. A pull is answered once each table it names has reached
+// the requested version (and the SSP clock allows it), or when the deadline passes
+// (DEADLINE_EXCEEDED); until then it is parked without a thread (server/shard/pull_waiters.h)
+// and looked at again after each push and membership change.
 //
 // Thread-safe: all methods may be called concurrently.
 #ifndef PS_SERVER_SHARD_PARAMETER_STORE_H_
@@ -25,6 +27,7 @@
 #include "absl/time/time.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
+#include "server/shard/pull_waiters.h"
 #include "server/shard/ssp_clocks.h"
 #include "server/shard/worker_registry.h"
 #include "server/table/dense_table.h"
@@ -51,12 +54,23 @@ class ParameterStore {
   // spec under the same name is ALREADY_EXISTS.
   absl::Status CreateTable(const v1::CreateTableRequest& request,
                            v1::CreateTableResponse* response);
-  // `dense_out`, when given, has one entry per request.dense(): a non-null entry
-  // receives that slice's values (length * 4 bytes, written under the table's lock)
-  // instead of the response, whose slice then carries the request's window_offset.
+  // Answers the pull through `done`, on this thread if it is ready, else on the thread
+  // of the push (or timer) that makes it ready. `dense_out`, when not empty, has one
+  // entry per request.dense(): a non-null entry receives that slice's values (length * 4
+  // bytes, written under the table's lock) instead of the response, whose slice then
+  // carries the request's window_offset. `request`, `response` and those targets must stay
+  // valid until `done` runs. Returns an id for CancelPull().
+  uint64_t PullAsync(const v1::PullRequest& request, absl::Time deadline,
+                     v1::PullResponse* response, std::vector<char*> dense_out,
+                     PullWaiters::Done done);
+  // A waiting pull's caller gave up: it is answered CANCELLED at once.
+  void CancelPull(uint64_t id) { waiters_.Cancel(id); }
+  // PullAsync, waited for on this thread.
   absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
                     v1::PullResponse* response,
                     const std::vector<char*>* dense_out = nullptr);
+  // Pulls parked now, waiting for a version or an SSP clock.
+  int waiting_pulls() const { return waiters_.parked(); }
   // `dense_values`, when given, has one entry per request.dense(): a non-null entry holds
   // that slice's gradient (length * 4 bytes, e.g. in a transfer window), and the slice's
   // own `values` must then be empty.
@@ -88,6 +102,10 @@ class ParameterStore {
   struct PullPlan {
     std::vector<DenseTable*> dense;
     std::vector<SparseTable*> sparse;
+    // SSP: the tightest bound among the tables, and the clock the slowest live worker
+    // must reach first (none when ssp is null or ssp_want <= 0).
+    const v1::TableSpec* ssp = nullptr;
+    int64_t ssp_want = 0;
   };
   struct PushPlan {
     std::vector<DenseTable*> dense;
@@ -102,13 +120,19 @@ class ParameterStore {
   // Finds and checks every table and range of a pull, and its reply's size.
   absl::StatusOr<PullPlan> PlanPull(const v1::PullRequest& request,
                                     const std::vector<char*>* dense_out) const;
-  // SSP: waits once, for the tightest staleness bound among the pull's tables.
-  absl::Status WaitForSsp(const v1::PullRequest& request, const PullPlan& plan,
-                          absl::Time deadline);
-  // Waits until `t` reaches version `want`, then reads the slice into `window` (when not
-  // null) or the reply.
-  absl::Status ReadDense(DenseTable* t, const v1::DenseSlice& slice, int64_t want,
-                         absl::Time deadline, char* window, v1::PullResponse* response);
+  // SSP: records the worker's clock and what its pull waits for, for the tightest
+  // staleness bound among the pull's tables.
+  void EnterSsp(const v1::PullRequest& request, PullPlan* plan);
+  // The pull's answer if every table is ready (its values then in `response`), an error,
+  // or std::nullopt while it must wait. Never blocks.
+  std::optional<absl::Status> TryPull(const v1::PullRequest& request, const PullPlan& plan,
+                                      const std::vector<char*>& dense_out,
+                                      v1::PullResponse* response);
+  // The DEADLINE_EXCEEDED status naming what an unanswered pull still waits for.
+  absl::Status PullExpired(const v1::PullRequest& request, const PullPlan& plan) const;
+  // Reads a ready slice into `window` (when not null) or the reply.
+  void ReadDense(DenseTable* t, const v1::DenseSlice& slice, char* window,
+                 v1::PullResponse* response);
   // Finds the push's tables and checks everything that needs no table lock: sizes,
   // ranges, finiteness, duplicate and overlapping parts.
   absl::StatusOr<PushPlan> PlanPush(const v1::PushRequest& request,
@@ -130,6 +154,8 @@ class ParameterStore {
   // Tables are never removed, so their pointers stay valid without the lock.
   std::map<std::string, std::unique_ptr<DenseTable>> tables_ ABSL_GUARDED_BY(tables_mu_);
   std::map<std::string, std::unique_ptr<SparseTable>> sparse_ ABSL_GUARDED_BY(tables_mu_);
+  // Last: destroyed first, while the tables its parked pulls read are still there.
+  PullWaiters waiters_;
 };
 
 }  // namespace ps

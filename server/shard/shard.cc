@@ -1,6 +1,7 @@
 #include "server/shard/shard.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
@@ -141,25 +142,33 @@ absl::Time Shard::PullDeadline(absl::Time call_deadline) const {
   return std::min(call_deadline, absl::Now() + options_.max_pull_wait);
 }
 
-absl::Status Shard::Pull(const v1::PullRequest& request, absl::Time deadline,
-                         v1::PullResponse* response) {
-  return LogRejected("Pull", request.worker_index(),
-                     DoPull(request, PullDeadline(deadline), response));
+uint64_t Shard::PullAsync(const v1::PullRequest& request, absl::Time deadline,
+                          v1::PullResponse* response, Done done) {
+  pull_requests_.fetch_add(1, std::memory_order_relaxed);
+  const int worker = request.worker_index();
+  // Same-host: windowed values go into the worker's pull window instead of the reply.
+  // `hold` keeps the window alive while the pull waits for its version.
+  absl::StatusOr<WindowedSlices> out =
+      ResolveWindows(worker, request.incarnation(), request.dense(), /*push=*/false);
+  if (!out.ok()) {
+    done(LogRejected("Pull", worker, out.status()));
+    return 0;
+  }
+  std::vector<char*> at = std::move(out->at);
+  return store_.PullAsync(
+      request, PullDeadline(deadline), response, std::move(at),
+      [this, worker, hold = std::move(out->hold), response,
+       done = std::move(done)](absl::Status s) mutable {
+        if (s.ok()) CountBytes(response->dense(), &bytes_sent_, &window_bytes_sent_);
+        hold.reset();  // the values are in the window: it may go now
+        done(LogRejected("Pull", worker, std::move(s)));
+      });
 }
 
-absl::Status Shard::DoPull(const v1::PullRequest& request, absl::Time deadline,
-                           v1::PullResponse* response) {
-  pull_requests_.fetch_add(1, std::memory_order_relaxed);
-  // Same-host: windowed values go into the worker's pull window instead of the reply.
-  // `out.hold` keeps the window alive while the pull waits for its version.
-  absl::StatusOr<WindowedSlices> out = ResolveWindows(
-      request.worker_index(), request.incarnation(), request.dense(), /*push=*/false);
-  if (!out.ok()) return out.status();
-  absl::Status s =
-      store_.Pull(request, deadline, response, out->at.empty() ? nullptr : &out->at);
-  if (!s.ok()) return s;
-  CountBytes(response->dense(), &bytes_sent_, &window_bytes_sent_);
-  return absl::OkStatus();
+absl::Status Shard::Pull(const v1::PullRequest& request, absl::Time deadline,
+                         v1::PullResponse* response) {
+  return WaitForAnswer(
+      [&](Done done) { PullAsync(request, deadline, response, std::move(done)); });
 }
 
 absl::Status Shard::Push(const v1::PushRequest& request, v1::PushResponse* response) {
@@ -195,22 +204,34 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
   return s;
 }
 
-absl::Status Shard::PushPull(const v1::PushPullRequest& request, absl::Time deadline,
-                             v1::PushPullResponse* response) {
+uint64_t Shard::PushPullAsync(const v1::PushPullRequest& request, absl::Time deadline,
+                              v1::PushPullResponse* response, Done done) {
   if (request.push().worker_index() != request.pull().worker_index()) {
-    return absl::InvalidArgumentError(absl::StrCat(
+    done(absl::InvalidArgumentError(absl::StrCat(
         "push-pull: the push is from worker ", request.push().worker_index(),
-        " but the pull for worker ", request.pull().worker_index()));
+        " but the pull for worker ", request.pull().worker_index())));
+    return 0;
   }
   // The call's status is the push's: a rejected push is not followed by a pull.
-  if (absl::Status s = Push(request.push(), response->mutable_push()); !s.ok()) return s;
-  absl::Status pulled = Pull(request.pull(), deadline, response->mutable_pull());
-  if (!pulled.ok()) {
-    response->clear_pull();
-    response->set_pull_code(static_cast<int>(pulled.code()));
-    response->set_pull_message(std::string(pulled.message()));
+  if (absl::Status s = Push(request.push(), response->mutable_push()); !s.ok()) {
+    done(std::move(s));
+    return 0;
   }
-  return absl::OkStatus();
+  return PullAsync(request.pull(), deadline, response->mutable_pull(),
+                   [response, done = std::move(done)](absl::Status pulled) {
+                     if (!pulled.ok()) {
+                       response->clear_pull();
+                       response->set_pull_code(static_cast<int>(pulled.code()));
+                       response->set_pull_message(std::string(pulled.message()));
+                     }
+                     done(absl::OkStatus());
+                   });
+}
+
+absl::Status Shard::PushPull(const v1::PushPullRequest& request, absl::Time deadline,
+                             v1::PushPullResponse* response) {
+  return WaitForAnswer(
+      [&](Done done) { PushPullAsync(request, deadline, response, std::move(done)); });
 }
 
 void Shard::GetStatus(v1::GetStatusResponse* response) const {
@@ -221,6 +242,7 @@ void Shard::GetStatus(v1::GetStatusResponse* response) const {
   response->set_pull_requests(pull_requests_.load());
   response->set_duplicate_pushes(duplicate_pushes_.load());
   response->set_window_bytes_held(windows_.bytes_held());
+  response->set_waiting_pulls(store_.waiting_pulls());
   response->set_bytes_received(bytes_received_.load());
   response->set_bytes_sent(bytes_sent_.load());
   response->set_window_bytes_received(window_bytes_received_.load());

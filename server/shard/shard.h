@@ -12,6 +12,9 @@
 // - A push with an id is applied at most once (server/shard/push_ledger.h); a repeated
 //   request is answered OK with `duplicate` set.
 //
+// - A pull that waits for a version is parked, not blocked (server/shard/pull_waiters.h):
+//   the async methods answer through a callback, the plain ones wait for it.
+//
 // Thread-safe: all methods may be called concurrently.
 #ifndef PS_SERVER_SHARD_SHARD_H_
 #define PS_SERVER_SHARD_SHARD_H_
@@ -58,12 +61,23 @@ class Shard {
   absl::Status Leave(const v1::LeaveWorkerRequest& request);
   absl::Status OpenWindow(const v1::OpenWindowRequest& request,
                           v1::OpenWindowResponse* response);
-  // `deadline` is the call's own (absl::InfiniteFuture() when it has none).
-  absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
-                    v1::PullResponse* response);
+  using Done = std::function<void(absl::Status)>;
+  // `deadline` is the call's own (absl::InfiniteFuture() when it has none). `done` gets
+  // the result: on this thread when the pull is ready or refused, later on the thread of
+  // the push or timer that answers it (a waiting pull holds no thread). `request` and
+  // `response` must stay valid until then. Returns an id for CancelPull().
+  uint64_t PullAsync(const v1::PullRequest& request, absl::Time deadline,
+                     v1::PullResponse* response, Done done);
   absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response);
   // The push, then, if it was accepted, the pull; the status is the push's and the
   // pull's outcome is in response->pull_code() / pull_message().
+  uint64_t PushPullAsync(const v1::PushPullRequest& request, absl::Time deadline,
+                         v1::PushPullResponse* response, Done done);
+  // The caller of a waiting pull gave up: it is answered CANCELLED now.
+  void CancelPull(uint64_t id) { store_.CancelPull(id); }
+  // PullAsync and PushPullAsync, waited for on this thread.
+  absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
+                    v1::PullResponse* response);
   absl::Status PushPull(const v1::PushPullRequest& request, absl::Time deadline,
                         v1::PushPullResponse* response);
   void GetStatus(v1::GetStatusResponse* response) const;
@@ -99,8 +113,6 @@ class Shard {
       int worker, uint64_t incarnation,
       const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices, bool push) const;
   absl::Time PullDeadline(absl::Time call_deadline) const;
-  absl::Status DoPull(const v1::PullRequest& request, absl::Time deadline,
-                      v1::PullResponse* response);
   // The push with its window and the ledger, uncounted and unlogged.
   absl::Status ApplyPush(const v1::PushRequest& request, v1::PushResponse* response);
 

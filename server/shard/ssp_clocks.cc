@@ -32,7 +32,7 @@ void SspClocks::Register(int worker, int64_t clock, const std::vector<int>& live
 }
 
 void SspClocks::SetLive(const std::vector<int>& live) {
-  absl::MutexLock lock(&mu_);  // releasing it re-evaluates waiting pulls
+  absl::MutexLock lock(&mu_);
   live_ = live;
 }
 
@@ -42,40 +42,26 @@ void SspClocks::Advance(int worker, int64_t clock) {
   c = std::max(c, base_[worker] + clock);
 }
 
-absl::Status SspClocks::Wait(int worker, int64_t clock, int64_t bound, const std::string& table,
-                             absl::Time deadline) {
-  int64_t want = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    const int64_t effective = base_[worker] + clock;
-    int64_t& c = clock_[worker];
-    c = std::max(c, effective);
-    want = effective - bound;
-  }
-  if (want <= 0) return absl::OkStatus();
-  struct Ready {
-    const SspClocks* clocks;
-    int64_t want;
-    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return clocks->shutdown_.load() || clocks->MinLiveClock() >= want;
-    }
-  } ready{this, want};
-  const bool ok = mu_.LockWhenWithDeadline(absl::Condition(&ready), deadline);
-  const int64_t slowest = MinLiveClock();
-  mu_.Unlock();
-  if (shutdown_.load()) return absl::UnavailableError("shard is shutting down");
-  if (!ok) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "table '", table, "': worker ", worker, " at clock ", want + bound,
-        " waits for the slowest live worker to reach ", want, " (staleness bound ", bound,
-        "); slowest is at ", slowest));
-  }
-  return absl::OkStatus();
+int64_t SspClocks::Enter(int worker, int64_t clock, int64_t bound) {
+  absl::MutexLock lock(&mu_);
+  const int64_t effective = base_[worker] + clock;
+  int64_t& c = clock_[worker];
+  c = std::max(c, effective);
+  return effective - bound;
 }
 
-void SspClocks::Shutdown() {
-  shutdown_.store(true);
-  absl::MutexLock lock(&mu_);  // releasing it wakes waiting pulls
+bool SspClocks::Reached(int64_t want) const {
+  absl::MutexLock lock(&mu_);
+  return MinLiveClock() >= want;
+}
+
+absl::Status SspClocks::Behind(int worker, int64_t want, int64_t bound,
+                               const std::string& table) const {
+  absl::MutexLock lock(&mu_);
+  return absl::DeadlineExceededError(absl::StrCat(
+      "table '", table, "': worker ", worker, " at clock ", want + bound,
+      " waits for the slowest live worker to reach ", want, " (staleness bound ", bound,
+      "); slowest is at ", MinLiveClock()));
 }
 
 }  // namespace ps
