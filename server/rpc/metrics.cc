@@ -135,6 +135,15 @@ std::vector<MetricFamily> ServerMetrics::StatusFamilies(const v1::GetStatusRespo
                     "Of ps_pull_bytes_total, bytes that went through same-host windows.",
                     kCounter),
            status.window_bytes_sent());
+  b.Sample(b.Family("ps_duplicate_pushes_total",
+                    "Retried pushes answered without applying them again.", kCounter),
+           status.duplicate_pushes());
+  b.Sample(b.Family("ps_waiting_pulls",
+                    "Pulls waiting now for a version or an SSP clock.", kGauge),
+           status.waiting_pulls());
+  b.Sample(b.Family("ps_window_bytes_held", "Memory held in same-host transfer windows.",
+                    kGauge),
+           status.window_bytes_held());
   b.Sample(b.Family("ps_uptime_seconds", "Seconds since the shard started.", kGauge),
            status.uptime_ms() / 1000.0);
   int live = 0;

@@ -4,7 +4,8 @@
 // Most figures are read from a fresh GetStatusResponse on every scrape (a custom
 // prometheus::Collectable), so they never go stale and agree with what psctl shows:
 //   ps_push_requests_total, ps_pull_requests_total, ps_push_bytes_total,
-//   ps_pull_bytes_total, ps_uptime_seconds, ps_live_workers                    {shard}
+//   ps_pull_bytes_total, ps_duplicate_pushes_total, ps_waiting_pulls,
+//   ps_window_bytes_held, ps_uptime_seconds, ps_live_workers                  {shard}
 //   ps_table_version, ps_table_elements, ps_table_bytes, ps_table_pushes_total,
 //   ps_table_pulls_total, ps_table_rejected_pushes_total                 {shard, table}
 //   ps_worker_samples_per_second, ps_worker_loss, ps_worker_clock,

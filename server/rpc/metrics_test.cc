@@ -146,6 +146,9 @@ TEST_F(MetricsTest, ScrapeShowsRequestCountersAndTableGauges) {
   // In-band requests: nothing through same-host windows.
   EXPECT_EQ(Sample(text, "ps_push_window_bytes_total", {"shard=\"0\""}), 0);
   EXPECT_EQ(Sample(text, "ps_pull_window_bytes_total", {"shard=\"0\""}), 0);
+  EXPECT_EQ(Sample(text, "ps_duplicate_pushes_total", {"shard=\"0\""}), 0);
+  EXPECT_EQ(Sample(text, "ps_waiting_pulls", {"shard=\"0\""}), 0);
+  EXPECT_EQ(Sample(text, "ps_window_bytes_held", {"shard=\"0\""}), 0);
   EXPECT_EQ(Sample(text, "ps_table_elements", {"shard=\"0\"", "table=\"emb\""}), 4);
   EXPECT_EQ(Sample(text, "ps_table_version", {"shard=\"0\"", "table=\"emb\""}), 1);
   EXPECT_EQ(Sample(text, "ps_live_workers", {"shard=\"0\""}), 0);

@@ -187,8 +187,13 @@ absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
   }
   auto it = step_contrib_.find(worker);
   if (it != step_contrib_.end()) {
+    // The spans never overlap, so only the last one starting before `e` can meet
+    // [b, e): one lookup, whatever the number of slices pushed so far.
     const int64_t b = slice.offset() - offset_, e = b + slice.length();
-    for (const auto& [sb, se] : it->second.spans) {
+    const std::map<int64_t, int64_t>& spans = it->second.spans;
+    auto after = spans.lower_bound(e);
+    if (after != spans.begin()) {
+      const auto& [sb, se] = *std::prev(after);
       if (b < se && sb < e) {
         return WithReason(
             absl::AlreadyExistsError(absl::StrCat(
@@ -245,7 +250,7 @@ void DenseTable::Push(const PushKey& key, int64_t step, const v1::DenseSlice& sl
       std::vector<float>().swap(c.partial);
     }
   }
-  c.spans.emplace_back(b, b + n);
+  c.spans.emplace(b, b + n);
   c.covered += n;
   if (c.covered == local_size()) ++step_full_;
 }

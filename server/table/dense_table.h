@@ -99,7 +99,7 @@ class DenseTable {
   // A sync step's gradient from one worker, while it arrives in chunks.
   struct Contribution {
     int64_t covered = 0;                            // elements pushed so far
-    std::vector<std::pair<int64_t, int64_t>> spans;  // [begin, end) local, pushed so far
+    std::map<int64_t, int64_t> spans;  // begin -> end, [begin, end) local, pushed so far
     std::vector<float> partial;                     // gradient until covered == size
   };
 
