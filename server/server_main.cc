@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/flags_env.h"
 #include "common/malloc_tuning.h"
+#include "common/memory_budget.h"
 #include "common/tf_config.h"
 #include "glog/logging.h"
 #include "server/rpc/ps_server.h"
@@ -35,6 +36,10 @@ ABSL_FLAG(bool, same_host_windows, true,
           "Offer same-host transfer windows: workers on this host (same boot id, pid and "
           "network namespace) move tensor bytes by cross-memory attach instead of TCP.");
 ABSL_FLAG(int64_t, max_sparse_keys, 1 << 17, "Most keys of one sparse table in one request.");
+ABSL_FLAG(int64_t, max_tables, 4096, "Most tables (dense and sparse) this shard holds.");
+ABSL_FLAG(int64_t, memory_budget_mb, 0,
+          "MiB that tables, sync buffers and same-host windows may hold; beyond it requests get "
+          "RESOURCE_EXHAUSTED. 0: 80% of the container's (cgroup) or machine's memory.");
 ABSL_FLAG(int, metrics_port, -1,
           "Port of the Prometheus endpoint (/metrics); -1 turns it off, 0 picks a free one.");
 ABSL_FLAG(std::string, metrics_port_file, "",
@@ -77,7 +82,8 @@ int main(int argc, char** argv) {
                                             "max_pull_wait", "max_request_bytes",
                                             "metrics_port", "metrics_port_file", "checkpoint_dir",
                                             "checkpoint_every_steps", "checkpoint_interval",
-                                            "checkpoint_keep", "max_sparse_keys", "same_host_windows"});
+                                            "checkpoint_keep", "max_sparse_keys", "max_tables", "memory_budget_mb",
+                                            "same_host_windows"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -101,6 +107,16 @@ int main(int argc, char** argv) {
   options.max_pull_wait = absl::GetFlag(FLAGS_max_pull_wait);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
+  options.max_tables = absl::GetFlag(FLAGS_max_tables);
+  const int64_t budget_mb = absl::GetFlag(FLAGS_memory_budget_mb);
+  if (budget_mb < 0) {
+    std::fprintf(stderr, "ps_server: --memory_budget_mb=%lld is negative\n",
+                 static_cast<long long>(budget_mb));
+    return 2;
+  }
+  options.memory_budget_bytes = budget_mb > 0 ? budget_mb << 20 : ps::DefaultMemoryBudget();
+  LOG(INFO) << "memory budget " << ps::FormatBytesIEC(options.memory_budget_bytes)
+            << (budget_mb > 0 ? "" : " (80% of this container's memory)");
   options.same_host_windows = absl::GetFlag(FLAGS_same_host_windows);
   options.checkpoint.dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.checkpoint.every_steps = absl::GetFlag(FLAGS_checkpoint_every_steps);

@@ -57,10 +57,12 @@ ShardOptions ShardOptionsOf(const ServerOptions& options) {
   shard.store.num_shards = options.num_shards;
   shard.store.max_request_bytes = options.max_request_bytes;
   shard.store.max_sparse_keys = options.max_sparse_keys;
+  shard.store.max_tables = options.max_tables;
   shard.heartbeat_interval = options.heartbeat_interval;
   shard.heartbeat_timeout = options.heartbeat_timeout;
   shard.max_pull_wait = options.max_pull_wait;
   shard.same_host_windows = options.same_host_windows;
+  shard.memory_budget_bytes = options.memory_budget_bytes;
   return shard;
 }
 

@@ -40,6 +40,10 @@ struct ServerOptions {
   absl::Duration max_pull_wait = absl::Minutes(5);
   int64_t max_request_bytes = 64 << 20;
   int64_t max_sparse_keys = 1 << 17;
+  int64_t max_tables = 4096;
+  // Bytes tables, sync buffers and windows may hold (common/memory_budget.h); <= 0: no
+  // limit. ps_server's --memory_budget_mb defaults it from the machine.
+  int64_t memory_budget_bytes = 0;
   // Every shard's address in shard order, for the Admin service's cluster view; empty:
   // this shard alone. When given, its length must equal num_shards.
   std::vector<std::string> peers;

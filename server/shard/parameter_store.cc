@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/error_reason.h"
+#include "common/input_checks.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -37,8 +38,9 @@ std::string DescribeSpecDifference(const v1::TableSpec& a, const v1::TableSpec& 
 
 }  // namespace
 
-ParameterStore::ParameterStore(const StoreOptions& options, WorkerRegistry* registry)
-    : options_(options), registry_(registry) {}
+ParameterStore::ParameterStore(const StoreOptions& options, WorkerRegistry* registry,
+                               MemoryBudget* budget)
+    : options_(options), registry_(registry), budget_(budget) {}
 
 absl::StatusOr<DenseTable*> ParameterStore::Find(const std::string& name) const {
   absl::MutexLock lock(&tables_mu_);
@@ -46,9 +48,9 @@ absl::StatusOr<DenseTable*> ParameterStore::Find(const std::string& name) const 
   if (it == tables_.end()) {
     if (sparse_.count(name)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("table '", name, "' is sparse; address it by keys, not ranges"));
+          absl::StrCat("table '", Printable(name), "' is sparse; address it by keys, not ranges"));
     }
-    return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
+    return absl::NotFoundError(absl::StrCat("table '", Printable(name), "' does not exist on shard ",
                                             options_.shard_index));
   }
   return it->second.get();
@@ -60,9 +62,9 @@ absl::StatusOr<SparseTable*> ParameterStore::FindSparse(const std::string& name)
   if (it == sparse_.end()) {
     if (tables_.count(name)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("table '", name, "' is dense; address it by ranges, not keys"));
+          absl::StrCat("table '", Printable(name), "' is dense; address it by ranges, not keys"));
     }
-    return absl::NotFoundError(absl::StrCat("table '", name, "' does not exist on shard ",
+    return absl::NotFoundError(absl::StrCat("table '", Printable(name), "' does not exist on shard ",
                                             options_.shard_index));
   }
   return it->second.get();
@@ -74,7 +76,7 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
   // or stores the spec.
   v1::TableSpec spec = request.spec();
   *spec.mutable_optimizer() = WithDefaults(spec.optimizer());
-  if (spec.name().empty()) return absl::InvalidArgumentError("table name is empty");
+  if (absl::Status s = CheckTableName(spec.name()); !s.ok()) return s;
   if (spec.kind() != v1::DENSE && spec.kind() != v1::SPARSE) {
     return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': kind ",
                                                    v1::TableKind_Name(spec.kind()),
@@ -105,26 +107,36 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
     }
     return absl::OkStatus();
   };
+  auto too_many = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_) -> absl::Status {
+    if (static_cast<int64_t>(tables_.size() + sparse_.size()) < options_.max_tables) {
+      return absl::OkStatus();
+    }
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "shard ", options_.shard_index, " holds ", options_.max_tables,
+        " tables, its limit (--max_tables); table '", spec.name(), "' not created"));
+  };
   {
     absl::MutexLock lock(&tables_mu_);
     if (std::optional<absl::Status> s = existing()) return *s;
+    if (absl::Status s = too_many(); !s.ok()) return s;
   }
   // Build outside the map lock: initialising a large table takes a while.
   std::unique_ptr<DenseTable> dense;
   std::unique_ptr<SparseTable> sparse;
   if (spec.kind() == v1::DENSE) {
     absl::StatusOr<std::unique_ptr<DenseTable>> t =
-        DenseTable::Create(spec, options_.shard_index, options_.num_shards);
+        DenseTable::Create(spec, options_.shard_index, options_.num_shards, budget_);
     if (!t.ok()) return t.status();
     dense = *std::move(t);
   } else {
     absl::StatusOr<std::unique_ptr<SparseTable>> t =
-        SparseTable::Create(spec, options_.shard_index, options_.num_shards);
+        SparseTable::Create(spec, options_.shard_index, options_.num_shards, budget_);
     if (!t.ok()) return t.status();
     sparse = *std::move(t);
   }
   absl::MutexLock lock(&tables_mu_);
   if (std::optional<absl::Status> s = existing()) return *s;  // created meanwhile
+  if (absl::Status s = too_many(); !s.ok()) return s;
   response->set_created(true);
   response->set_version(0);
   if (dense != nullptr) {
@@ -390,6 +402,17 @@ absl::Status ParameterStore::ApplyLocked(const v1::PushRequest& request, const P
       return s;
     }
   }
+  // Memory for chunk buffers and new sparse rows, reserved and allocated before anything
+  // is applied: a push that does not fit the budget changes nothing.
+  for (size_t i = 0; i < plan.dense.size(); ++i) {
+    if (absl::Status s = plan.dense[i]->PrepareChunk(request.worker_index(), request.dense(i));
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (size_t i = 0; i < plan.sparse.size(); ++i) {
+    if (absl::Status s = plan.sparse[i]->PrepareRows(request.sparse(i)); !s.ok()) return s;
+  }
   for (size_t i = 0; i < plan.dense.size(); ++i) {
     plan.dense[i]->Push(key, request.step(), request.dense(i), plan.values[i]);
   }
@@ -462,7 +485,7 @@ absl::Status ParameterStore::RestoreTable(v1::TableCheckpoint* checkpoint) {
   const std::string& name = saved.spec().name();
   if (saved.spec().kind() == v1::SPARSE) {
     absl::StatusOr<std::unique_ptr<SparseTable>> t =
-        SparseTable::Restore(saved, options_.shard_index, options_.num_shards);
+        SparseTable::Restore(saved, options_.shard_index, options_.num_shards, budget_);
     if (!t.ok()) return t.status();
     absl::MutexLock lock(&tables_mu_);
     if (tables_.count(name) || !sparse_.emplace(name, *std::move(t)).second) {
@@ -471,7 +494,7 @@ absl::Status ParameterStore::RestoreTable(v1::TableCheckpoint* checkpoint) {
     return absl::OkStatus();
   }
   absl::StatusOr<std::unique_ptr<DenseTable>> t =
-      DenseTable::Restore(saved, options_.shard_index, options_.num_shards);
+      DenseTable::Restore(saved, options_.shard_index, options_.num_shards, budget_);
   if (!t.ok()) return t.status();
   absl::MutexLock lock(&tables_mu_);
   if (sparse_.count(name) || !tables_.emplace(name, *std::move(t)).second) {

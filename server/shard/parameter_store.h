@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/memory_budget.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "server/shard/pull_waiters.h"
@@ -42,12 +43,16 @@ struct StoreOptions {
   int64_t max_request_bytes = 64 << 20;
   // Most sparse keys one table's part of a request may carry.
   int64_t max_sparse_keys = 1 << 17;
+  // Most tables (dense and sparse) one shard holds.
+  int64_t max_tables = 4096;
 };
 
 class ParameterStore {
  public:
-  // `registry` must outlive the store.
-  ParameterStore(const StoreOptions& options, WorkerRegistry* registry);
+  // `registry` and `budget` (null: no limit) must outlive the store. Every table's
+  // memory is reserved from `budget` (common/memory_budget.h).
+  ParameterStore(const StoreOptions& options, WorkerRegistry* registry,
+                 MemoryBudget* budget = nullptr);
 
   // Creates this shard's part of a table. An identical spec already present is not an
   // error (created = false), so every worker may create the tables it uses; a different
@@ -145,6 +150,7 @@ class ParameterStore {
 
   const StoreOptions options_;
   WorkerRegistry* const registry_;
+  MemoryBudget* const budget_;
   std::atomic<bool> shutdown_{false};
   std::atomic<int64_t> anonymous_pushes_{0};  // gives requests without a push id a key
   std::function<void(DenseTable*)> step_hook_;  // set before serving

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/placement.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/shard/worker_registry.h"
@@ -667,6 +668,50 @@ TEST_F(BadInputTest, BadShapeIsInvalidArgument) {
     EXPECT_THAT(s.message(), HasSubstr("shape"));
   }
   EXPECT_EQ(Pull("bad_shape", 0, 1).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(BadInputTest, AShapeOfAMillionOnesIsInvalidArgument) {
+  absl::Status s = Create(DenseSpec("ones", std::vector<int64_t>(1'000'000, 1), v1::ASYNC, 0.1f));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("table 'ones': shape has 1000000 dimensions; the limit is 8"));
+  EXPECT_TRUE(Create(DenseSpec("eight", std::vector<int64_t>(8, 2), v1::ASYNC, 0.1f)).ok());
+}
+
+// Names are bounded and printable: a megabyte name and one that would forge a log line
+// are refused, and nothing is created.
+TEST_F(BadInputTest, LongOrControlCharacterTableNamesAreInvalidArgument) {
+  absl::Status s = Create(DenseSpec(std::string(1 << 20, 'n'), {4}, v1::ASYNC, 0.1f));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("1048576 characters long; the limit is 128"));
+  s = Create(DenseSpec("w\nE1201 12:00:00 forged] \x1b[31mFATAL", {4}, v1::ASYNC, 0.1f));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("has '\\n' at position 1"));
+  EXPECT_EQ(s.message().find('\n'), std::string::npos);
+  // An unknown name is quoted escaped in the error, not as sent.
+  s = Push(0, 0, "no\x1b[2Jpe", 0, {1});
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("'no\\x1b[2Jpe'"));
+  ExpectAUnchanged();
+}
+
+TEST_F(BadInputTest, AHugeLearningRateIsInvalidArgument) {
+  absl::Status s = Create(DenseSpec("fast", {4}, v1::ASYNC, 1e30f));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("learning_rate=1e+30 outside (0, 1000]"));
+  EXPECT_TRUE(Create(DenseSpec("fast", {4}, v1::ASYNC, 1000.0f)).ok());
+}
+
+TEST_F(ParameterStoreTest, TablesBeyondTheShardsLimitAreResourceExhausted) {
+  StoreOptions options;
+  options.max_tables = 3;
+  ResetStore(options);
+  for (int i = 0; i < 3; ++i) MustCreate(DenseSpec(absl::StrCat("t", i), {4}, v1::ASYNC, 0.1f));
+  absl::Status s = Create(DenseSpec("t3", {4}, v1::ASYNC, 0.1f));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("holds 3 tables, its limit (--max_tables); table 't3' not created"));
+  EXPECT_EQ(Pull("t3", 0, 1).status().code(), absl::StatusCode::kNotFound);
+  // Creating one that exists is still fine at the limit.
+  EXPECT_TRUE(Create(DenseSpec("t0", {4}, v1::ASYNC, 0.1f)).ok());
 }
 
 TEST_F(BadInputTest, UnsupportedKindsAndModesAreRefused) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
+#include "common/input_checks.h"
 #include "glog/logging.h"
 
 namespace ps {
@@ -13,7 +14,8 @@ namespace {
 // Logs a rejected request once per call; the client gets the same text as its status.
 absl::Status LogRejected(const char* what, int worker, absl::Status s) {
   if (!s.ok() && s.code() != absl::StatusCode::kDeadlineExceeded) {
-    LOG(WARNING) << what << " from worker " << worker << " rejected: " << Describe(s);
+    // Escaped: the message may quote what the client sent (a table name, say).
+    LOG(WARNING) << what << " from worker " << worker << " rejected: " << Printable(Describe(s), 1000);
   }
   return s;
 }
@@ -43,9 +45,10 @@ void CountBytes(const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices
 Shard::Shard(const ShardOptions& options)
     : options_(options),
       start_(options.clock()),
+      budget_(options.memory_budget_bytes),
       registry_(options.heartbeat_timeout, options.clock),
-      store_(options.store, &registry_),
-      windows_(options.same_host_windows) {}
+      store_(options.store, &registry_, &budget_),
+      windows_(options.same_host_windows, &budget_) {}
 
 absl::Status Shard::CreateTable(const v1::CreateTableRequest& request,
                                 v1::CreateTableResponse* response) {
@@ -243,6 +246,8 @@ void Shard::GetStatus(v1::GetStatusResponse* response) const {
   response->set_duplicate_pushes(duplicate_pushes_.load());
   response->set_window_bytes_held(windows_.bytes_held());
   response->set_waiting_pulls(store_.waiting_pulls());
+  response->set_memory_used_bytes(budget_.used());
+  response->set_memory_budget_bytes(budget_.limit());
   response->set_bytes_received(bytes_received_.load());
   response->set_bytes_sent(bytes_sent_.load());
   response->set_window_bytes_received(window_bytes_received_.load());

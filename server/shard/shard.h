@@ -46,6 +46,9 @@ struct ShardOptions {
   absl::Duration max_pull_wait = absl::Minutes(5);
   // Offer same-host transfer windows (docs/same_host.md).
   bool same_host_windows = true;
+  // What tables, sync buffers and windows may hold, in bytes (common/memory_budget.h);
+  // <= 0: no limit.
+  int64_t memory_budget_bytes = 0;
   WorkerRegistry::Clock clock = [] { return absl::Now(); };
 };
 
@@ -118,6 +121,7 @@ class Shard {
 
   const ShardOptions options_;
   const absl::Time start_;
+  MemoryBudget budget_;  // before everything that reserves from it
   WorkerRegistry registry_;
   ParameterStore store_;
   TransferWindows windows_;

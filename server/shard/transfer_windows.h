@@ -24,6 +24,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/memory_budget.h"
 #include "common/same_host.h"
 #include "proto/v1/ps.pb.h"
 
@@ -32,14 +33,16 @@ namespace ps {
 class TransferWindows {
  public:
   struct Window {
-    explicit Window(int64_t n);
+    Window(int64_t n, Reservation memory);
     const int64_t bytes;
     const std::unique_ptr<char[]> push;
     const std::unique_ptr<char[]> pull;
+    Reservation memory;  // both windows' bytes in the budget, returned with them
   };
 
-  // `enabled` false: no offers, and OpenWindow is FAILED_PRECONDITION.
-  explicit TransferWindows(bool enabled);
+  // `enabled` false: no offers, and OpenWindow is FAILED_PRECONDITION. Windows are
+  // reserved from `budget` (null: no limit), which must outlive every window.
+  explicit TransferWindows(bool enabled, MemoryBudget* budget = nullptr);
 
   bool enabled() const { return enabled_; }
   // This process's identity and the probe a worker reads to prove it can attach.
@@ -49,7 +52,7 @@ class TransferWindows {
   // else new ones of `max_bytes` (so they need replacing only when tables are added).
   // Replaced windows stay allocated until Close(): a call the worker still has in flight
   // may write into them. INVALID_ARGUMENT when bytes is not in (0, max_bytes];
-  // FAILED_PRECONDITION when off.
+  // FAILED_PRECONDITION when off; RESOURCE_EXHAUSTED when they do not fit the budget.
   absl::StatusOr<std::shared_ptr<const Window>> Open(int worker, uint64_t incarnation,
                                                      int64_t bytes, int64_t max_bytes);
   // The worker's windows; null when it has none. The pointer keeps them alive while a
@@ -62,6 +65,7 @@ class TransferWindows {
 
  private:
   const bool enabled_;
+  MemoryBudget* const budget_;
   const HostIdentity identity_;
   alignas(16) char probe_[16];
   using Key = std::pair<int, uint64_t>;  // (worker, incarnation)

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
+#include "common/input_checks.h"
 #include "glog/logging.h"
 
 namespace ps {
@@ -24,6 +25,8 @@ absl::Status WorkerRegistry::Register(int worker, const std::string& host,
   if (worker < 0) {
     return absl::InvalidArgumentError(absl::StrCat("worker index ", worker, " is negative"));
   }
+  if (absl::Status s = CheckLabel("host", host); !s.ok()) return s;
+  if (absl::Status s = CheckLabel("device", device); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   Entry& e = workers_[worker];
   const bool rejoin = e.last_heartbeat != absl::Time();
@@ -51,6 +54,7 @@ absl::Status WorkerRegistry::Heartbeat(int worker, const v1::WorkerStats& stats,
                       kReasonUnknownWorker);
   }
   if (absl::Status s = Mismatch(worker, it->second, incarnation, "heartbeat"); !s.ok()) return s;
+  if (absl::Status s = CheckLabel("device", stats.device()); !s.ok()) return s;
   it->second.last_heartbeat = clock_();
   it->second.stats = stats;
   return absl::OkStatus();

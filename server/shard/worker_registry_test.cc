@@ -47,6 +47,20 @@ TEST_F(WorkerRegistryTest, RegisterRejectsNegativeIndex) {
   EXPECT_THAT(registry_.Snapshot(), IsEmpty());
 }
 
+TEST_F(WorkerRegistryTest, HostsAndDevicesAreBoundedAndPrintable) {
+  absl::Status s = registry_.Register(0, std::string(60 << 20, 'h'), "cpu");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("the limit is 253"));
+  s = registry_.Register(0, "host\n", "cpu");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("host 'host\\n' has a control or non-ASCII byte"));
+  EXPECT_FALSE(registry_.IsLive(0));  // nothing registered
+  ASSERT_TRUE(registry_.Register(0, "host-a", "cpu").ok());
+  v1::WorkerStats stats;
+  stats.set_device(std::string(1000, 'd'));
+  EXPECT_EQ(registry_.Heartbeat(0, stats).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(WorkerRegistryTest, HeartbeatFromUnknownWorkerIsNotFound) {
   absl::Status s = registry_.Heartbeat(3, v1::WorkerStats());
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/error_reason.h"
+#include "common/memory_budget.h"
 #include "common/placement.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "server/table/initializer.h"
@@ -17,6 +18,11 @@ absl::StatusOr<int64_t> DenseElementCount(const v1::TableSpec& spec) {
   if (spec.shape_size() == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("table '", spec.name(), "': a dense table needs a non-empty shape"));
+  }
+  if (spec.shape_size() > kMaxDenseDims) {
+    return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': shape has ",
+                                                   spec.shape_size(), " dimensions; the limit is ",
+                                                   kMaxDenseDims));
   }
   int64_t n = 1;
   for (int64_t d : spec.shape()) {
@@ -31,7 +37,8 @@ absl::StatusOr<int64_t> DenseElementCount(const v1::TableSpec& spec) {
 }
 
 absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSpec& spec,
-                                                               int shard, int num_shards) {
+                                                               int shard, int num_shards,
+                                                               MemoryBudget* budget) {
   absl::StatusOr<int64_t> n = DenseElementCount(spec);
   if (!n.ok()) return n.status();
   if (absl::Status s = ValidateInitializer(spec.initializer()); !s.ok()) {
@@ -57,13 +64,31 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSp
         absl::StrCat("table '", spec.name(), "': ", opt.status().message()));
   }
   const ShardRange r = LocalRange(spec.name(), *n, num_shards, shard);
-  return std::unique_ptr<DenseTable>(
-      new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt)));
+  // Values and optimizer slots, and a sync table's step sum.
+  const int64_t bytes = r.size() * 4 *
+                        (1 + static_cast<int64_t>((*opt)->num_slots()) +
+                         (spec.consistency() == v1::SYNC ? 1 : 0));
+  Reservation memory;
+  if (absl::Status s = ReserveScoped(
+          budget, bytes, absl::StrCat("table '", spec.name(), "' (", r.size(), " elements here)"),
+          &memory);
+      !s.ok()) {
+    return s;
+  }
+  std::unique_ptr<DenseTable> table;
+  try {
+    table.reset(new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt), budget));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "table '", spec.name(), "': the shard could not allocate ", FormatBytesIEC(bytes)));
+  }
+  table->memory_ = std::move(memory);
+  return table;
 }
 
 absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Restore(
-    const v1::TableCheckpoint& saved, int shard, int num_shards) {
-  absl::StatusOr<std::unique_ptr<DenseTable>> t = Create(saved.spec(), shard, num_shards);
+    const v1::TableCheckpoint& saved, int shard, int num_shards, MemoryBudget* budget) {
+  absl::StatusOr<std::unique_ptr<DenseTable>> t = Create(saved.spec(), shard, num_shards, budget);
   if (!t.ok()) return t.status();
   DenseTable& table = **t;
   const int64_t n = table.local_size();
@@ -102,13 +127,16 @@ v1::TableCheckpoint DenseTable::Capture() const {
 }
 
 DenseTable::DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
-                       int64_t local_size, std::unique_ptr<Optimizer> optimizer)
+                       int64_t local_size, std::unique_ptr<Optimizer> optimizer,
+                       MemoryBudget* budget)
     : spec_(spec),
       num_elements_(num_elements),
       offset_(offset),
       optimizer_(std::move(optimizer)),
+      budget_(budget),
       params_(local_size) {
   FillInitial(spec_.initializer(), offset_, local_size, params_.data());
+  if (is_sync()) step_sum_.resize(local_size);  // all allocation happens here, up front
   slots_.resize(optimizer_->num_slots(), std::vector<float>(local_size, 0.0f));
   std::vector<float*> slot_ptrs;
   for (auto& s : slots_) slot_ptrs.push_back(s.data());
@@ -206,6 +234,35 @@ absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
   return absl::OkStatus();
 }
 
+absl::Status DenseTable::PrepareChunk(int worker, const v1::DenseSlice& slice) {
+  if (!is_sync()) return absl::OkStatus();
+  auto it = step_contrib_.find(worker);
+  const bool whole = slice.length() == local_size() &&
+                     (it == step_contrib_.end() || it->second.covered == 0);
+  if (whole || (it != step_contrib_.end() && !it->second.partial.empty())) {
+    return absl::OkStatus();  // goes straight into the sum, or the buffer is there
+  }
+  Reservation memory;
+  if (absl::Status s = ReserveScoped(
+          budget_, local_size() * 4,
+          absl::StrCat("table '", name(), "': worker ", worker, "'s chunked gradient"), &memory);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<float> partial;
+  try {
+    partial.assign(local_size(), 0.0f);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "table '", name(), "': the shard could not allocate a chunk buffer of ",
+        FormatBytesIEC(local_size() * 4)));
+  }
+  Contribution& c = step_contrib_[worker];
+  c.partial = std::move(partial);
+  c.partial_memory = std::move(memory);
+  return absl::OkStatus();
+}
+
 void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n, int64_t t) {
   float* slot_ptrs[4];
   for (size_t i = 0; i < slots_.size(); ++i) slot_ptrs[i] = slots_[i].data() + local_begin;
@@ -248,6 +305,7 @@ void DenseTable::Push(const PushKey& key, int64_t step, const v1::DenseSlice& sl
     if (c.covered + n == local_size()) {
       add_to_sum(c.partial.data());
       std::vector<float>().swap(c.partial);
+      c.partial_memory.Reset();
     }
   }
   c.spans.emplace(b, b + n);

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/memory_budget.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "server/table/optimizer.h"
@@ -34,13 +35,17 @@ namespace ps {
 
 class DenseTable {
  public:
-  // Validates `spec` (shape, initializer, optimizer) and builds this shard's part.
+  // Validates `spec` (shape, initializer, optimizer) and builds this shard's part. Its
+  // memory (values, optimizer state, a sync step's sum) is reserved from `budget` (null:
+  // none) first: RESOURCE_EXHAUSTED, and nothing allocated, when it does not fit.
   static absl::StatusOr<std::unique_ptr<DenseTable>> Create(const v1::TableSpec& spec,
-                                                            int shard, int num_shards);
+                                                            int shard, int num_shards,
+                                                            MemoryBudget* budget = nullptr);
   // Rebuilds a table from a checkpoint written by Capture(). DATA_LOSS when the saved
   // range or sizes do not fit the spec and this shard layout.
   static absl::StatusOr<std::unique_ptr<DenseTable>> Restore(const v1::TableCheckpoint& saved,
-                                                             int shard, int num_shards);
+                                                             int shard, int num_shards,
+                                                             MemoryBudget* budget = nullptr);
 
   const v1::TableSpec& spec() const { return spec_; }
   const std::string& name() const { return spec_.name(); }
@@ -71,6 +76,11 @@ class DenseTable {
   // worker, no element pushed twice). Changes nothing.
   absl::Status CheckPush(int worker, bool worker_live, int64_t step,
                          const v1::DenseSlice& slice) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sync: allocates, against the budget, the buffer a chunk of a worker's gradient
+  // collects in (a slice that is not the whole range at once). RESOURCE_EXHAUSTED when it
+  // does not fit; either way nothing a reader sees changes. Call after CheckPush.
+  absl::Status PrepareChunk(int worker, const v1::DenseSlice& slice)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies (async, SSP) or accumulates (sync) a slice that passed CheckSlice and
   // CheckPush. `step` is the version the gradient was computed from; `key` names the
   // push the slice belongs to (async and SSP: one update per push).
@@ -94,13 +104,14 @@ class DenseTable {
 
  private:
   DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t offset,
-             int64_t local_size, std::unique_ptr<Optimizer> optimizer);
+             int64_t local_size, std::unique_ptr<Optimizer> optimizer, MemoryBudget* budget);
 
   // A sync step's gradient from one worker, while it arrives in chunks.
   struct Contribution {
     int64_t covered = 0;                            // elements pushed so far
     std::map<int64_t, int64_t> spans;  // begin -> end, [begin, end) local, pushed so far
     std::vector<float> partial;                     // gradient until covered == size
+    Reservation partial_memory;                     // partial's bytes in the budget
   };
 
   // Applies the optimizer's update number `t` (1-based) to a range.
@@ -111,6 +122,8 @@ class DenseTable {
   const int64_t num_elements_;
   const int64_t offset_;
   const std::unique_ptr<Optimizer> optimizer_;
+  MemoryBudget* const budget_;  // may be null
+  Reservation memory_;          // values, slots and step sum
 
   mutable absl::Mutex mu_;
   std::vector<float> params_ ABSL_GUARDED_BY(mu_);
@@ -139,6 +152,7 @@ class DenseTable {
 // or more than kMaxDenseElements.
 absl::StatusOr<int64_t> DenseElementCount(const v1::TableSpec& spec);
 inline constexpr int64_t kMaxDenseElements = int64_t{1} << 32;
+inline constexpr int kMaxDenseDims = 8;
 
 }  // namespace ps
 

@@ -56,6 +56,8 @@ constexpr Interval kNonPositive{-kInf, 0, true, false};  // (-inf, 0]
 constexpr Interval kUnitOpen{0, 1, false, true};        // [0, 1)
 constexpr Interval kUnitClosed{0, 1, false, false};     // [0, 1]
 constexpr Interval kCountPositive{1, kInf, false, true};  // [1, inf) for integer fields
+// A learning rate above 1000 is a typo or an attack, not a setting (1e30 was accepted once).
+constexpr Interval kLearningRate{0, 1000, true, false};  // (0, 1000]
 
 // Checks one hyper-parameter of optimizer `opt`; `value` is float or int64.
 template <typename T>
@@ -198,7 +200,7 @@ absl::Status ValidateOptimizerSpec(const v1::OptimizerSpec& spec) {
   }
   return FirstError({
       CheckAllFinite(opt, spec),
-      CheckIn(opt, "learning_rate", spec.learning_rate(), kPositive),
+      CheckIn(opt, "learning_rate", spec.learning_rate(), kLearningRate),
       ValidateRule(opt, spec),
       ValidateSchedule(opt, spec),
   });

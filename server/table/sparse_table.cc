@@ -1,11 +1,14 @@
 #include "server/table/sparse_table.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/placement.h"
+#include "glog/logging.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "server/table/initializer.h"
 
@@ -18,7 +21,8 @@ int64_t InitStream(int64_t key) { return static_cast<int64_t>(MixBits(key) >> 16
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(const v1::TableSpec& spec,
-                                                                 int shard, int num_shards) {
+                                                                 int shard, int num_shards,
+                                                                 MemoryBudget* budget) {
   if (spec.row_width() <= 0 || spec.row_width() > (1 << 20)) {
     return absl::InvalidArgumentError(absl::StrCat("table '", spec.name(), "': row_width=",
                                                    spec.row_width(), " outside [1, 1048576]"));
@@ -44,22 +48,92 @@ absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(const v1::Table
     return absl::InvalidArgumentError(
         absl::StrCat("table '", spec.name(), "': ", opt.status().message()));
   }
-  return std::unique_ptr<SparseTable>(new SparseTable(spec, shard, num_shards, *std::move(opt)));
+  return std::unique_ptr<SparseTable>(
+      new SparseTable(spec, shard, num_shards, *std::move(opt), budget));
 }
 
 SparseTable::SparseTable(const v1::TableSpec& spec, int shard, int num_shards,
-                         std::unique_ptr<Optimizer> optimizer)
+                         std::unique_ptr<Optimizer> optimizer, MemoryBudget* budget)
     : spec_(spec),
       width_(static_cast<int>(spec.row_width())),
       shard_(shard),
       num_shards_(num_shards),
       optimizer_(std::move(optimizer)),
+      budget_(budget),
       slot_blocks_(optimizer_->num_slots()),
       index_(1024, kEmpty) {}
 
+SparseTable::~SparseTable() {
+  absl::MutexLock lock(&mu_);
+  if (budget_ != nullptr) budget_->Release(reserved_bytes_);
+}
+
+int64_t SparseTable::BlockBytes() const {
+  return kBlockRows * (static_cast<int64_t>(width_) * 4 * (1 + slot_blocks_.size()) + 8);
+}
+
+absl::Status SparseTable::Reserve(int64_t more) {
+  if (more <= 0) return absl::OkStatus();
+  const int64_t rows = num_rows_ + more;
+  if (rows > kMaxSparseRowsPerShard) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "table '", name(), "': ", rows, " rows would exceed ", kMaxSparseRowsPerShard,
+        " rows on one shard"));
+  }
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  const int64_t new_blocks = blocks - static_cast<int64_t>(row_blocks_.size());
+  int64_t index_size = static_cast<int64_t>(index_.size());
+  while (rows * 10 > index_size * 7) index_size *= 2;  // the index stays at most 70% full
+  const int64_t index_bytes = (index_size - static_cast<int64_t>(index_.size())) * 4;
+  const int64_t bytes = std::max<int64_t>(0, new_blocks) * BlockBytes() + index_bytes;
+  if (bytes == 0) return absl::OkStatus();
+  Reservation memory;
+  if (absl::Status s = ReserveScoped(
+          budget_, bytes, absl::StrCat("table '", name(), "': ", more, " new rows"), &memory);
+      !s.ok()) {
+    return s;
+  }
+  try {
+    // Allocate everything first, then move it in: a failure changes nothing.
+    std::vector<std::unique_ptr<float[]>> rows_new, slots_new;
+    std::vector<std::unique_ptr<int64_t[]>> keys_new;
+    for (int64_t b = 0; b < new_blocks; ++b) {
+      rows_new.emplace_back(new float[kBlockRows * width_]);
+      keys_new.emplace_back(new int64_t[kBlockRows]);
+      for (size_t s = 0; s < slot_blocks_.size(); ++s) {
+        slots_new.emplace_back(new float[kBlockRows * width_]);
+      }
+    }
+    row_blocks_.reserve(blocks);
+    key_blocks_.reserve(blocks);
+    for (auto& slot : slot_blocks_) slot.reserve(blocks);
+    if (index_size > static_cast<int64_t>(index_.size())) Grow(index_size);
+    for (int64_t b = 0; b < new_blocks; ++b) {  // no allocation from here on
+      row_blocks_.push_back(std::move(rows_new[b]));
+      key_blocks_.push_back(std::move(keys_new[b]));
+      for (size_t s = 0; s < slot_blocks_.size(); ++s) {
+        slot_blocks_[s].push_back(std::move(slots_new[b * slot_blocks_.size() + s]));
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "table '", name(), "': the shard could not allocate ", FormatBytesIEC(bytes), " for ",
+        more, " new rows"));
+  }
+  memory.Commit();
+  reserved_bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+absl::Status SparseTable::PrepareRows(const v1::SparseRows& rows) {
+  int64_t more = 0;
+  for (int64_t key : rows.keys()) more += Find(key) == kEmpty ? 1 : 0;  // keys are distinct
+  return Reserve(more);
+}
+
 absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Restore(
-    const v1::TableCheckpoint& saved, int shard, int num_shards) {
-  absl::StatusOr<std::unique_ptr<SparseTable>> t = Create(saved.spec(), shard, num_shards);
+    const v1::TableCheckpoint& saved, int shard, int num_shards, MemoryBudget* budget) {
+  absl::StatusOr<std::unique_ptr<SparseTable>> t = Create(saved.spec(), shard, num_shards, budget);
   if (!t.ok()) return t.status();
   SparseTable& table = **t;
   const size_t n = saved.keys_size(), row_bytes = static_cast<size_t>(table.width_) * 4;
@@ -70,6 +144,7 @@ absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Restore(
                                             " bytes of rows and ", saved.slots_size(), " slots"));
   }
   absl::MutexLock lock(&table.mu_);
+  if (absl::Status s = table.Reserve(static_cast<int64_t>(n)); !s.ok()) return s;
   for (size_t i = 0; i < n; ++i) {
     const uint32_t row = table.FindOrCreate(saved.keys(i));
     std::memcpy(table.Row(row), saved.params().data() + i * row_bytes, row_bytes);
@@ -141,8 +216,8 @@ int64_t SparseTable::Key(uint32_t row) const {
   return key_blocks_[row / kBlockRows][row % kBlockRows];
 }
 
-void SparseTable::Grow() {
-  std::vector<uint32_t> bigger(index_.size() * 2, kEmpty);
+void SparseTable::Grow(int64_t size) {
+  std::vector<uint32_t> bigger(size, kEmpty);
   const uint64_t mask = bigger.size() - 1;
   for (uint32_t row : index_) {
     if (row == kEmpty) continue;
@@ -153,26 +228,26 @@ void SparseTable::Grow() {
   index_.swap(bigger);
 }
 
+uint32_t SparseTable::Find(int64_t key) const {
+  const uint64_t mask = index_.size() - 1;
+  for (uint64_t at = MixBits(key) & mask; index_[at] != kEmpty; at = (at + 1) & mask) {
+    if (Key(index_[at]) == key) return index_[at];
+  }
+  return kEmpty;
+}
+
 uint32_t SparseTable::FindOrCreate(int64_t key) {
-  uint64_t mask = index_.size() - 1;
+  const uint64_t mask = index_.size() - 1;
   uint64_t at = MixBits(key) & mask;
   while (index_[at] != kEmpty) {
     if (Key(index_[at]) == key) return index_[at];
     at = (at + 1) & mask;
   }
-  // New row: keep the index at most 70% full.
-  if ((num_rows_ + 1) * 10 > static_cast<int64_t>(index_.size()) * 7) {
-    Grow();
-    mask = index_.size() - 1;
-    at = MixBits(key) & mask;
-    while (index_[at] != kEmpty) at = (at + 1) & mask;
-  }
-  const uint32_t row = static_cast<uint32_t>(num_rows_++);
-  if (row % kBlockRows == 0) {
-    row_blocks_.emplace_back(new float[kBlockRows * width_]);
-    key_blocks_.emplace_back(new int64_t[kBlockRows]);
-    for (auto& blocks : slot_blocks_) blocks.emplace_back(new float[kBlockRows * width_]);
-  }
+  // New row, in the room Reserve() made: the row count goes up only once it is set.
+  CHECK_LT(num_rows_ / kBlockRows, static_cast<int64_t>(row_blocks_.size()))
+      << "table '" << name() << "': a row was created without Reserve()";
+  CHECK_LE((num_rows_ + 1) * 10, static_cast<int64_t>(index_.size()) * 7);
+  const uint32_t row = static_cast<uint32_t>(num_rows_);
   key_blocks_[row / kBlockRows][row % kBlockRows] = key;
   FillInitial(spec_.initializer(), InitStream(key), width_, Row(row));
   std::vector<float*> slots;
@@ -183,6 +258,7 @@ uint32_t SparseTable::FindOrCreate(int64_t key) {
   }
   if (!slots.empty()) optimizer_->InitSlots(slots.data(), width_);
   index_[at] = row;
+  ++num_rows_;
   return row;
 }
 
@@ -196,7 +272,15 @@ void SparseTable::Read(const v1::SparseRows& request, std::string* out) {
   const size_t start = out->size();
   out->resize(start + request.keys_size() * row_bytes);
   for (int i = 0; i < request.keys_size(); ++i) {
-    std::memcpy(out->data() + start + i * row_bytes, Row(FindOrCreate(request.keys(i))), row_bytes);
+    char* dst = out->data() + start + i * row_bytes;
+    const uint32_t row = Find(request.keys(i));
+    if (row != kEmpty) {
+      std::memcpy(dst, Row(row), row_bytes);
+    } else {
+      // The values the row would be created with (the same stream FindOrCreate uses).
+      FillInitial(spec_.initializer(), InitStream(request.keys(i)), width_,
+                  reinterpret_cast<float*>(dst));
+    }
   }
 }
 

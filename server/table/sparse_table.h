@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/memory_budget.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "server/table/optimizer.h"
@@ -30,10 +31,14 @@ namespace ps {
 
 class SparseTable {
  public:
+  // Rows are allocated in blocks, each reserved from `budget` (null: none) first.
   static absl::StatusOr<std::unique_ptr<SparseTable>> Create(const v1::TableSpec& spec,
-                                                             int shard, int num_shards);
+                                                             int shard, int num_shards,
+                                                             MemoryBudget* budget = nullptr);
   static absl::StatusOr<std::unique_ptr<SparseTable>> Restore(const v1::TableCheckpoint& saved,
-                                                              int shard, int num_shards);
+                                                              int shard, int num_shards,
+                                                              MemoryBudget* budget = nullptr);
+  ~SparseTable();
 
   const v1::TableSpec& spec() const { return spec_; }
   const std::string& name() const { return spec_.name(); }
@@ -49,10 +54,15 @@ class SparseTable {
   int64_t num_rows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return num_rows_; }
   // Bytes held for rows, keys and the index (optimizer state aside).
   int64_t row_bytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends the rows of `keys` to `out`, creating missing ones.
+  // Appends the rows of `keys` to `out`. A key without a row reads as its initial values
+  // and creates nothing: only pushes create rows.
   void Read(const v1::SparseRows& request, std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies a checked push: one optimizer update of the touched rows. The requests of
-  // one push (`key`) share one update (version += 1 once).
+  // Makes room, against the budget, for every row a checked push will create: blocks and
+  // index. RESOURCE_EXHAUSTED (budget or allocation) leaves the table as it was; on
+  // success Push allocates nothing. Rows a reader sees do not change either way.
+  absl::Status PrepareRows(const v1::SparseRows& rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a checked, prepared push: one optimizer update of the touched rows. The
+  // requests of one push (`key`) share one update (version += 1 once).
   void Push(const PushKey& key, int64_t step, const v1::SparseRows& rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -66,22 +76,30 @@ class SparseTable {
   static constexpr uint32_t kEmpty = 0xffffffffu;
 
   SparseTable(const v1::TableSpec& spec, int shard, int num_shards,
-              std::unique_ptr<Optimizer> optimizer);
-  // Row number of `key`, created (initialised) if absent.
+              std::unique_ptr<Optimizer> optimizer, MemoryBudget* budget);
+  // Row number of `key`, or kEmpty.
+  uint32_t Find(int64_t key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Row number of `key`, created (initialised) if absent, in room PrepareRows made.
   uint32_t FindOrCreate(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Room for `more` new rows: blocks and index, reserved and allocated, all or nothing.
+  absl::Status Reserve(int64_t more) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t BlockBytes() const;
   float* Row(uint32_t row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   float* Slot(int slot, uint32_t row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Key(uint32_t row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Grow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rebuilds the index at `size` (a power of two) slots.
+  void Grow(int64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const v1::TableSpec spec_;
   const int width_;
   const int shard_;
   const int num_shards_;
   const std::unique_ptr<Optimizer> optimizer_;
+  MemoryBudget* const budget_;  // may be null
 
   mutable absl::Mutex mu_;
   int64_t num_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in budget_, for blocks and index
   std::vector<std::unique_ptr<float[]>> row_blocks_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<int64_t[]>> key_blocks_ ABSL_GUARDED_BY(mu_);
   // slot_blocks_[slot][block]

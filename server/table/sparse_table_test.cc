@@ -148,7 +148,9 @@ StoreOptions ShardOf(int shard, int num_shards) {
 // ---------------------------------------------------------------------------------------
 // Lazy creation
 
-TEST(SparseTableTest, PullCreatesRowsFromTheInitializerAndCountsThem) {
+// A pull reads a missing key's initial values without creating its row (a pull of unknown
+// keys once created 130 MB of rows per request); pushes create rows.
+TEST(SparseTableTest, PullReadsInitialValuesAndOnlyPushesCreateRows) {
   Shard shard(ShardOf(0, 1));
   ASSERT_TRUE(shard.Create(SparseSpec("emb", 4, Constant(0.25f), Sgd(0.5f))).ok());
   EXPECT_EQ(shard.StatusOf("emb").elements_on_shard(), 0);
@@ -158,16 +160,18 @@ TEST(SparseTableTest, PullCreatesRowsFromTheInitializerAndCountsThem) {
   EXPECT_THAT(r.values, Each(0.25f));
   EXPECT_EQ(r.version, 0);
   v1::TableStatus status = shard.StatusOf("emb");
-  EXPECT_EQ(status.elements_on_shard(), 3);
+  EXPECT_EQ(status.elements_on_shard(), 0);
   EXPECT_EQ(status.version(), 0);
   EXPECT_EQ(status.pulls(), 1);
   EXPECT_EQ(status.spec().kind(), v1::SPARSE);
 
-  // Known keys are not created again; one new key adds one row.
-  shard.MustPull("emb", {-7, 5, 5});
+  // Pushed keys get rows, once each; pulling them again creates nothing.
+  ASSERT_TRUE(shard.Push("emb", {5, -7}, {0, 0, 0, 0, 0, 0, 0, 0}).ok());
+  EXPECT_EQ(shard.StatusOf("emb").elements_on_shard(), 2);
+  shard.MustPull("emb", {-7, 5, 5, 6});
+  EXPECT_EQ(shard.StatusOf("emb").elements_on_shard(), 2);
+  ASSERT_TRUE(shard.Push("emb", {6, 5}, {0, 0, 0, 0, 0, 0, 0, 0}).ok());
   EXPECT_EQ(shard.StatusOf("emb").elements_on_shard(), 3);
-  shard.MustPull("emb", {6, 5});
-  EXPECT_EQ(shard.StatusOf("emb").elements_on_shard(), 4);
 }
 
 TEST(SparseTableTest, ZerosInitializerGivesZeroRows) {
@@ -202,7 +206,10 @@ TEST(SparseTableTest, RowsAreTheSameOnEveryShardLayout) {
   for (int64_t key : keys) {
     const int s = ShardForKey(key, 3);
     ++per_shard[s];
-    // The right shard of three creates the row the single shard creates, element for element.
+    // The right shard of three creates the row the single shard creates, element for element
+    // (a zero gradient creates the row and leaves it at its initial values).
+    ASSERT_TRUE(thirds[s]->Push("emb", {key}, std::vector<float>(8, 0.0f)).ok());
+    ASSERT_TRUE(whole.Push("emb", {key}, std::vector<float>(8, 0.0f)).ok());
     Rows third = thirds[s]->MustPull("emb", {key});
     Rows one = whole.MustPull("emb", {key});
     ASSERT_EQ(one.values.size(), 8u);
@@ -304,7 +311,7 @@ class SparseBadInputTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(shard_.Create(SparseSpec("e", 4, Constant(1.0f), Sgd(0.5f))).ok());
     ASSERT_TRUE(shard_.Push("e", {mine_[0], mine_[1]}, {2, 2, 2, 2, 4, 4, 4, 4}).ok());
-    shard_.MustPull("e", {mine_[2]});
+    shard_.MustPull("e", {mine_[2]});  // reads its initial values; creates no row
   }
 
   // Checks that "e" still holds what SetUp left.
@@ -315,7 +322,7 @@ class SparseBadInputTest : public ::testing::Test {
     v1::TableStatus status = shard_.StatusOf("e");
     EXPECT_EQ(status.version(), 1);
     EXPECT_EQ(status.pushes(), 1);
-    EXPECT_EQ(status.elements_on_shard(), 3);
+    EXPECT_EQ(status.elements_on_shard(), 2);  // the pushed rows only
   }
 
   // Creates a small dense table that shard 0 of 3 holds whole; returns its name.
@@ -476,9 +483,7 @@ TEST(SparseTableTest, MillionRowsOfWidth16StayWithin30PercentOfTheirFloats) {
     keys.reserve(kBatch);
     // Spread-out keys, as hashed ids would be.
     for (int64_t k = first; k < first + kBatch; ++k) keys.push_back(k * 1'000'003 - 7);
-    absl::StatusOr<Rows> r = shard.Pull("big", keys);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ASSERT_EQ(static_cast<int64_t>(r->values.size()), kBatch * kWidth);
+    ASSERT_TRUE(shard.Push("big", keys, std::vector<float>(kBatch * kWidth, 0.0f)).ok());
   }
   const v1::TableStatus status = shard.StatusOf("big");
   EXPECT_EQ(status.elements_on_shard(), kKeys);
@@ -525,20 +530,22 @@ TEST(SparseTableTest, CaptureThenRestoreKeepsRowsSlotsAndVersion) {
     absl::MutexLock lock(table.mu());
     ASSERT_TRUE(table.CheckRows(first, true, 100).ok());
     ASSERT_TRUE(table.CheckRows(second, true, 100).ok());
+    ASSERT_TRUE(table.PrepareRows(first).ok());
     table.Push(PushKey{0, 0, 1}, 0, first);
+    ASSERT_TRUE(table.PrepareRows(second).ok());
     table.Push(PushKey{0, 0, 2}, 1, second);
     std::string ignored;
     v1::SparseRows read_only;
-    read_only.add_keys(keys[5]);  // a row created by a pull, never updated
+    read_only.add_keys(keys[5]);  // pulled, never pushed: no row, not in the checkpoint
     table.Read(read_only, &ignored);
     saved = table.Capture();
   }
   EXPECT_EQ(saved.version(), 2);
-  EXPECT_EQ(saved.keys_size(), 6);
+  EXPECT_EQ(saved.keys_size(), 5);
   ASSERT_EQ(saved.slots_size(), 2);  // Adam's m and v
-  EXPECT_EQ(saved.params().size(), 6u * 3 * 4);
-  EXPECT_EQ(saved.slots(0).size(), 6u * 3 * 4);
-  EXPECT_EQ(saved.slots(1).size(), 6u * 3 * 4);
+  EXPECT_EQ(saved.params().size(), 5u * 3 * 4);
+  EXPECT_EQ(saved.slots(0).size(), 5u * 3 * 4);
+  EXPECT_EQ(saved.slots(1).size(), 5u * 3 * 4);
   // Adam's second moment is non-zero for every pushed element with a non-zero gradient.
   EXPECT_THAT(Decode(saved.slots(1)), Not(Each(0.0f)));
 
@@ -547,7 +554,7 @@ TEST(SparseTableTest, CaptureThenRestoreKeepsRowsSlotsAndVersion) {
   {
     absl::MutexLock lock((*restored)->mu());
     EXPECT_EQ((*restored)->version(), 2);
-    EXPECT_EQ((*restored)->num_rows(), 6);
+    EXPECT_EQ((*restored)->num_rows(), 5);
     EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals((*restored)->Capture(), saved));
   }
   // The restored table continues exactly as the original does.
@@ -559,11 +566,13 @@ TEST(SparseTableTest, CaptureThenRestoreKeepsRowsSlotsAndVersion) {
   std::string after_original, after_restored;
   {
     absl::MutexLock lock(table.mu());
+    ASSERT_TRUE(table.PrepareRows(third).ok());
     table.Push(PushKey{0, 0, 3}, 2, third);
     table.Read(third, &after_original);
   }
   {
     absl::MutexLock lock((*restored)->mu());
+    ASSERT_TRUE((*restored)->PrepareRows(third).ok());
     (*restored)->Push(PushKey{0, 0, 3}, 2, third);
     (*restored)->Read(third, &after_restored);
     EXPECT_EQ((*restored)->version(), 3);
