@@ -109,8 +109,8 @@ int main(int argc, char** argv) {
   options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
   options.max_tables = absl::GetFlag(FLAGS_max_tables);
   const int64_t budget_mb = absl::GetFlag(FLAGS_memory_budget_mb);
-  if (budget_mb < 0) {
-    std::fprintf(stderr, "ps_server: --memory_budget_mb=%lld is negative\n",
+  if (budget_mb < 0 || budget_mb > (int64_t{1} << 40)) {
+    std::fprintf(stderr, "ps_server: --memory_budget_mb=%lld is outside [0, 2^40]\n",
                  static_cast<long long>(budget_mb));
     return 2;
   }

@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
 # Runs every test: installs missing packages, then `bazel test //...` (unit tests beside
 # the code, multi-process tests under tests/ that start real daemons on free loopback
-# ports). Prints the summary; exits non-zero on any failure. Extra arguments go to bazel.
+# ports). Prints the summary; exits non-zero on any failure.
+#
+#   ./tests/run.sh                 the suite (what a change must pass)
+#   ./tests/run.sh --sanitizers    the suite, then again under AddressSanitizer +
+#                                  UndefinedBehaviorSanitizer (.bazelrc's --config=asan,
+#                                  its own output tree); what CI runs
+#
+# Other arguments go to bazel.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+SANITIZERS=0
+ARGS=()
+for a in "$@"; do
+  if [ "$a" = "--sanitizers" ]; then SANITIZERS=1; else ARGS+=("$a"); fi
+done
 "$ROOT/deploy/local/install_deps.sh"
 echo "bazel $(bazel --version 2>/dev/null | awk '{print $2}'): testing //..."
-bazel test --noshow_progress --test_summary=short //... "$@"
-# The transport-free shard's tests again under AddressSanitizer + UBSan (its own output
-# tree: .bazelrc's --config=asan): the window-lifetime test must find no use after free.
-echo "bazel: the shard's tests under --config=asan"
-bazel test --noshow_progress --test_summary=short --config=asan //server/shard/... "$@"
+start=$SECONDS
+bazel test --noshow_progress --test_summary=short //... ${ARGS[@]+"${ARGS[@]}"}
+echo "tests/run.sh: the suite took $((SECONDS - start)) s"
+if [ "$SANITIZERS" = 1 ]; then
+  echo "bazel: the whole suite again under --config=asan (ASan + UBSan)"
+  start=$SECONDS
+  bazel test --noshow_progress --test_summary=short --config=asan //... ${ARGS[@]+"${ARGS[@]}"}
+  echo "tests/run.sh: the sanitizer run took $((SECONDS - start)) s"
+fi

@@ -3,6 +3,7 @@
 // does not fit is RESOURCE_EXHAUSTED with nothing allocated and nothing changed.
 #include <unistd.h>
 
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -104,7 +105,7 @@ class BoundedMemoryTest : public ::testing::Test {
   Shard shard_;
 };
 
-// A table four times the budget (256 MiB of values and Adam's two slots) is refused before
+// A table twelve times the budget (768 MiB of values and Adam's two slots) is refused before
 // anything is allocated: the process's resident memory does not grow, and a table that
 // fits is still created afterwards.
 TEST_F(BoundedMemoryTest, ATableLargerThanTheBudgetIsResourceExhaustedAndAllocatesNothing) {
@@ -196,6 +197,37 @@ TEST_F(BoundedMemoryTest, ASyncChunkBufferBeyondTheBudgetIsRefusedAndTheStepUnto
   EXPECT_EQ(Status().tables(0).version(), 0);
   ASSERT_TRUE(push(0, 6 << 20).ok());  // the whole range at once: no buffer needed
   EXPECT_EQ(Status().tables(0).version(), 1);
+}
+
+// One request with chunks of two sync tables, of which only the first chunk buffer fits:
+// refused whole, and the first table's new buffer is given back too.
+TEST_F(BoundedMemoryTest, ARefusedPushOfSeveralTablesGivesBackTheBuffersItMade) {
+  ASSERT_TRUE(Create(::ps::testing::OnesSgdSpec("a", 3 << 20, v1::SYNC)).ok());  // 24 MiB
+  ASSERT_TRUE(Create(::ps::testing::OnesSgdSpec("b", 3 << 20, v1::SYNC)).ok());  // 24 MiB
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_index(0);
+  reg.set_host("h");
+  v1::RegisterWorkerResponse reg_response;
+  ASSERT_TRUE(shard_.Register(reg, &reg_response).ok());
+  const int64_t used = Status().memory_used_bytes();
+  ASSERT_EQ(used, 48 << 20);
+  v1::PushRequest request;
+  request.set_worker_index(0);
+  for (const char* table : {"a", "b"}) {  // each needs a 12 MiB buffer; 16 MiB are left
+    v1::DenseSlice* d = request.add_dense();
+    d->set_table(table);
+    d->set_length(1 << 20);
+    d->set_values(Encode(std::vector<float>(1 << 20, 2.0f)));
+  }
+  v1::PushResponse response;
+  absl::Status s = shard_.Push(request, &response);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("table 'b': worker 0's chunked gradient"));
+  EXPECT_EQ(Status().memory_used_bytes(), used);
+  // The first table alone still fits, as if nothing had happened.
+  request.mutable_dense()->RemoveLast();
+  EXPECT_TRUE(shard_.Push(request, &response).ok());
+  EXPECT_EQ(Status().memory_used_bytes(), used + (12 << 20));
 }
 
 TEST_F(BoundedMemoryTest, TransferWindowsBeyondTheBudgetAreResourceExhausted) {

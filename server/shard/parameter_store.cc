@@ -123,15 +123,22 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
   // Build outside the map lock: initialising a large table takes a while.
   std::unique_ptr<DenseTable> dense;
   std::unique_ptr<SparseTable> sparse;
+  // A failure may be a twin of this call holding the budget for the same table: if it
+  // created the table meanwhile, this call's answer is that one.
+  auto failed = [&](absl::Status s) {
+    absl::MutexLock lock(&tables_mu_);
+    if (std::optional<absl::Status> created = existing()) return *created;
+    return s;
+  };
   if (spec.kind() == v1::DENSE) {
     absl::StatusOr<std::unique_ptr<DenseTable>> t =
         DenseTable::Create(spec, options_.shard_index, options_.num_shards, budget_);
-    if (!t.ok()) return t.status();
+    if (!t.ok()) return failed(t.status());
     dense = *std::move(t);
   } else {
     absl::StatusOr<std::unique_ptr<SparseTable>> t =
         SparseTable::Create(spec, options_.shard_index, options_.num_shards, budget_);
-    if (!t.ok()) return t.status();
+    if (!t.ok()) return failed(t.status());
     sparse = *std::move(t);
   }
   absl::MutexLock lock(&tables_mu_);
@@ -292,6 +299,8 @@ uint64_t ParameterStore::PullAsync(const v1::PullRequest& request, absl::Time de
     return 0;
   }
   EnterSsp(request, &*plan);
+  // Entering may have raised the slowest live clock, which other SSP pulls wait for.
+  if (plan->ssp != nullptr) waiters_.Notify();
   auto shared = std::make_shared<const PullPlan>(*std::move(plan));
   auto out = std::make_shared<const std::vector<char*>>(std::move(dense_out));
   return waiters_.Wait(
@@ -390,6 +399,26 @@ absl::Status ParameterStore::CheckPushed(const v1::PushRequest& request,
   return absl::OkStatus();
 }
 
+absl::Status ParameterStore::PrepareMemory(const v1::PushRequest& request,
+                                           const PushPlan& plan) {
+  std::vector<DenseTable*> buffered;  // tables this request gave a new chunk buffer
+  absl::Status s;
+  for (size_t i = 0; s.ok() && i < plan.dense.size(); ++i) {
+    bool allocated = false;
+    s = plan.dense[i]->PrepareChunk(request.worker_index(), request.dense(i), &allocated);
+    if (allocated) buffered.push_back(plan.dense[i]);
+  }
+  for (size_t i = 0; s.ok() && i < plan.sparse.size(); ++i) {
+    s = plan.sparse[i]->PrepareRows(request.sparse(i));
+  }
+  // Refused: give back the chunk buffers this request made. (Sparse blocks reserved for
+  // an earlier table stay as capacity: no row exists in them.)
+  if (!s.ok()) {
+    for (DenseTable* t : buffered) t->DropChunk(request.worker_index());
+  }
+  return s;
+}
+
 absl::Status ParameterStore::ApplyLocked(const v1::PushRequest& request, const PushPlan& plan,
                                          const PushKey& key, v1::PushResponse* response) {
   const bool live = registry_->IsLive(request.worker_index());
@@ -404,15 +433,7 @@ absl::Status ParameterStore::ApplyLocked(const v1::PushRequest& request, const P
   }
   // Memory for chunk buffers and new sparse rows, reserved and allocated before anything
   // is applied: a push that does not fit the budget changes nothing.
-  for (size_t i = 0; i < plan.dense.size(); ++i) {
-    if (absl::Status s = plan.dense[i]->PrepareChunk(request.worker_index(), request.dense(i));
-        !s.ok()) {
-      return s;
-    }
-  }
-  for (size_t i = 0; i < plan.sparse.size(); ++i) {
-    if (absl::Status s = plan.sparse[i]->PrepareRows(request.sparse(i)); !s.ok()) return s;
-  }
+  if (absl::Status s = PrepareMemory(request, plan); !s.ok()) return s;
   for (size_t i = 0; i < plan.dense.size(); ++i) {
     plan.dense[i]->Push(key, request.step(), request.dense(i), plan.values[i]);
   }
@@ -457,6 +478,7 @@ absl::Status ParameterStore::Push(const v1::PushRequest& request, v1::PushRespon
 
 void ParameterStore::OnWorkerRegistered(int worker, int64_t clock) {
   clocks_.Register(worker, clock, registry_->LiveWorkers());
+  waiters_.Notify();  // the worker's clock may be ahead of the old slowest
 }
 
 void ParameterStore::SetStepHook(std::function<void(DenseTable*)> hook) {

@@ -143,6 +143,10 @@ class ParameterStore {
   absl::StatusOr<PushPlan> PlanPush(const v1::PushRequest& request,
                                     const std::vector<const char*>* dense_values) const;
   absl::Status CheckPushed(const v1::PushRequest& request, const PushPlan& plan) const;
+  // With every table of the push locked and checked: allocates (against the budget) the
+  // chunk buffers and sparse rows the push needs; on failure gives back what it made.
+  absl::Status PrepareMemory(const v1::PushRequest& request, const PushPlan& plan)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // With every table of the push locked: the checks that need the tables' state, then
   // the updates, and the sync steps they complete.
   absl::Status ApplyLocked(const v1::PushRequest& request, const PushPlan& plan,

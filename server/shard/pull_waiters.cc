@@ -115,8 +115,10 @@ void PullWaiters::Drive(std::vector<uint64_t> ids) {
           finished.emplace_back(std::move(e->done), *std::move(results[i]));
           deadlines_.erase({e->deadline, id});
           entries_.erase(id);
-        } else if (generation_ != generation) {
-          again.push_back(id);  // something changed while it ran: look again
+        } else if (generation_ != generation || e->cancelled || absl::Now() >= e->deadline) {
+          // Something changed while it ran, or a Cancel() or the timer came after the
+          // checks above (the timer skips running entries): look again.
+          again.push_back(id);
         } else {
           e->running = false;
         }

@@ -1,6 +1,8 @@
 #include "server/shard/pull_waiters.h"
 
 #include <atomic>
+#include <fstream>
+#include <string>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -92,8 +94,7 @@ TEST(PullWaitersTest, ACallReadyAtItsDeadlineGetsItsValueNotTheTimeout) {
   Waited w;
   Answer a;
   // The value arrives without a Notify(): the timer's last attempt still finds it.
-  waiters.Wait(AtLeast(&w, 1), absl::Now() + absl::Milliseconds(50), NotReached(1),
-               a.Callback());
+  waiters.Wait(AtLeast(&w, 1), absl::Now() + absl::Seconds(1), NotReached(1), a.Callback());
   w.value = 1;
   ASSERT_TRUE(a.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_TRUE(a.status.ok()) << a.status;
@@ -126,16 +127,28 @@ TEST(PullWaitersTest, DestroyingTheWaitersAnswersParkedCallsUnavailable) {
   EXPECT_EQ(a.status.code(), absl::StatusCode::kUnavailable);
 }
 
+int ThreadCount() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
 // A parked call holds no thread: a thousand of them wait with this process's thread
 // count unchanged, and one Notify() answers them all.
 TEST(PullWaitersTest, AThousandParkedCallsHoldNoThreads) {
   PullWaiters waiters;
   Waited w;
   std::vector<Answer> answers(1000);
+  const int threads = ThreadCount();
+  ASSERT_GT(threads, 0);
   for (Answer& a : answers) {
     waiters.Wait(AtLeast(&w, 1), absl::Now() + absl::Minutes(5), NotReached(1), a.Callback());
   }
   EXPECT_EQ(waiters.parked(), 1000);
+  EXPECT_EQ(ThreadCount(), threads);
   w.value = 1;
   waiters.Notify();
   for (Answer& a : answers) {
@@ -175,6 +188,37 @@ TEST(PullWaitersTest, ANotifyDuringAnAttemptIsNotLost) {
   ASSERT_TRUE(a.done.HasBeenNotified());
   EXPECT_TRUE(a.status.ok());
   EXPECT_EQ(attempts.load(), 2);
+}
+
+// A Cancel() that lands after an attempt's checks, while the runner is between them and
+// parking it (here: from another call's Expired callback, which runs in that gap), still
+// answers the call; so does a deadline the timer passed over while the attempt ran.
+TEST(PullWaitersTest, ACancelOrDeadlineThatComesWhileAnAttemptRunsIsNotLost) {
+  PullWaiters waiters;
+  Waited w;
+  Answer x, y;
+  uint64_t y_id = 0;
+  std::atomic<int> x_attempts{0};
+  y_id = waiters.Wait(AtLeast(&w, 1), absl::InfiniteFuture(), NotReached(1), y.Callback());
+  waiters.Wait(
+      [&]() -> std::optional<absl::Status> {
+        // Second run (the Notify below): outlive the deadline, so the timer finds this
+        // entry running and leaves it to the runner.
+        if (x_attempts.fetch_add(1) == 1) absl::SleepFor(absl::Milliseconds(400));
+        return std::nullopt;
+      },
+      absl::Now() + absl::Milliseconds(100),
+      [&] {
+        waiters.Cancel(y_id);  // y is running in the same batch: only flagged
+        return absl::DeadlineExceededError("x expired");
+      },
+      x.Callback());
+  waiters.Notify();  // runs x and y in one batch
+  ASSERT_TRUE(x.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(x.status.code(), absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(y.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(y.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(waiters.parked(), 0);
 }
 
 TEST(PullWaitersTest, ManyNotifiersAndWaitersAnswerEveryCallExactlyOnce) {

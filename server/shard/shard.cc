@@ -13,7 +13,9 @@ namespace {
 
 // Logs a rejected request once per call; the client gets the same text as its status.
 absl::Status LogRejected(const char* what, int worker, absl::Status s) {
-  if (!s.ok() && s.code() != absl::StatusCode::kDeadlineExceeded) {
+  // A deadline or a cancellation is the caller's doing, not a rejection.
+  if (!s.ok() && s.code() != absl::StatusCode::kDeadlineExceeded &&
+      s.code() != absl::StatusCode::kCancelled) {
     // Escaped: the message may quote what the client sent (a table name, say).
     LOG(WARNING) << what << " from worker " << worker << " rejected: " << Printable(Describe(s), 1000);
   }

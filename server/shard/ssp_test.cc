@@ -146,6 +146,18 @@ class SspTest : public ::testing::Test {
   absl::Status pulled_;
 };
 
+// The slowest worker's own pull raises its clock (it may push nothing to this shard):
+// that alone answers the faster worker's parked pull, long before its deadline.
+TEST_F(SspTest, TheSlowestWorkersPullWakesAPullWaitingForIt) {
+  StartPull(1, 4);  // bound 2: waits for worker 0 to reach clock 2
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(done_.load());
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(PullAt(0, 2).ok());  // worker 0 at clock 2; its own bound is met
+  EXPECT_TRUE(Finish().ok());
+  EXPECT_LT(absl::Now() - start, kLongWait / 2);
+}
+
 TEST_F(SspTest, PullWithinTheBoundDoesNotWait) {
   // Worker 1 at clock 0: worker 0 may be up to 2 ahead.
   for (int64_t clock = 0; clock <= 2; ++clock) {

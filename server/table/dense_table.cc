@@ -234,7 +234,9 @@ absl::Status DenseTable::CheckPush(int worker, bool worker_live, int64_t step,
   return absl::OkStatus();
 }
 
-absl::Status DenseTable::PrepareChunk(int worker, const v1::DenseSlice& slice) {
+absl::Status DenseTable::PrepareChunk(int worker, const v1::DenseSlice& slice,
+                                      bool* allocated) {
+  if (allocated != nullptr) *allocated = false;
   if (!is_sync()) return absl::OkStatus();
   auto it = step_contrib_.find(worker);
   const bool whole = slice.length() == local_size() &&
@@ -260,7 +262,13 @@ absl::Status DenseTable::PrepareChunk(int worker, const v1::DenseSlice& slice) {
   Contribution& c = step_contrib_[worker];
   c.partial = std::move(partial);
   c.partial_memory = std::move(memory);
+  if (allocated != nullptr) *allocated = true;
   return absl::OkStatus();
+}
+
+void DenseTable::DropChunk(int worker) {
+  auto it = step_contrib_.find(worker);
+  if (it != step_contrib_.end() && it->second.covered == 0) step_contrib_.erase(it);
 }
 
 void DenseTable::ApplyUpdate(int64_t local_begin, const float* grad, int64_t n, int64_t t) {

@@ -79,8 +79,12 @@ class DenseTable {
   // Sync: allocates, against the budget, the buffer a chunk of a worker's gradient
   // collects in (a slice that is not the whole range at once). RESOURCE_EXHAUSTED when it
   // does not fit; either way nothing a reader sees changes. Call after CheckPush.
-  absl::Status PrepareChunk(int worker, const v1::DenseSlice& slice)
+  // `allocated` (optional) tells whether this call made the buffer.
+  absl::Status PrepareChunk(int worker, const v1::DenseSlice& slice, bool* allocated = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives back a chunk buffer PrepareChunk made for a push that was then refused, if the
+  // worker has pushed nothing into it yet.
+  void DropChunk(int worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies (async, SSP) or accumulates (sync) a slice that passed CheckSlice and
   // CheckPush. `step` is the version the gradient was computed from; `key` names the
   // push the slice belongs to (async and SSP: one update per push).
