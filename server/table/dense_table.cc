@@ -101,14 +101,15 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Restore(
         table.slots_.size(), " slots"));
   }
   absl::MutexLock lock(&table.mu_);
-  std::memcpy(table.params_.data(), saved.params().data(), n * 4);
+  // A shard may hold none of a small table (n == 0, data() null): memcpy must not see it.
+  if (n > 0) std::memcpy(table.params_.data(), saved.params().data(), n * 4);
   for (int i = 0; i < saved.slots_size(); ++i) {
     if (static_cast<int64_t>(saved.slots(i).size()) != n * 4) {
       return absl::DataLossError(absl::StrCat("checkpoint of table '", saved.spec().name(),
                                               "': optimizer slot ", i, " has ",
                                               saved.slots(i).size(), " bytes, want ", n * 4));
     }
-    std::memcpy(table.slots_[i].data(), saved.slots(i).data(), n * 4);
+    if (n > 0) std::memcpy(table.slots_[i].data(), saved.slots(i).data(), n * 4);
   }
   table.version_ = saved.version();
   return t;
