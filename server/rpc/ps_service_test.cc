@@ -16,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "common/process_stats_testing.h"
 #include "gtest/gtest.h"
 #include "proto/v1/ps.grpc.pb.h"
 #include "server/rpc/ps_server.h"
@@ -25,6 +26,8 @@
 
 namespace ps {
 namespace {
+
+using ::ps::testing::ThreadCount;
 
 using ::ps::testing::Decode;
 using ::ps::testing::Encode;
@@ -268,16 +271,6 @@ TEST_F(PsServiceTest, PullForAFutureVersionHonoursTheCallDeadline) {
   grpc::Status s = stub_->Pull(&context, request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   ExpectTable("synced", 1.0f, 0);
-}
-
-// This process's thread count (the server runs in it).
-int ThreadCount() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-  }
-  return -1;
 }
 
 // Polls GetStatus until `want` pulls wait on the shard (at most 10 s).

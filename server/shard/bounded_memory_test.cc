@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/process_stats_testing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/shard/shard.h"
@@ -23,16 +24,9 @@ using ::ps::testing::Decode;
 using ::ps::testing::Encode;
 using ::testing::Each;
 using ::testing::HasSubstr;
+using ::ps::testing::RssBytes;
 
 constexpr int64_t kBudget = 64 << 20;
-
-// Resident set of this process, from /proc/self/statm.
-int64_t RssBytes() {
-  std::ifstream statm("/proc/self/statm");
-  int64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
-}
 
 v1::TableSpec SparseSpec(const std::string& name, int width, v1::OptimizerSpec::Kind kind) {
   v1::TableSpec spec;

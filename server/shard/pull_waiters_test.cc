@@ -10,10 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/process_stats_testing.h"
 #include "gtest/gtest.h"
 
 namespace ps {
 namespace {
+
+using ::ps::testing::ThreadCount;
 
 // A value that parked calls wait for, and each call's answer.
 struct Waited {
@@ -125,15 +128,6 @@ TEST(PullWaitersTest, DestroyingTheWaitersAnswersParkedCallsUnavailable) {
   }
   ASSERT_TRUE(a.done.HasBeenNotified());
   EXPECT_EQ(a.status.code(), absl::StatusCode::kUnavailable);
-}
-
-int ThreadCount() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-  }
-  return -1;
 }
 
 // A parked call holds no thread: a thousand of them wait with this process's thread
