@@ -286,6 +286,61 @@ double SumMedians(const std::vector<Timing>& times) {
   return total;
 }
 
+void PrintDevice(ComputeBackend* dev, int batch, int repeats, int iters) {
+  std::printf("device %s  batch %d  %d repeats of %d iterations", dev->name().c_str(), batch,
+              repeats, iters);
+  if (dev->is_gpu()) {
+    std::printf("  tf32 %s\n", absl::GetFlag(FLAGS_tf32) ? "on" : "off");
+  } else {
+    std::printf("  OpenBLAS threads %d (%s)\n", openblas_get_num_threads(), openblas_get_config());
+  }
+}
+
+// The step's GEMMs and a 1024^3 SGEMM on one CPU core (OpenBLAS), for reference.
+absl::Status TimeOneCore(const std::vector<GemmShape>& shapes, const GemmShape& big, int iters,
+                         int repeats, int warmup, std::vector<Timing>* ref, Timing* square) {
+  std::unique_ptr<ComputeBackend> core = NewCpuBackend(1);
+  absl::StatusOr<std::vector<Timing>> r =
+      TimeGemms(core.get(), shapes, std::max(1, iters / 4), repeats, warmup);
+  if (!r.ok()) return r.status();
+  *ref = *r;
+  absl::StatusOr<std::vector<Timing>> sq = TimeGemms(core.get(), {big}, 5, 3, 1);
+  if (!sq.ok()) return sq.status();
+  *square = (*sq)[0];
+  return absl::OkStatus();
+}
+
+void PrintProfile(const Mlp::Profile& profile, bool gpu, int iters) {
+  std::printf("\nper-operation profile (%s, %d steps)\n",
+              gpu ? "device synchronised after each operation" : "wall clock", iters);
+  double total = 0;
+  for (const auto& entry : profile.seconds) total += entry.second;
+  for (const auto& entry : profile.seconds) {
+    std::printf("  %-26s %8.1f us %6.1f%%\n", entry.first.c_str(), entry.second / iters * 1e6,
+                100.0 * entry.second / total);
+  }
+  std::printf("  %-26s %8.1f us\n", "total", total / iters * 1e6);
+}
+
+// One row per GEMM of the step, then the 1024^3 SGEMM, beside their one-core figures.
+void PrintGemmRows(const std::vector<GemmShape>& shapes, const std::vector<Timing>& gemm,
+                   const std::vector<Timing>& ref, const GemmShape& big, const Timing& dev_square,
+                   const Timing& square) {
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const GemmShape& s = shapes[i];
+    const std::string label = absl::StrCat("    ", s.name, " ", s.m, "x", s.n, "x", s.k);
+    std::printf("%-30s %8.1f us %8.1f us %10s %9.1f %9.1f\n", label.c_str(),
+                gemm[i].median * 1e6, gemm[i].best * 1e6, "", s.flops() / gemm[i].median / 1e9,
+                s.flops() / ref[i].median / 1e9);
+  }
+  std::printf("%-30s %8.1f us %8.1f us %10s %9.1f %9.1f\n", "SGEMM 1024x1024x1024",
+              dev_square.median * 1e6, dev_square.best * 1e6, "",
+              big.flops() / dev_square.median / 1e9, big.flops() / square.median / 1e9);
+  std::printf(
+      "GFLOP/s columns use the median; 1-core: the same GEMMs on one CPU core "
+      "(OpenBLAS).\n");
+}
+
 absl::Status Run() {
   const int batch = absl::GetFlag(FLAGS_batch);
   const int iters = std::max(1, absl::GetFlag(FLAGS_iters));
@@ -298,13 +353,7 @@ absl::Status Run() {
       NewBackend(absl::GetFlag(FLAGS_device), threads, absl::GetFlag(FLAGS_tf32));
   if (!backend.ok()) return backend.status();
   ComputeBackend* dev = backend->get();
-  std::printf("device %s  batch %d  %d repeats of %d iterations", dev->name().c_str(), batch,
-              repeats, iters);
-  if (dev->is_gpu()) {
-    std::printf("  tf32 %s\n", absl::GetFlag(FLAGS_tf32) ? "on" : "off");
-  } else {
-    std::printf("  OpenBLAS threads %d (%s)\n", openblas_get_num_threads(), openblas_get_config());
-  }
+  PrintDevice(dev, batch, repeats, iters);
 
   const std::vector<GemmShape> shapes = StepGemms(batch);
   double step_flops = 0;
@@ -334,14 +383,10 @@ absl::Status Run() {
   std::vector<Timing> ref(shapes.size());
   Timing square;
   if (absl::GetFlag(FLAGS_reference)) {
-    std::unique_ptr<ComputeBackend> core = NewCpuBackend(1);
-    absl::StatusOr<std::vector<Timing>> r =
-        TimeGemms(core.get(), shapes, std::max(1, iters / 4), repeats, warmup);
-    if (!r.ok()) return r.status();
-    ref = *r;
-    absl::StatusOr<std::vector<Timing>> sq = TimeGemms(core.get(), {big}, 5, 3, 1);
-    if (!sq.ok()) return sq.status();
-    square = (*sq)[0];
+    if (absl::Status st = TimeOneCore(shapes, big, iters, repeats, warmup, &ref, &square);
+        !st.ok()) {
+      return st;
+    }
   }
   const double ref_total = SumMedians(ref);
 
@@ -360,30 +405,8 @@ absl::Status Run() {
   std::printf("%-30s %8.1f us %11s %9.1f%% %9.1f %9.1f\n", "  its GEMMs alone (share)",
               gemm_total * 1e6, "", 100.0 * gemm_total / step->median,
               step_flops / gemm_total / 1e9, step_flops / ref_total / 1e9);
-  for (size_t i = 0; i < shapes.size(); ++i) {
-    const GemmShape& s = shapes[i];
-    const std::string label = absl::StrCat("    ", s.name, " ", s.m, "x", s.n, "x", s.k);
-    std::printf("%-30s %8.1f us %8.1f us %10s %9.1f %9.1f\n", label.c_str(),
-                (*gemm)[i].median * 1e6, (*gemm)[i].best * 1e6, "",
-                s.flops() / (*gemm)[i].median / 1e9, s.flops() / ref[i].median / 1e9);
-  }
-  std::printf("%-30s %8.1f us %8.1f us %10s %9.1f %9.1f\n", "SGEMM 1024x1024x1024",
-              (*dev_square)[0].median * 1e6, (*dev_square)[0].best * 1e6, "",
-              big.flops() / (*dev_square)[0].median / 1e9, big.flops() / square.median / 1e9);
-  std::printf(
-      "GFLOP/s columns use the median; 1-core: the same GEMMs on one CPU core "
-      "(OpenBLAS).\n");
-  if (absl::GetFlag(FLAGS_profile)) {
-    std::printf("\nper-operation profile (%s, %d steps)\n",
-                dev->is_gpu() ? "device synchronised after each operation" : "wall clock", iters);
-    double total = 0;
-    for (const auto& entry : profile.seconds) total += entry.second;
-    for (const auto& entry : profile.seconds) {
-      std::printf("  %-26s %8.1f us %6.1f%%\n", entry.first.c_str(), entry.second / iters * 1e6,
-                  100.0 * entry.second / total);
-    }
-    std::printf("  %-26s %8.1f us\n", "total", total / iters * 1e6);
-  }
+  PrintGemmRows(shapes, *gemm, ref, big, (*dev_square)[0], square);
+  if (absl::GetFlag(FLAGS_profile)) PrintProfile(profile, dev->is_gpu(), iters);
   // One machine-readable line for scripts (tests/gpu.sh).
   std::printf(
       "RESULT device=%s batch=%d threads=%d step_us=%.1f best_step_us=%.1f cpu_step_us=%.1f "

@@ -65,6 +65,52 @@ bool WritePortFile(const std::string& path, int port) {
 
 }  // namespace
 
+// --memory_budget_mb in bytes (0: the machine's default); -1 after printing why it is bad.
+int64_t MemoryBudgetFromFlag() {
+  const int64_t mb = absl::GetFlag(FLAGS_memory_budget_mb);
+  if (mb < 0 || mb > (int64_t{1} << 40)) {
+    std::fprintf(stderr, "ps_server: --memory_budget_mb=%lld is outside [0, 2^40]\n",
+                 static_cast<long long>(mb));
+    return -1;
+  }
+  const int64_t bytes = mb > 0 ? mb << 20 : ps::DefaultMemoryBudget();
+  LOG(INFO) << "memory budget " << ps::FormatBytesIEC(bytes)
+            << (mb > 0 ? "" : " (80% of this container's memory)");
+  return bytes;
+}
+
+// The server's options from its flags; an error (already printed) for a bad one.
+absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
+  ps::ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.shard_index = absl::GetFlag(FLAGS_shard_index);
+  options.num_shards = NumShards();
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  options.max_pull_wait = absl::GetFlag(FLAGS_max_pull_wait);
+  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
+  options.max_tables = absl::GetFlag(FLAGS_max_tables);
+  const int64_t budget = MemoryBudgetFromFlag();
+  if (budget < 0) return absl::InvalidArgumentError("--memory_budget_mb");
+  options.memory_budget_bytes = budget;
+  options.same_host_windows = absl::GetFlag(FLAGS_same_host_windows);
+  options.checkpoint.dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.checkpoint.every_steps = absl::GetFlag(FLAGS_checkpoint_every_steps);
+  options.checkpoint.interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  options.checkpoint.keep = absl::GetFlag(FLAGS_checkpoint_keep);
+  if (options.checkpoint.every_steps < 0 || options.checkpoint.keep < 1 ||
+      options.checkpoint.interval < absl::ZeroDuration()) {
+    LOG(ERROR) << "--checkpoint_every_steps and --checkpoint_interval must be >= 0 and "
+                  "--checkpoint_keep >= 1";
+    return absl::InvalidArgumentError("--checkpoint_*");
+  }
+  options.peers = Servers();
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  return options;
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_server: one shard of the parameter server.");
   ps::KeepFreedMemoryForReuse();
@@ -97,40 +143,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  ps::ServerOptions options;
-  options.host = absl::GetFlag(FLAGS_host);
-  options.port = absl::GetFlag(FLAGS_port);
-  options.shard_index = absl::GetFlag(FLAGS_shard_index);
-  options.num_shards = NumShards();
-  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
-  options.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
-  options.max_pull_wait = absl::GetFlag(FLAGS_max_pull_wait);
-  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
-  options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
-  options.max_tables = absl::GetFlag(FLAGS_max_tables);
-  const int64_t budget_mb = absl::GetFlag(FLAGS_memory_budget_mb);
-  if (budget_mb < 0 || budget_mb > (int64_t{1} << 40)) {
-    std::fprintf(stderr, "ps_server: --memory_budget_mb=%lld is outside [0, 2^40]\n",
-                 static_cast<long long>(budget_mb));
-    return 2;
-  }
-  options.memory_budget_bytes = budget_mb > 0 ? budget_mb << 20 : ps::DefaultMemoryBudget();
-  LOG(INFO) << "memory budget " << ps::FormatBytesIEC(options.memory_budget_bytes)
-            << (budget_mb > 0 ? "" : " (80% of this container's memory)");
-  options.same_host_windows = absl::GetFlag(FLAGS_same_host_windows);
-  options.checkpoint.dir = absl::GetFlag(FLAGS_checkpoint_dir);
-  options.checkpoint.every_steps = absl::GetFlag(FLAGS_checkpoint_every_steps);
-  options.checkpoint.interval = absl::GetFlag(FLAGS_checkpoint_interval);
-  options.checkpoint.keep = absl::GetFlag(FLAGS_checkpoint_keep);
-  if (options.checkpoint.every_steps < 0 || options.checkpoint.keep < 1 ||
-      options.checkpoint.interval < absl::ZeroDuration()) {
-    LOG(ERROR) << "--checkpoint_every_steps and --checkpoint_interval must be >= 0 and "
-                  "--checkpoint_keep >= 1";
-    return 2;
-  }
-  options.peers = Servers();
-  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  absl::StatusOr<std::unique_ptr<ps::PsServer>> server = ps::PsServer::Start(options);
+  absl::StatusOr<ps::ServerOptions> options = OptionsFromFlags();
+  if (!options.ok()) return 2;  // OptionsFromFlags printed why
+  absl::StatusOr<std::unique_ptr<ps::PsServer>> server = ps::PsServer::Start(*options);
   if (!server.ok()) {
     LOG(ERROR) << "cannot start: " << server.status();
     return 1;

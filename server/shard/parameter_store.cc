@@ -70,6 +70,41 @@ absl::StatusOr<SparseTable*> ParameterStore::FindSparse(const std::string& name)
   return it->second.get();
 }
 
+std::optional<absl::Status> ParameterStore::Existing(const v1::TableSpec& spec,
+                                                     v1::CreateTableResponse* response) const {
+  const v1::TableSpec* have = nullptr;
+  auto dense = tables_.find(spec.name());
+  auto sparse = sparse_.find(spec.name());
+  if (dense != tables_.end()) have = &dense->second->spec();
+  if (sparse != sparse_.end()) have = &sparse->second->spec();
+  if (have == nullptr) return std::nullopt;
+  if (!google::protobuf::util::MessageDifferencer::Equals(*have, spec)) {
+    return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
+                                                 "' already exists with a different spec: ",
+                                                 DescribeSpecDifference(*have, spec)));
+  }
+  response->set_created(false);
+  if (dense != tables_.end()) {
+    absl::MutexLock table_lock(dense->second->mu());
+    response->set_version(dense->second->version());
+    response->set_elements_on_shard(dense->second->local_size());
+  } else {
+    absl::MutexLock table_lock(sparse->second->mu());
+    response->set_version(sparse->second->version());
+    response->set_elements_on_shard(sparse->second->num_rows());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::CheckRoom(const std::string& name) const {
+  if (static_cast<int64_t>(tables_.size() + sparse_.size()) < options_.max_tables) {
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "shard ", options_.shard_index, " holds ", options_.max_tables,
+      " tables, its limit (--max_tables); table '", name, "' not created"));
+}
+
 absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
                                          v1::CreateTableResponse* response) {
   // Absent hyper-parameters are PyTorch's defaults: filled in before anything compares
@@ -82,43 +117,10 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
                                                    v1::TableKind_Name(spec.kind()),
                                                    " is not DENSE or SPARSE"));
   }
-  // Returns OK (created = false) for an identical spec, ALREADY_EXISTS otherwise.
-  auto existing = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_) -> std::optional<absl::Status> {
-    const v1::TableSpec* have = nullptr;
-    auto dense = tables_.find(spec.name());
-    auto sparse = sparse_.find(spec.name());
-    if (dense != tables_.end()) have = &dense->second->spec();
-    if (sparse != sparse_.end()) have = &sparse->second->spec();
-    if (have == nullptr) return std::nullopt;
-    if (!google::protobuf::util::MessageDifferencer::Equals(*have, spec)) {
-      return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
-                                                   "' already exists with a different spec: ",
-                                                   DescribeSpecDifference(*have, spec)));
-    }
-    response->set_created(false);
-    if (dense != tables_.end()) {
-      absl::MutexLock table_lock(dense->second->mu());
-      response->set_version(dense->second->version());
-      response->set_elements_on_shard(dense->second->local_size());
-    } else {
-      absl::MutexLock table_lock(sparse->second->mu());
-      response->set_version(sparse->second->version());
-      response->set_elements_on_shard(sparse->second->num_rows());
-    }
-    return absl::OkStatus();
-  };
-  auto too_many = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_) -> absl::Status {
-    if (static_cast<int64_t>(tables_.size() + sparse_.size()) < options_.max_tables) {
-      return absl::OkStatus();
-    }
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "shard ", options_.shard_index, " holds ", options_.max_tables,
-        " tables, its limit (--max_tables); table '", spec.name(), "' not created"));
-  };
   {
     absl::MutexLock lock(&tables_mu_);
-    if (std::optional<absl::Status> s = existing()) return *s;
-    if (absl::Status s = too_many(); !s.ok()) return s;
+    if (std::optional<absl::Status> s = Existing(spec, response)) return *s;
+    if (absl::Status s = CheckRoom(spec.name()); !s.ok()) return s;
   }
   // Build outside the map lock: initialising a large table takes a while.
   std::unique_ptr<DenseTable> dense;
@@ -127,7 +129,7 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
   // created the table meanwhile, this call's answer is that one.
   auto failed = [&](absl::Status s) {
     absl::MutexLock lock(&tables_mu_);
-    if (std::optional<absl::Status> created = existing()) return *created;
+    if (std::optional<absl::Status> created = Existing(spec, response)) return *created;
     return s;
   };
   if (spec.kind() == v1::DENSE) {
@@ -142,8 +144,8 @@ absl::Status ParameterStore::CreateTable(const v1::CreateTableRequest& request,
     sparse = *std::move(t);
   }
   absl::MutexLock lock(&tables_mu_);
-  if (std::optional<absl::Status> s = existing()) return *s;  // created meanwhile
-  if (absl::Status s = too_many(); !s.ok()) return s;
+  if (std::optional<absl::Status> s = Existing(spec, response)) return *s;  // created meanwhile
+  if (absl::Status s = CheckRoom(spec.name()); !s.ok()) return s;
   response->set_created(true);
   response->set_version(0);
   if (dense != nullptr) {
@@ -196,128 +198,6 @@ absl::StatusOr<ParameterStore::PullPlan> ParameterStore::PlanPull(
         " bytes per request; split it into chunks"));
   }
   return plan;
-}
-
-void ParameterStore::EnterSsp(const v1::PullRequest& request, PullPlan* plan) {
-  // Wait once, for the tightest bound among the tables asked for.
-  auto consider = [&](const v1::TableSpec& spec) {
-    if (spec.consistency() == v1::SSP &&
-        (plan->ssp == nullptr || spec.staleness_bound() < plan->ssp->staleness_bound())) {
-      plan->ssp = &spec;
-    }
-  };
-  for (const DenseTable* t : plan->dense) consider(t->spec());
-  for (const SparseTable* t : plan->sparse) consider(t->spec());
-  if (plan->ssp == nullptr) return;
-  plan->ssp_want =
-      clocks_.Enter(request.worker_index(), request.clock(), plan->ssp->staleness_bound());
-}
-
-std::optional<absl::Status> ParameterStore::TryPull(const v1::PullRequest& request,
-                                                    const PullPlan& plan,
-                                                    const std::vector<char*>& dense_out,
-                                                    v1::PullResponse* response) {
-  if (shutdown_.load()) {
-    return WithReason(absl::UnavailableError("shard is shutting down"), kReasonShuttingDown);
-  }
-  if (plan.ssp_want > 0 && !clocks_.Reached(plan.ssp_want)) return std::nullopt;
-  const int64_t want = request.min_version();
-  for (DenseTable* t : plan.dense) {
-    absl::MutexLock lock(t->mu());
-    if (t->version() >= want) continue;
-    // A sync worker never asks for more than one step past a shard's version, unless
-    // the shard restarted from an older checkpoint than the worker has seen.
-    if (t->is_sync() && want > t->version() + 1) {
-      return WithReason(
-          absl::FailedPreconditionError(absl::StrCat(
-              "table '", t->name(), "' on shard ", options_.shard_index, " is at version ",
-              t->version(), " but the pull asks for ", want,
-              " (the shard restarted from a checkpoint); pull again from its current version")),
-          kReasonWrongStep);
-    }
-    return std::nullopt;
-  }
-  // Versions only grow: every table stays ready while it is read.
-  for (size_t i = 0; i < plan.sparse.size(); ++i) {
-    SparseTable* t = plan.sparse[i];
-    absl::MutexLock lock(t->mu());
-    v1::SparseRows* out = response->add_sparse();
-    out->set_table(request.sparse(i).table());
-    t->Read(request.sparse(i), out->mutable_values());
-    out->set_version(t->version());
-    t->CountPull();
-  }
-  for (size_t i = 0; i < plan.dense.size(); ++i) {
-    ReadDense(plan.dense[i], request.dense(i), dense_out.empty() ? nullptr : dense_out[i],
-              response);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ParameterStore::PullExpired(const v1::PullRequest& request,
-                                         const PullPlan& plan) const {
-  if (plan.ssp_want > 0 && !clocks_.Reached(plan.ssp_want)) {
-    return clocks_.Behind(request.worker_index(), plan.ssp_want, plan.ssp->staleness_bound(),
-                          plan.ssp->name());
-  }
-  const int64_t want = request.min_version();
-  for (DenseTable* t : plan.dense) {
-    absl::MutexLock lock(t->mu());
-    if (t->version() < want) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("table '", t->name(), "': version ", want,
-                       " not reached before the deadline (at ", t->version(), ")"));
-    }
-  }
-  return absl::DeadlineExceededError("pull not answered before the deadline");
-}
-
-void ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice, char* window,
-                               v1::PullResponse* response) {
-  absl::MutexLock lock(t->mu());
-  v1::DenseSlice* out = response->add_dense();
-  out->set_table(slice.table());
-  out->set_offset(slice.offset());
-  out->set_length(slice.length());
-  out->set_version(t->version());
-  if (window != nullptr) {
-    t->ReadInto(slice.offset(), slice.length(), window);
-    out->set_window_offset(slice.window_offset());
-  } else {
-    t->Read(slice.offset(), slice.length(), out->mutable_values());
-  }
-  t->CountPull();
-}
-
-uint64_t ParameterStore::PullAsync(const v1::PullRequest& request, absl::Time deadline,
-                                   v1::PullResponse* response, std::vector<char*> dense_out,
-                                   PullWaiters::Done done) {
-  absl::StatusOr<PullPlan> plan =
-      PlanPull(request, dense_out.empty() ? nullptr : &dense_out);
-  if (!plan.ok()) {
-    done(plan.status());
-    return 0;
-  }
-  EnterSsp(request, &*plan);
-  // Entering may have raised the slowest live clock, which other SSP pulls wait for.
-  if (plan->ssp != nullptr) waiters_.Notify();
-  auto shared = std::make_shared<const PullPlan>(*std::move(plan));
-  auto out = std::make_shared<const std::vector<char*>>(std::move(dense_out));
-  return waiters_.Wait(
-      [this, &request, shared, out, response] {
-        return TryPull(request, *shared, *out, response);
-      },
-      deadline, [this, &request, shared] { return PullExpired(request, *shared); },
-      std::move(done));
-}
-
-absl::Status ParameterStore::Pull(const v1::PullRequest& request, absl::Time deadline,
-                                  v1::PullResponse* response,
-                                  const std::vector<char*>* dense_out) {
-  return WaitForAnswer([&](PullWaiters::Done done) {
-    PullAsync(request, deadline, response,
-              dense_out == nullptr ? std::vector<char*>() : *dense_out, std::move(done));
-  });
 }
 
 absl::StatusOr<ParameterStore::PushPlan> ParameterStore::PlanPush(

@@ -118,6 +118,13 @@ class ParameterStore {
     std::vector<const char*> values;  // per dense slice: its gradient outside the message
   };
 
+  // For CreateTable: OK (created = false, response filled) when an identical spec is
+  // present, ALREADY_EXISTS for a different one, nullopt when the name is free.
+  std::optional<absl::Status> Existing(const v1::TableSpec& spec,
+                                       v1::CreateTableResponse* response) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_);
+  // RESOURCE_EXHAUSTED when the shard holds max_tables tables already.
+  absl::Status CheckRoom(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(tables_mu_);
   // Returns the table, or NOT_FOUND naming it (INVALID_ARGUMENT if it is of the other kind).
   absl::StatusOr<DenseTable*> Find(const std::string& name) const;
   absl::StatusOr<SparseTable*> FindSparse(const std::string& name) const;
