@@ -72,6 +72,11 @@ absl::Status ReserveScoped(MemoryBudget* budget, int64_t bytes, absl::string_vie
   return absl::OkStatus();
 }
 
+absl::Status AllocationFailed(int64_t bytes, absl::string_view what) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      what, " needs ", FormatBytesIEC(bytes), " but the shard could not allocate it"));
+}
+
 int64_t DefaultMemoryBudget() {
   const int64_t physical =
       static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));

@@ -11,7 +11,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <new>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -60,6 +62,27 @@ class Reservation {
 // Reserves `bytes` from `budget` (null: unlimited), as a Reservation.
 absl::Status ReserveScoped(MemoryBudget* budget, int64_t bytes, absl::string_view what,
                            Reservation* out);
+
+// RESOURCE_EXHAUSTED for an allocation of `bytes` for `what` that the system refused.
+absl::Status AllocationFailed(int64_t bytes, absl::string_view what);
+
+// Reserves `bytes` for `what` from `budget` (null: no limit), then runs `allocate`, which
+// may throw std::bad_alloc. RESOURCE_EXHAUSTED when either fails, and then nothing stays
+// reserved; on success `*out` holds the reservation. `allocate` should change nothing a
+// reader sees until it cannot fail any more.
+template <typename Allocate>
+absl::Status ReserveAndAllocate(MemoryBudget* budget, int64_t bytes, absl::string_view what,
+                                Allocate allocate, Reservation* out) {
+  Reservation memory;
+  if (absl::Status s = ReserveScoped(budget, bytes, what, &memory); !s.ok()) return s;
+  try {
+    allocate();
+  } catch (const std::bad_alloc&) {
+    return AllocationFailed(bytes, what);
+  }
+  *out = std::move(memory);
+  return absl::OkStatus();
+}
 
 // The default budget: 80% of this process's memory limit, the smaller of the cgroup's
 // (v2 memory.max, v1 memory.limit_in_bytes) and the machine's physical memory.

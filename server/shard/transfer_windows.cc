@@ -1,15 +1,11 @@
 #include "server/shard/transfer_windows.h"
 
 #include "absl/random/random.h"
-#include <new>
-#include <utility>
-
 #include "absl/strings/str_cat.h"
 
 namespace ps {
 
-TransferWindows::Window::Window(int64_t n, Reservation reserved)
-    : bytes(n), push(new char[n]()), pull(new char[n]()), memory(std::move(reserved)) {}
+TransferWindows::Window::Window(int64_t n) : bytes(n), push(new char[n]()), pull(new char[n]()) {}
 
 TransferWindows::TransferWindows(bool enabled, MemoryBudget* budget)
     : enabled_(enabled), budget_(budget), identity_(LocalHostIdentity()) {
@@ -46,21 +42,16 @@ absl::StatusOr<std::shared_ptr<const TransferWindows::Window>> TransferWindows::
   absl::MutexLock lock(&mu_);
   auto it = windows_.find(key);
   if (it != windows_.end() && it->second->bytes >= bytes) return it->second;
+  std::shared_ptr<Window> w;
   Reservation memory;
-  if (absl::Status s = ReserveScoped(
+  if (absl::Status s = ReserveAndAllocate(
           budget_, 2 * max_bytes,
-          absl::StrCat("worker ", worker, "'s same-host transfer windows"), &memory);
+          absl::StrCat("worker ", worker, "'s same-host transfer windows"),
+          [&] { w = std::make_shared<Window>(max_bytes); }, &memory);
       !s.ok()) {
     return s;
   }
-  std::shared_ptr<const Window> w;
-  try {
-    w = std::make_shared<const Window>(max_bytes, std::move(memory));
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "worker ", worker, ": the shard could not allocate transfer windows of ",
-        FormatBytesIEC(max_bytes), " each"));
-  }
+  w->memory = std::move(memory);
   if (it != windows_.end()) retired_[key].push_back(it->second);
   windows_[key] = w;
   return w;

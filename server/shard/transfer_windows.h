@@ -33,7 +33,7 @@ namespace ps {
 class TransferWindows {
  public:
   struct Window {
-    Window(int64_t n, Reservation memory);
+    explicit Window(int64_t n);
     const int64_t bytes;
     const std::unique_ptr<char[]> push;
     const std::unique_ptr<char[]> pull;

@@ -68,19 +68,14 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Create(const v1::TableSp
   const int64_t bytes = r.size() * 4 *
                         (1 + static_cast<int64_t>((*opt)->num_slots()) +
                          (spec.consistency() == v1::SYNC ? 1 : 0));
+  std::unique_ptr<DenseTable> table;
   Reservation memory;
-  if (absl::Status s = ReserveScoped(
+  if (absl::Status s = ReserveAndAllocate(
           budget, bytes, absl::StrCat("table '", spec.name(), "' (", r.size(), " elements here)"),
+          [&] { table.reset(new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt), budget)); },
           &memory);
       !s.ok()) {
     return s;
-  }
-  std::unique_ptr<DenseTable> table;
-  try {
-    table.reset(new DenseTable(spec, *n, r.begin, r.size(), *std::move(opt), budget));
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "table '", spec.name(), "': the shard could not allocate ", FormatBytesIEC(bytes)));
   }
   table->memory_ = std::move(memory);
   return table;
@@ -245,20 +240,14 @@ absl::Status DenseTable::PrepareChunk(int worker, const v1::DenseSlice& slice,
   if (whole || (it != step_contrib_.end() && !it->second.partial.empty())) {
     return absl::OkStatus();  // goes straight into the sum, or the buffer is there
   }
+  std::vector<float> partial;
   Reservation memory;
-  if (absl::Status s = ReserveScoped(
+  if (absl::Status s = ReserveAndAllocate(
           budget_, local_size() * 4,
-          absl::StrCat("table '", name(), "': worker ", worker, "'s chunked gradient"), &memory);
+          absl::StrCat("table '", name(), "': worker ", worker, "'s chunked gradient"),
+          [&] { partial.assign(local_size(), 0.0f); }, &memory);
       !s.ok()) {
     return s;
-  }
-  std::vector<float> partial;
-  try {
-    partial.assign(local_size(), 0.0f);
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "table '", name(), "': the shard could not allocate a chunk buffer of ",
-        FormatBytesIEC(local_size() * 4)));
   }
   Contribution& c = step_contrib_[worker];
   c.partial = std::move(partial);

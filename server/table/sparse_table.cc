@@ -88,41 +88,40 @@ absl::Status SparseTable::Reserve(int64_t more) {
   const int64_t bytes = std::max<int64_t>(0, new_blocks) * BlockBytes() + index_bytes;
   if (bytes == 0) return absl::OkStatus();
   Reservation memory;
-  if (absl::Status s = ReserveScoped(
-          budget_, bytes, absl::StrCat("table '", name(), "': ", more, " new rows"), &memory);
+  if (absl::Status s = ReserveAndAllocate(
+          budget_, bytes, absl::StrCat("table '", name(), "': ", more, " new rows"),
+          [&] { AllocateRows(new_blocks, index_size); }, &memory);
       !s.ok()) {
     return s;
-  }
-  try {
-    // Allocate everything first, then move it in: a failure changes nothing.
-    std::vector<std::unique_ptr<float[]>> rows_new, slots_new;
-    std::vector<std::unique_ptr<int64_t[]>> keys_new;
-    for (int64_t b = 0; b < new_blocks; ++b) {
-      rows_new.emplace_back(new float[kBlockRows * width_]);
-      keys_new.emplace_back(new int64_t[kBlockRows]);
-      for (size_t s = 0; s < slot_blocks_.size(); ++s) {
-        slots_new.emplace_back(new float[kBlockRows * width_]);
-      }
-    }
-    row_blocks_.reserve(blocks);
-    key_blocks_.reserve(blocks);
-    for (auto& slot : slot_blocks_) slot.reserve(blocks);
-    if (index_size > static_cast<int64_t>(index_.size())) Grow(index_size);
-    for (int64_t b = 0; b < new_blocks; ++b) {  // no allocation from here on
-      row_blocks_.push_back(std::move(rows_new[b]));
-      key_blocks_.push_back(std::move(keys_new[b]));
-      for (size_t s = 0; s < slot_blocks_.size(); ++s) {
-        slot_blocks_[s].push_back(std::move(slots_new[b * slot_blocks_.size() + s]));
-      }
-    }
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "table '", name(), "': the shard could not allocate ", FormatBytesIEC(bytes), " for ",
-        more, " new rows"));
   }
   memory.Commit();
   reserved_bytes_ += bytes;
   return absl::OkStatus();
+}
+
+void SparseTable::AllocateRows(int64_t new_blocks, int64_t index_size) {
+  const size_t blocks = row_blocks_.size() + static_cast<size_t>(new_blocks);
+  // Allocate everything first, then move it in: a failure changes nothing.
+  std::vector<std::unique_ptr<float[]>> rows_new, slots_new;
+  std::vector<std::unique_ptr<int64_t[]>> keys_new;
+  for (int64_t b = 0; b < new_blocks; ++b) {
+    rows_new.emplace_back(new float[kBlockRows * width_]);
+    keys_new.emplace_back(new int64_t[kBlockRows]);
+    for (size_t s = 0; s < slot_blocks_.size(); ++s) {
+      slots_new.emplace_back(new float[kBlockRows * width_]);
+    }
+  }
+  row_blocks_.reserve(blocks);
+  key_blocks_.reserve(blocks);
+  for (auto& slot : slot_blocks_) slot.reserve(blocks);
+  if (index_size > static_cast<int64_t>(index_.size())) Grow(index_size);
+  for (int64_t b = 0; b < new_blocks; ++b) {  // no allocation from here on
+    row_blocks_.push_back(std::move(rows_new[b]));
+    key_blocks_.push_back(std::move(keys_new[b]));
+    for (size_t s = 0; s < slot_blocks_.size(); ++s) {
+      slot_blocks_[s].push_back(std::move(slots_new[b * slot_blocks_.size() + s]));
+    }
+  }
 }
 
 absl::Status SparseTable::PrepareRows(const v1::SparseRows& rows) {

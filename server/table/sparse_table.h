@@ -83,6 +83,9 @@ class SparseTable {
   uint32_t FindOrCreate(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Room for `more` new rows: blocks and index, reserved and allocated, all or nothing.
   absl::Status Reserve(int64_t more) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reserve()'s allocations: `new_blocks` more blocks of rows, keys and slots, and the
+  // index at `index_size` slots. May throw std::bad_alloc, before any row changes.
+  void AllocateRows(int64_t new_blocks, int64_t index_size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t BlockBytes() const;
   float* Row(uint32_t row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   float* Slot(int slot, uint32_t row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
