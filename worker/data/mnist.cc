@@ -14,7 +14,7 @@ namespace {
 constexpr float kPixelMean = 0.2860f;
 constexpr float kPixelStd = 0.3530f;
 
-uint32_t BigEndian32(const std::string& b, size_t at) {
+uint32_t BigEndian32(absl::string_view b, size_t at) {
   const auto* p = reinterpret_cast<const unsigned char*>(b.data() + at);
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
@@ -50,6 +50,53 @@ absl::StatusOr<std::string> ReadMaybeGzipped(const std::string& path) {
   return out;
 }
 
+absl::StatusOr<Dataset> ParseMnist(absl::string_view images, absl::string_view labels,
+                                   absl::string_view images_name,
+                                   absl::string_view labels_name) {
+  if (images.size() < 16 || BigEndian32(images, 0) != 0x803) {
+    return absl::DataLossError(absl::StrCat(images_name, ": not an IDX3 image file"));
+  }
+  if (labels.size() < 8 || BigEndian32(labels, 0) != 0x801) {
+    return absl::DataLossError(absl::StrCat(labels_name, ": not an IDX1 label file"));
+  }
+  const uint64_t n = BigEndian32(images, 4);
+  const uint64_t rows = BigEndian32(images, 8), cols = BigEndian32(images, 12);
+  if (BigEndian32(labels, 4) != n) {
+    return absl::DataLossError(absl::StrCat(images_name, " has ", n, " images but ",
+                                            labels_name, " has ", BigEndian32(labels, 4),
+                                            " labels"));
+  }
+  // Each factor is below 2^32, so the product fits; the cap keeps n * dim from overflowing.
+  const uint64_t dim = rows * cols;
+  if (dim == 0 || dim > kMaxImagePixels) {
+    return absl::DataLossError(absl::StrCat(images_name, ": images of ", rows, "x", cols,
+                                            " pixels (at most ", kMaxImagePixels, ")"));
+  }
+  if (images.size() - 16 != n * dim || labels.size() - 8 != n) {
+    return absl::DataLossError(absl::StrCat(images_name, " and ", labels_name,
+                                            " are truncated or too long for ", n, " images of ",
+                                            rows, "x", cols));
+  }
+  Dataset d;
+  d.size = static_cast<int64_t>(n);
+  d.dim = static_cast<int>(dim);
+  d.features.resize(n * dim);
+  d.labels.resize(n);
+  const auto* px = reinterpret_cast<const unsigned char*>(images.data() + 16);
+  for (uint64_t i = 0; i < n * dim; ++i) {
+    d.features[i] = (px[i] * (1.0f / 255.0f) - kPixelMean) * (1.0f / kPixelStd);
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    const int label = static_cast<unsigned char>(labels[8 + i]);
+    if (label >= d.num_classes) {
+      return absl::DataLossError(absl::StrCat(labels_name, ": label ", label, " at ", i,
+                                              " outside [0, ", d.num_classes, ")"));
+    }
+    d.labels[i] = label;
+  }
+  return d;
+}
+
 absl::StatusOr<Dataset> LoadMnist(const std::string& dir, const std::string& prefix) {
   const std::string images_path = absl::StrCat(dir, "/", prefix, "-images-idx3-ubyte");
   const std::string labels_path = absl::StrCat(dir, "/", prefix, "-labels-idx1-ubyte");
@@ -57,41 +104,7 @@ absl::StatusOr<Dataset> LoadMnist(const std::string& dir, const std::string& pre
   if (!images.ok()) return images.status();
   absl::StatusOr<std::string> labels = FindAndRead(labels_path);
   if (!labels.ok()) return labels.status();
-  if (images->size() < 16 || BigEndian32(*images, 0) != 0x803) {
-    return absl::DataLossError(absl::StrCat(images_path, ": not an IDX3 image file"));
-  }
-  if (labels->size() < 8 || BigEndian32(*labels, 0) != 0x801) {
-    return absl::DataLossError(absl::StrCat(labels_path, ": not an IDX1 label file"));
-  }
-  const int64_t n = BigEndian32(*images, 4);
-  const int64_t rows = BigEndian32(*images, 8), cols = BigEndian32(*images, 12);
-  if (BigEndian32(*labels, 4) != n) {
-    return absl::DataLossError(absl::StrCat(images_path, " has ", n, " images but ", labels_path,
-                                            " has ", BigEndian32(*labels, 4), " labels"));
-  }
-  const int64_t dim = rows * cols;
-  if (static_cast<int64_t>(images->size()) != 16 + n * dim ||
-      static_cast<int64_t>(labels->size()) != 8 + n) {
-    return absl::DataLossError(absl::StrCat(prefix, " files are truncated or too long"));
-  }
-  Dataset d;
-  d.size = n;
-  d.dim = static_cast<int>(dim);
-  d.features.resize(n * dim);
-  d.labels.resize(n);
-  const auto* px = reinterpret_cast<const unsigned char*>(images->data() + 16);
-  for (int64_t i = 0; i < n * dim; ++i) {
-    d.features[i] = (px[i] * (1.0f / 255.0f) - kPixelMean) * (1.0f / kPixelStd);
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const int label = static_cast<unsigned char>((*labels)[8 + i]);
-    if (label >= d.num_classes) {
-      return absl::DataLossError(absl::StrCat(labels_path, ": label ", label, " at ", i,
-                                              " outside [0, ", d.num_classes, ")"));
-    }
-    d.labels[i] = label;
-  }
-  return d;
+  return ParseMnist(*images, *labels, images_path, labels_path);
 }
 
 }  // namespace ps

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace ps {
 
@@ -29,6 +30,15 @@ inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-m
 // with prefix "train" or "t10k". NOT_FOUND names a missing file; DATA_LOSS names a
 // malformed one (bad magic number, truncated, counts that disagree, label out of range).
 absl::StatusOr<Dataset> LoadMnist(const std::string& dir, const std::string& prefix);
+
+// The largest image ParseMnist accepts, in pixels (Fashion-MNIST's are 784).
+inline constexpr uint64_t kMaxImagePixels = uint64_t{1} << 24;
+
+// Parses an IDX3 image file's and an IDX1 label file's bytes; the names prefix errors.
+// DATA_LOSS as LoadMnist, and for images of no pixels or more than kMaxImagePixels.
+absl::StatusOr<Dataset> ParseMnist(absl::string_view images, absl::string_view labels,
+                                   absl::string_view images_name,
+                                   absl::string_view labels_name);
 
 // Reads a whole file, gunzipping it if it is gzip-compressed.
 absl::StatusOr<std::string> ReadMaybeGzipped(const std::string& path);

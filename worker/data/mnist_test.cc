@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -81,6 +83,21 @@ TEST(MnistTest, BadMagicTruncationAndLabelRangeAreDataLoss) {
   absl::Status s = LoadMnist(dir, "label").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("label 11"), absl::string_view::npos) << s;
+}
+
+// Image sizes whose pixel count overflows, or is zero, are refused by name (a 65536 x
+// 65536 header once read as images of 0 pixels, and 2^32 x 2^32 overflowed an int64).
+TEST(MnistTest, ImpossibleImageSizesAreDataLoss) {
+  const std::string labels = Be32(0x801) + Be32(0);
+  for (const auto& [rows, cols] : std::vector<std::pair<uint32_t, uint32_t>>{
+           {65536, 65536}, {0xffffffff, 0xffffffff}, {0, 28}, {4097, 4097}}) {
+    const std::string images = Be32(0x803) + Be32(0) + Be32(rows) + Be32(cols);
+    absl::Status s = ParseMnist(images, labels, "img", "lbl").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << rows << "x" << cols;
+    EXPECT_NE(s.message().find(std::to_string(rows) + "x" + std::to_string(cols) + " pixels"),
+              absl::string_view::npos)
+        << s;
+  }
 }
 
 }  // namespace
