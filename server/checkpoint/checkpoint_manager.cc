@@ -83,6 +83,7 @@ bool CheckpointManager::Wanted(int64_t version) const {
 }
 
 void CheckpointManager::OnStep(DenseTable* table) {
+  table->mu()->AssertHeld();  // the store calls its step hook with the table's lock held
   if (options_.dir.empty() || table->local_size() == 0) return;
   const int64_t v = table->version();
   absl::MutexLock lock(&mu_);

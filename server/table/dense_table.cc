@@ -88,12 +88,12 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Restore(
   DenseTable& table = **t;
   const int64_t n = table.local_size();
   if (saved.offset() != table.offset_ || static_cast<int64_t>(saved.params().size()) != n * 4 ||
-      saved.slots_size() != static_cast<int>(table.slots_.size()) || saved.version() < 0) {
+      saved.slots_size() != table.optimizer_->num_slots() || saved.version() < 0) {
     return absl::DataLossError(absl::StrCat(
         "checkpoint of table '", saved.spec().name(), "' holds offset ", saved.offset(), ", ",
         saved.params().size() / 4, " values and ", saved.slots_size(),
         " optimizer slots; this shard needs offset ", table.offset_, ", ", n, " values and ",
-        table.slots_.size(), " slots"));
+        table.optimizer_->num_slots(), " slots"));
   }
   absl::MutexLock lock(&table.mu_);
   // A shard may hold none of a small table (n == 0, data() null): memcpy must not see it.
@@ -128,6 +128,7 @@ DenseTable::DenseTable(const v1::TableSpec& spec, int64_t num_elements, int64_t 
     : spec_(spec),
       num_elements_(num_elements),
       offset_(offset),
+      local_size_(local_size),
       optimizer_(std::move(optimizer)),
       budget_(budget),
       params_(local_size) {

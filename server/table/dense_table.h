@@ -52,7 +52,7 @@ class DenseTable {
   int64_t num_elements() const { return num_elements_; }
   // This shard's range [offset(), offset() + local_size()) of the flattened table.
   int64_t offset() const { return offset_; }
-  int64_t local_size() const { return static_cast<int64_t>(params_.size()); }
+  int64_t local_size() const { return local_size_; }
   bool is_sync() const { return spec_.consistency() == v1::SYNC; }
   bool is_ssp() const { return spec_.consistency() == v1::SSP; }
 
@@ -125,6 +125,7 @@ class DenseTable {
   const v1::TableSpec spec_;
   const int64_t num_elements_;
   const int64_t offset_;
+  const int64_t local_size_;  // params_.size(), which never changes
   const std::unique_ptr<Optimizer> optimizer_;
   MemoryBudget* const budget_;  // may be null
   Reservation memory_;          // values, slots and step sum

@@ -69,7 +69,7 @@ SparseTable::~SparseTable() {
 }
 
 int64_t SparseTable::BlockBytes() const {
-  return kBlockRows * (static_cast<int64_t>(width_) * 4 * (1 + slot_blocks_.size()) + 8);
+  return kBlockRows * (static_cast<int64_t>(width_) * 4 * (1 + optimizer_->num_slots()) + 8);
 }
 
 absl::Status SparseTable::Reserve(int64_t more) {
@@ -90,7 +90,11 @@ absl::Status SparseTable::Reserve(int64_t more) {
   Reservation memory;
   if (absl::Status s = ReserveAndAllocate(
           budget_, bytes, absl::StrCat("table '", name(), "': ", more, " new rows"),
-          [&] { AllocateRows(new_blocks, index_size); }, &memory);
+          [&] {
+            mu_.AssertHeld();  // a lambda's body is analysed on its own
+            AllocateRows(new_blocks, index_size);
+          },
+          &memory);
       !s.ok()) {
     return s;
   }
@@ -137,7 +141,7 @@ absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Restore(
   SparseTable& table = **t;
   const size_t n = saved.keys_size(), row_bytes = static_cast<size_t>(table.width_) * 4;
   if (saved.params().size() != n * row_bytes ||
-      saved.slots_size() != static_cast<int>(table.slot_blocks_.size())) {
+      saved.slots_size() != table.optimizer_->num_slots()) {
     return absl::DataLossError(absl::StrCat("checkpoint of sparse table '", saved.spec().name(),
                                             "': ", n, " keys but ", saved.params().size(),
                                             " bytes of rows and ", saved.slots_size(), " slots"));
