@@ -52,6 +52,9 @@ def _system_libs_impl(ctx):
         lines.append("cc_library(")
         lines.append('    name = "%s",' % name)
         lines.append("    linkopts = %s," % repr(flags + extra))
+        if name == "absl":
+            # Under --config=tsan, what the uninstrumented Abseil does, told to TSan.
+            lines.append('    deps = select({"@//bazel:tsan": ["@//common:tsan_absl_annotations"], "//conditions:default": []}),')
         lines.append(")")
         lines.append("")
     ctx.file("BUILD", "\n".join(lines))

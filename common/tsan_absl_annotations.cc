@@ -8,7 +8,10 @@
 // dlsym(RTLD_NEXT)) and adds the happens-before edges it implies: an unlock, a wait's
 // release and a Notify() release the object's address, a lock, a wait's return and a
 // notification seen acquire it. Conditions passed to Await and LockWhen are wrapped so
-// that evaluating them (which Abseil may do on the unlocking thread) is ordered too.
+// that evaluating them (which Abseil does inside its own code, on the waiting or the
+// unlocking thread) is ordered too. absl::Notification's own use of its mutex is left
+// alone: its methods are annotated as a whole (wrapping its conditions as well made
+// Abseil's queue handling look racy).
 //
 // Pure happens-before annotations: TSan finds data races with them, not lock-order
 // inversions. Tied to the Abseil ABI of Debian 12 (inline namespace debian3): another
@@ -46,8 +49,20 @@ F Real(const char* mangled) {
   static const auto real = Real<type>(mangled); \
   (void)0
 
-void Acquire(const void* p) { __tsan_acquire(const_cast<void*>(p)); }
-void Release(const void* p) { __tsan_release(const_cast<void*>(p)); }
+// Set while a Notification method runs: the mutex calls it makes are passed through.
+thread_local int in_notification = 0;
+
+struct InNotification {
+  InNotification() { ++in_notification; }
+  ~InNotification() { --in_notification; }
+};
+
+void Acquire(const void* p) {
+  if (in_notification == 0) __tsan_acquire(const_cast<void*>(p));
+}
+void Release(const void* p) {
+  if (in_notification == 0) __tsan_release(const_cast<void*>(p));
+}
 
 // A condition that acquires the mutex's edges before it reads guarded state and
 // releases them after, whichever thread Abseil evaluates it on.
@@ -106,7 +121,7 @@ void Mutex::Await(const Condition& cond) {
   PS_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
   Wrapped w{this, &cond};
   Release(this);
-  real(this, Condition(&Wrapped::Eval, &w));
+  real(this, in_notification ? cond : Condition(&Wrapped::Eval, &w));
   Acquire(this);
 }
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
@@ -114,7 +129,7 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
           "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
   Wrapped w{this, &cond};
   Release(this);
-  const bool met = real(this, Condition(&Wrapped::Eval, &w), timeout);
+  const bool met = real(this, in_notification ? cond : Condition(&Wrapped::Eval, &w), timeout);
   Acquire(this);
   return met;
 }
@@ -123,7 +138,7 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
           "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   Wrapped w{this, &cond};
   Release(this);
-  const bool met = real(this, Condition(&Wrapped::Eval, &w), deadline);
+  const bool met = real(this, in_notification ? cond : Condition(&Wrapped::Eval, &w), deadline);
   Acquire(this);
   return met;
 }
@@ -131,14 +146,14 @@ void Mutex::LockWhen(const Condition& cond) {
   PS_REAL(void (*)(Mutex*, const Condition&),
           "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
   Wrapped w{this, &cond};
-  real(this, Condition(&Wrapped::Eval, &w));
+  real(this, in_notification ? cond : Condition(&Wrapped::Eval, &w));
   Acquire(this);
 }
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   PS_REAL(bool (*)(Mutex*, const Condition&, Duration),
           "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
   Wrapped w{this, &cond};
-  const bool met = real(this, Condition(&Wrapped::Eval, &w), timeout);
+  const bool met = real(this, in_notification ? cond : Condition(&Wrapped::Eval, &w), timeout);
   Acquire(this);
   return met;
 }
@@ -146,7 +161,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   PS_REAL(bool (*)(Mutex*, const Condition&, Time),
           "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   Wrapped w{this, &cond};
-  const bool met = real(this, Condition(&Wrapped::Eval, &w), deadline);
+  const bool met = real(this, in_notification ? cond : Condition(&Wrapped::Eval, &w), deadline);
   Acquire(this);
   return met;
 }
@@ -177,24 +192,36 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
 void Notification::Notify() {
   PS_REAL(void (*)(Notification*), "_ZN4absl7debian312Notification6NotifyEv");
   Release(this);
+  InNotification guard;
   real(this);
 }
 void Notification::WaitForNotification() const {
   PS_REAL(void (*)(const Notification*), "_ZNK4absl7debian312Notification19WaitForNotificationEv");
-  real(this);
+  {
+    InNotification guard;
+    real(this);
+  }
   Acquire(this);
 }
 bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
   PS_REAL(bool (*)(const Notification*, Duration),
           "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
-  const bool notified = real(this, timeout);
+  bool notified;
+  {
+    InNotification guard;
+    notified = real(this, timeout);
+  }
   if (notified) Acquire(this);
   return notified;
 }
 bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
   PS_REAL(bool (*)(const Notification*, Time),
           "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
-  const bool notified = real(this, deadline);
+  bool notified;
+  {
+    InNotification guard;
+    notified = real(this, deadline);
+  }
   if (notified) Acquire(this);
   return notified;
 }

@@ -10,6 +10,7 @@ PACKAGES=(
   libopenblas-dev prometheus-cpp-dev
   dataset-fashion-mnist
   python3 python3-grpcio python3-yaml curl iproute2 kubectl
+  clang-14 libclang-rt-14-dev lld-14  # tests/run.sh --sanitizers: ASan, UBSan, TSan, libFuzzer
 )
 
 missing=()
