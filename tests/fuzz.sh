@@ -31,7 +31,7 @@ for t in "${TARGETS[@]}"; do
   start=$SECONDS
   "bazel-out/k8-optasan/bin/${PACKAGE[$t]}/${t}_fuzzer" -runs="$RUNS" -max_len=4096 \
     -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" "${CORPUS[$t]}" \
-    2>&1 | grep -E "^(#[0-9]+ +DONE|stat::|==[0-9]+==|SUMMARY|.*ERROR|Done)" || true
+    2>&1 | grep -E "^(#[0-9]+ +DONE|stat::|SUMMARY|Done)|ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error" || true
   echo "== $t: $((SECONDS - start)) s"
   if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then
     echo "== $t: found a failing input: $(ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* 2>/dev/null)"

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "glog/logging.h"
+#include "google/protobuf/stubs/logging.h"
 #include "server/checkpoint/checkpoint_file.h"
 #include "server/shard/shard.h"
 
@@ -29,6 +30,7 @@ std::string WithHeader(absl::string_view payload) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   FLAGS_minloglevel = 3;  // FATAL only: a fuzzer makes millions of refusals
+  google::protobuf::SetLogHandler(nullptr);  // nor protobuf's line per malformed string
   return 0;
 }
 
