@@ -1,6 +1,8 @@
 // Failures during training, with real daemons on loopback.
+#include <dirent.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -95,26 +97,35 @@ int64_t ShardVersion(const std::string& address, const std::string& table) {
   return -1;
 }
 
-// The version of the newest "checkpoint written: ... (version V" line in `log`; -1 if none.
-int64_t NewestWrittenVersion(const std::string& log) {
-  const size_t written = log.rfind("checkpoint written: ");
-  if (written == std::string::npos) return -1;
-  const std::string marker = "(version ";
-  const size_t at = log.find(marker, written);
-  if (at == std::string::npos) return -1;
-  const size_t begin = at + marker.size();
-  int64_t version = -1;
-  if (!absl::SimpleAtoi(log.substr(begin, log.find_first_of(",)", begin) - begin), &version)) {
-    return -1;
+// The newest version among `dir`'s checkpoint files of `shard` (shard-<i>-<version>-<ms>.ckpt,
+// docs/checkpoints.md): what a restart of that shard restores; -1 if there is none. A
+// checkpoint being written is still a temporary file, which restores never read.
+int64_t NewestCheckpointVersion(const std::string& dir, int shard) {
+  const std::string prefix = absl::StrCat("shard-", shard, "-");
+  int64_t newest = -1;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  while (const dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.rfind(prefix, 0) != 0 || name.size() < 5 ||
+        name.compare(name.size() - 5, 5, ".ckpt") != 0) {
+      continue;
+    }
+    const size_t begin = prefix.size();
+    int64_t version = -1;
+    if (absl::SimpleAtoi(name.substr(begin, name.find('-', begin) - begin), &version)) {
+      newest = std::max(newest, version);
+    }
   }
-  return version;
+  closedir(d);
+  return newest;
 }
 
 // A sync job whose shard 1 is SIGKILLed in its second epoch and restarted on the same
 // port: the shard restores its newest checkpoint (every 50 steps), the workers rejoin at
 // the restored version, and the job finishes every epoch at 0.85 test accuracy. What the
-// shard lost is exactly the steps since the newest checkpoint it had finished writing
-// when it was killed (docs/checkpoints.md): one being written is skipped as torn.
+// shard lost is exactly the steps since the newest checkpoint file it had completed (renamed
+// into place) when it was killed (docs/checkpoints.md).
 TEST(FaultMultiprocessTest, SyncJobSurvivesAShardKilledAndRestarted) {
   const std::string dir = TempDir("kill-server");
   const std::vector<std::string> flags = {"--checkpoint_dir=" + dir + "/ckpt",
@@ -141,7 +152,7 @@ TEST(FaultMultiprocessTest, SyncJobSurvivesAShardKilledAndRestarted) {
   ASSERT_TRUE(killed.ok());
   EXPECT_EQ(*killed, 128 + SIGKILL);
   ASSERT_GT(before, 469);
-  const int64_t newest_written = NewestWrittenVersion(servers.shard(1).Log());
+  const int64_t newest_written = NewestCheckpointVersion(dir + "/ckpt", 1);
   absl::SleepFor(absl::Seconds(1));
   absl::Status restarted = servers.Restart(1, flags);
   ASSERT_TRUE(restarted.ok()) << restarted << "\n" << servers.shard(1).Log();
