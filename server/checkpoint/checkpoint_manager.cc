@@ -54,12 +54,13 @@ absl::StatusOr<std::vector<std::string>> ListCheckpoints(FileSystem* fs, const s
 
 CheckpointManager::CheckpointManager(const CheckpointOptions& options, int shard_index,
                                      int num_shards, ParameterStore* store,
-                                     WorkerRegistry* registry)
+                                     WorkerRegistry* registry, PushLedger* ledger)
     : options_(options),
       shard_index_(shard_index),
       num_shards_(num_shards),
       store_(store),
       registry_(registry),
+      ledger_(ledger),
       fs_(options.file_system != nullptr ? options.file_system : DefaultFileSystem()) {
   store_->SetStepHook([this](DenseTable* t) { OnStep(t); });
 }
@@ -179,6 +180,11 @@ v1::ShardCheckpoint CheckpointManager::Assemble(Captures captured) const {
     *ckpt.add_tables() = t->Capture();
   }
   for (v1::WorkerStatus& w : registry_->Snapshot()) *ckpt.add_workers() = std::move(w);
+  for (v1::LiveWorker& w : registry_->LiveIncarnations()) *ckpt.add_live_workers() = std::move(w);
+  // After the tables: every push the tables hold is in it (push_ledger.h).
+  if (ledger_ != nullptr) {
+    for (v1::PushLedgerEntry& e : ledger_->Capture()) *ckpt.add_pushes() = std::move(e);
+  }
   return ckpt;
 }
 
@@ -280,6 +286,15 @@ absl::StatusOr<std::string> CheckpointManager::RestoreNewest() {
       }
     }
     registry_->RestoreHistory({ckpt->workers().begin(), ckpt->workers().end()});
+    registry_->RestoreLive({ckpt->live_workers().begin(), ckpt->live_workers().end()});
+    for (const v1::LiveWorker& live : ckpt->live_workers()) {
+      for (const v1::WorkerStatus& w : ckpt->workers()) {
+        if (w.worker_index() == live.worker_index()) {
+          store_->OnWorkerRegistered(w.worker_index(), w.stats().clock());
+        }
+      }
+    }
+    if (ledger_ != nullptr) ledger_->Restore({ckpt->pushes().begin(), ckpt->pushes().end()});
     {
       absl::MutexLock lock(&mu_);
       latest_path_ = path;

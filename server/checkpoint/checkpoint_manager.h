@@ -37,6 +37,7 @@
 #include "proto/v1/checkpoint.pb.h"
 #include "server/checkpoint/checkpointer.h"
 #include "server/shard/parameter_store.h"
+#include "server/shard/push_ledger.h"
 #include "server/shard/worker_registry.h"
 
 namespace ps {
@@ -51,10 +52,11 @@ struct CheckpointOptions {
 
 class CheckpointManager final : public Checkpointer {
  public:
-  // `store`, `registry` and options.file_system must outlive the manager. Installs the
-  // store's step hook.
+  // `store`, `registry`, `ledger` (may be null: no ledger saved) and options.file_system
+  // must outlive the manager. Installs the store's step hook.
   CheckpointManager(const CheckpointOptions& options, int shard_index, int num_shards,
-                    ParameterStore* store, WorkerRegistry* registry);
+                    ParameterStore* store, WorkerRegistry* registry,
+                    PushLedger* ledger = nullptr);
   ~CheckpointManager() override;
 
   // Loads the newest valid checkpoint of this shard into the (empty) store. Returns the
@@ -105,6 +107,7 @@ class CheckpointManager final : public Checkpointer {
   const int num_shards_;
   ParameterStore* const store_;
   WorkerRegistry* const registry_;
+  PushLedger* const ledger_;
   FileSystem* const fs_;
 
   absl::Mutex write_mu_;  // one file written at a time

@@ -115,25 +115,86 @@ TEST_F(CheckpointManagerTest, RestoreKeepsValuesSlotsVersionsAndWorkers) {
   for (const auto& [name, want] : expected) {
     EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got[name], want)) << name;
   }
-  // The workers are known again, not live, with their last figures.
+  // The workers are known again with their last figures, and live, as they were when
+  // the checkpoint was written.
   std::vector<v1::WorkerStatus> workers = b.registry.Snapshot();
   ASSERT_THAT(workers, SizeIs(2));
   EXPECT_EQ(workers[0].worker_index(), 0);
-  EXPECT_FALSE(workers[0].live());
+  EXPECT_TRUE(workers[0].live());
   EXPECT_EQ(workers[0].host(), "host-0");
   EXPECT_EQ(workers[0].stats().clock(), 7);
   EXPECT_EQ(workers[0].stats().epoch(), 2);
   EXPECT_EQ(workers[0].stats().loss(), 0.25f);
   EXPECT_EQ(workers[1].worker_index(), 1);
-  EXPECT_FALSE(workers[1].live());
+  EXPECT_TRUE(workers[1].live());
   EXPECT_EQ(workers[1].stats().clock(), 5);
-  EXPECT_THAT(b.registry.LiveWorkers(), IsEmpty());
+  EXPECT_THAT(b.registry.LiveWorkers(), ElementsAre(0, 1));
 
-  // Training goes on from the restored state: the sync table takes step 2, not 0.
-  b.Join(0);
+  // Training goes on from the restored state: the sync table takes step 2, not 0, and
+  // waits for both workers.
   EXPECT_EQ(b.PushDense(0, 0, "sgd", {1, 1, 1, 1}).code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(b.PushDense(0, 2, "sgd", {1, 1, 1, 1}).ok());
+  EXPECT_EQ(b.PullDense("sgd", 4).second, 2);
+  ASSERT_TRUE(b.PushDense(1, 2, "sgd", {1, 1, 1, 1}).ok());
   EXPECT_EQ(b.PullDense("sgd", 4).second, 3);
+}
+
+// A shard stopped in the middle of a sync step keeps the gradients it acknowledged for
+// it: worker 0's whole gradient and half of worker 1's are in the checkpoint, and the
+// restarted shard finishes the step with the other half, applying the average of both.
+// The pushes it had applied are duplicates after the restart (the ledger is saved too).
+TEST_F(CheckpointManagerTest, ASyncStepInProgressAndThePushLedgerSurviveARestart) {
+  std::vector<float> initial;
+  {
+    Shard a(Options(), &now_);
+    a.Join(0);
+    a.Join(1);
+    a.Create(DenseSpec("w", 4, v1::SYNC, Sgd()));
+    initial = a.PullDense("w", 4).first;
+    ASSERT_TRUE(a.PushDense(0, 0, "w", {4, 4, 4, 4}).ok());
+    v1::PushId id;
+    id.set_incarnation(77);
+    id.set_sequence(1);
+    ASSERT_EQ(a.ledger.Begin(0, id), PushLedger::Claim::kApply);
+    a.ledger.End(0, id, /*applied=*/true);
+    v1::PushRequest half;
+    half.set_worker_index(1);
+    half.set_step(0);
+    v1::DenseSlice* slice = half.add_dense();
+    slice->set_table("w");
+    slice->set_offset(0);
+    slice->set_length(2);
+    const float g[2] = {2, 2};
+    slice->set_values(reinterpret_cast<const char*>(g), sizeof(g));
+    v1::PushResponse response;
+    ASSERT_TRUE(a.store.Push(half, &response).ok());
+    ASSERT_TRUE(a.manager.Checkpoint(0, absl::Seconds(1)).ok());
+  }
+  Shard b(Options(), &now_);
+  ASSERT_TRUE(b.manager.RestoreNewest().ok());
+  v1::PushId id;
+  id.set_incarnation(77);
+  id.set_sequence(1);
+  EXPECT_EQ(b.ledger.Begin(0, id), PushLedger::Claim::kDuplicate);
+  EXPECT_EQ(b.PullDense("w", 4).second, 0);
+  // Worker 0's gradient for step 0 is there: pushing it again is ALREADY_EXISTS.
+  EXPECT_EQ(b.PushDense(0, 0, "w", {4, 4, 4, 4}).code(), absl::StatusCode::kAlreadyExists);
+  v1::PushRequest rest;
+  rest.set_worker_index(1);
+  rest.set_step(0);
+  v1::DenseSlice* slice = rest.add_dense();
+  slice->set_table("w");
+  slice->set_offset(2);
+  slice->set_length(2);
+  const float g[2] = {2, 2};
+  slice->set_values(reinterpret_cast<const char*>(g), sizeof(g));
+  v1::PushResponse response;
+  ASSERT_TRUE(b.store.Push(rest, &response).ok());
+  const auto [values, version] = b.PullDense("w", 4);
+  EXPECT_EQ(version, 1);
+  // Sgd() is lr 0.5: the mean gradient (4 + 2) / 2 moves every value by -1.5.
+  ASSERT_EQ(values.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(values[i], initial[i] - 1.5f) << i;
 }
 
 TEST_F(CheckpointManagerTest, SyncCheckpointAtAFutureVersionWaitsForTheStep) {

@@ -77,7 +77,7 @@ TestShard::TestShard(const CheckpointOptions& options, const absl::Time* now, in
                      int num_shards)
     : registry(absl::Seconds(10), [now] { return *now; }),
       store(MakeStoreOptions(shard, num_shards), &registry),
-      manager(options, shard, num_shards, &store, &registry) {}
+      manager(options, shard, num_shards, &store, &registry, &ledger) {}
 
 void TestShard::Create(const v1::TableSpec& spec) {
   v1::CreateTableRequest request;

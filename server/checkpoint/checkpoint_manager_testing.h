@@ -52,6 +52,7 @@ struct TestShard {
 
   WorkerRegistry registry;
   ParameterStore store;
+  PushLedger ledger;
   CheckpointManager manager;
 };
 

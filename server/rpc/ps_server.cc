@@ -90,7 +90,8 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
     return options_.checkpointer;
   }
   checkpoints_ = std::make_unique<CheckpointManager>(
-      options_.checkpoint, options_.shard_index, options_.num_shards, store(), registry());
+      options_.checkpoint, options_.shard_index, options_.num_shards, store(), registry(),
+      shard_->ledger());
   // Restore before listening: no call ever sees a half-restored shard, and the health
   // service cannot report SERVING before the shard holds its state.
   absl::StatusOr<std::string> restored = checkpoints_->RestoreNewest();

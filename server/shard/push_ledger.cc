@@ -46,4 +46,28 @@ void PushLedger::End(int worker, const v1::PushId& id, bool applied) {
   }
 }
 
+std::vector<v1::PushLedgerEntry> PushLedger::Capture() const {
+  std::vector<v1::PushLedgerEntry> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [worker, e] : entries_) {
+    v1::PushLedgerEntry& saved = out.emplace_back();
+    saved.set_worker_index(worker);
+    saved.set_incarnation(e.incarnation);
+    saved.set_sequence(e.sequence);
+    for (const auto& [part, state] : e.parts) saved.add_parts(part);
+  }
+  return out;
+}
+
+void PushLedger::Restore(const std::vector<v1::PushLedgerEntry>& entries) {
+  absl::MutexLock lock(&mu_);
+  entries_.clear();
+  for (const v1::PushLedgerEntry& saved : entries) {
+    Entry& e = entries_[saved.worker_index()];
+    e.incarnation = saved.incarnation();
+    e.sequence = saved.sequence();
+    for (int32_t part : saved.parts()) e.parts[part] = Part::kApplied;
+  }
+}
+
 }  // namespace ps

@@ -8,15 +8,23 @@
 // it was answered). A copy of a part that arrives while the first is being applied
 // waits for its outcome. Memory: one entry per worker index, one flag per part.
 //
+// The ledger goes into the shard's checkpoints (Capture, Restore), so that a push resent
+// to a restarted shard is not applied a second time. Captured after the tables, with
+// parts still in flight counted as applied: a push is then never applied twice across a
+// restart; one being applied while a periodic checkpoint was taken may be lost, as every
+// push after that checkpoint may be by a SIGKILL (docs/checkpoints.md).
+//
 // Thread-safe.
 #ifndef PS_SERVER_SHARD_PUSH_LEDGER_H_
 #define PS_SERVER_SHARD_PUSH_LEDGER_H_
 
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 
 namespace ps {
@@ -31,6 +39,11 @@ class PushLedger {
   // Records the outcome of a kApply claim: an applied part is remembered, one that was
   // refused is forgotten (a retry may try again).
   void End(int worker, const v1::PushId& id, bool applied);
+
+  // Every worker's newest push and its parts applied or in flight, for a checkpoint.
+  std::vector<v1::PushLedgerEntry> Capture() const;
+  // Replaces the ledger's contents with a checkpoint's; call before serving.
+  void Restore(const std::vector<v1::PushLedgerEntry>& entries);
 
  private:
   enum class Part { kInFlight, kApplied };

@@ -63,5 +63,34 @@ TEST(PushLedgerTest, ACopyInFlightWaitsForTheFirstOutcome) {
   EXPECT_EQ(second, PushLedger::Claim::kDuplicate);
 }
 
+// A restarted shard restores the ledger from its checkpoint: what was applied (or in
+// flight when captured) before is a duplicate after, and the next push is new.
+TEST(PushLedgerTest, ARestoredLedgerKnowsThePushesAppliedBeforeTheRestart) {
+  PushLedger before;
+  ASSERT_EQ(before.Begin(0, Id(7, 3, 0)), PushLedger::Claim::kApply);
+  before.End(0, Id(7, 3, 0), /*applied=*/true);
+  ASSERT_EQ(before.Begin(0, Id(7, 3, 1)), PushLedger::Claim::kApply);  // still in flight
+  ASSERT_EQ(before.Begin(2, Id(9, 1, 0)), PushLedger::Claim::kApply);
+  before.End(2, Id(9, 1, 0), /*applied=*/false);  // refused: a retry may apply it
+  const std::vector<v1::PushLedgerEntry> saved = before.Capture();
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved[0].worker_index(), 0);
+  EXPECT_EQ(saved[0].incarnation(), 7u);
+  EXPECT_EQ(saved[0].sequence(), 3);
+  EXPECT_EQ(saved[0].parts_size(), 2);
+
+  PushLedger after;
+  after.Restore(saved);
+  EXPECT_EQ(after.Begin(0, Id(7, 3, 0)), PushLedger::Claim::kDuplicate);
+  EXPECT_EQ(after.Begin(0, Id(7, 3, 1)), PushLedger::Claim::kDuplicate);
+  EXPECT_EQ(after.Begin(0, Id(7, 2, 0)), PushLedger::Claim::kDuplicate);
+  EXPECT_EQ(after.Begin(2, Id(9, 1, 0)), PushLedger::Claim::kApply);
+  after.End(2, Id(9, 1, 0), true);
+  EXPECT_EQ(after.Begin(0, Id(7, 4, 0)), PushLedger::Claim::kApply);
+  after.End(0, Id(7, 4, 0), true);
+  // A new process for index 0 starts afresh.
+  EXPECT_EQ(after.Begin(0, Id(8, 1, 0)), PushLedger::Claim::kApply);
+}
+
 }  // namespace
 }  // namespace ps

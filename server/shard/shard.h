@@ -100,6 +100,7 @@ class Shard {
   ParameterStore* store() { return &store_; }
   const ParameterStore* store() const { return &store_; }
   WorkerRegistry* registry() { return &registry_; }
+  PushLedger* ledger() { return &ledger_; }
   TransferWindows* windows() { return &windows_; }
 
  private:

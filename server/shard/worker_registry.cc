@@ -147,4 +147,27 @@ void WorkerRegistry::RestoreHistory(const std::vector<v1::WorkerStatus>& workers
   }
 }
 
+std::vector<v1::LiveWorker> WorkerRegistry::LiveIncarnations() const {
+  std::vector<v1::LiveWorker> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [index, e] : workers_) {
+    if (!e.live) continue;
+    v1::LiveWorker& w = out.emplace_back();
+    w.set_worker_index(index);
+    w.set_incarnation(e.incarnation);
+  }
+  return out;
+}
+
+void WorkerRegistry::RestoreLive(const std::vector<v1::LiveWorker>& workers) {
+  absl::MutexLock lock(&mu_);
+  for (const v1::LiveWorker& w : workers) {
+    if (w.worker_index() < 0) continue;
+    Entry& e = workers_[w.worker_index()];
+    e.live = true;
+    e.incarnation = w.incarnation();
+    e.last_heartbeat = clock_();
+  }
+}
+
 }  // namespace ps

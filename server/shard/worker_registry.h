@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "proto/v1/checkpoint.pb.h"
 #include "proto/v1/ps.pb.h"
 
 namespace ps {
@@ -61,6 +62,13 @@ class WorkerRegistry {
   // Adds workers from a checkpoint as not live, with their last figures, so a restarted
   // worker can find where it was. Workers already known are left as they are.
   void RestoreHistory(const std::vector<v1::WorkerStatus>& workers);
+  // The live workers and their incarnations, for a checkpoint.
+  std::vector<v1::LiveWorker> LiveIncarnations() const;
+  // Takes workers that were live when a checkpoint was written as live again, bound to
+  // their incarnations, as if each had just heartbeaten: a planned restart of a shard
+  // does not make them register again, and one that died meanwhile is dropped after the
+  // timeout as usual. Call after RestoreHistory.
+  void RestoreLive(const std::vector<v1::LiveWorker>& workers);
 
  private:
   struct Entry {

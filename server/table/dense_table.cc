@@ -107,7 +107,52 @@ absl::StatusOr<std::unique_ptr<DenseTable>> DenseTable::Restore(
     if (n > 0) std::memcpy(table.slots_[i].data(), saved.slots(i).data(), n * 4);
   }
   table.version_ = saved.version();
+  if (absl::Status s = table.RestoreStep(saved); !s.ok()) return s;
   return t;
+}
+
+absl::Status DenseTable::RestoreStep(const v1::TableCheckpoint& saved) {
+  const int64_t n = local_size();
+  auto lost = [&saved](const std::string& what) {
+    return absl::DataLossError(absl::StrCat("checkpoint of table '", saved.spec().name(),
+                                            "': its step in progress ", what));
+  };
+  if (saved.step_contributions_size() > 0 && !is_sync()) return lost("belongs to no sync table");
+  if (!saved.step_sum().empty()) {
+    if (static_cast<int64_t>(saved.step_sum().size()) != n * 4) return lost("has a sum of the wrong size");
+    step_sum_.resize(n);
+    if (n > 0) std::memcpy(step_sum_.data(), saved.step_sum().data(), n * 4);
+    step_sum_empty_ = false;
+  }
+  for (const v1::SyncContribution& saved_c : saved.step_contributions()) {
+    Contribution c;
+    if (saved_c.span_bounds_size() % 2 != 0) return lost("has an odd span list");
+    for (int i = 0; i < saved_c.span_bounds_size(); i += 2) {
+      const int64_t b = saved_c.span_bounds(i), e = saved_c.span_bounds(i + 1);
+      if (b < 0 || e <= b || e > n) return lost("has a span outside the range");
+      c.spans.emplace(b, e);
+      c.covered += e - b;
+    }
+    if (c.covered > n) return lost("covers more than the range");
+    if (c.covered == n) {
+      if (step_sum_empty_) return lost("has a whole gradient but no sum");
+      ++step_full_;
+    } else {
+      if (static_cast<int64_t>(saved_c.partial().size()) != n * 4) {
+        return lost("has a partial gradient of the wrong size");
+      }
+      if (absl::Status s = ReserveAndAllocate(
+              budget_, n * 4, absl::StrCat("table '", name(), "': a restored chunked gradient"),
+              [&] { c.partial.resize(n); }, &c.partial_memory);
+          !s.ok()) {
+        return s;
+      }
+      std::memcpy(c.partial.data(), saved_c.partial().data(), n * 4);
+    }
+    step_contrib_[saved_c.worker_index()] = std::move(c);
+  }
+  if (step_full_ == 0 && !step_sum_empty_) return lost("has a sum but no whole gradient");
+  return absl::OkStatus();
 }
 
 v1::TableCheckpoint DenseTable::Capture() const {
@@ -118,6 +163,21 @@ v1::TableCheckpoint DenseTable::Capture() const {
   out.set_params(reinterpret_cast<const char*>(params_.data()), params_.size() * 4);
   for (const std::vector<float>& slot : slots_) {
     out.add_slots(reinterpret_cast<const char*>(slot.data()), slot.size() * 4);
+  }
+  if (!step_sum_empty_) {
+    out.set_step_sum(reinterpret_cast<const char*>(step_sum_.data()), step_sum_.size() * 4);
+  }
+  for (const auto& [worker, c] : step_contrib_) {
+    if (c.covered == 0) continue;  // a buffer made for a push that was refused
+    v1::SyncContribution* saved = out.add_step_contributions();
+    saved->set_worker_index(worker);
+    for (const auto& [begin, end] : c.spans) {
+      saved->add_span_bounds(begin);
+      saved->add_span_bounds(end);
+    }
+    if (c.covered < local_size_) {
+      saved->set_partial(reinterpret_cast<const char*>(c.partial.data()), c.partial.size() * 4);
+    }
   }
   return out;
 }

@@ -103,7 +103,8 @@ class DenseTable {
     ++rejected_;
     if (is_sync() && spec_.backup_workers() > 0 && step < version_) ++late_dropped_;
   }
-  // Copies the table's state for a checkpoint.
+  // Copies the table's state for a checkpoint, with a sync step in progress (the
+  // gradients pushed for it so far), so that a restart loses no acknowledged push.
   v1::TableCheckpoint Capture() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:
@@ -118,6 +119,8 @@ class DenseTable {
     Reservation partial_memory;                     // partial's bytes in the budget
   };
 
+  // Restore(): the sync step in progress a checkpoint holds (DATA_LOSS when it does not fit).
+  absl::Status RestoreStep(const v1::TableCheckpoint& saved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the optimizer's update number `t` (1-based) to a range.
   void ApplyUpdate(int64_t local_begin, const float* grad, int64_t n, int64_t t)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
