@@ -11,6 +11,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -82,27 +83,46 @@ void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>
   done.Wait();
 }
 
-// Sends the calls, then again, with `backoff` doubling each time, those whose status
-// `retry` accepts (a reply that may have been lost), up to `attempts` tries in all. Only
-// for requests that carry a push id, which shards apply at most once.
+// How long SendWithRetries keeps resending, and how often.
+struct RetryPolicy {
+  absl::Duration timeout;       // no try starts after this (0: no retries)
+  absl::Duration backoff;       // before the first retry; doubles each time
+  absl::Duration max_backoff;   // the longest wait between tries
+};
+
+// Sends the calls, then again, with backoff, those whose status `retry` accepts (a reply
+// that may have been lost, a shard that is restarting), until `policy.timeout` has
+// passed. Only for requests that carry a push id, which shards apply at most once.
 template <typename Request, typename Response, typename Method>
 void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
                      std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
                      const SendOptions& send, Method method,
-                     const std::function<bool(const grpc::Status&)>& retry, int attempts,
-                     absl::Duration backoff) {
+                     const std::function<bool(const grpc::Status&)>& retry,
+                     const RetryPolicy& policy) {
+  const absl::Time give_up = absl::Now() + policy.timeout;
   SendAll(calls, shards, stubs, send, method);
-  for (int attempt = 1; attempt < attempts; ++attempt) {
+  absl::Duration backoff = policy.backoff;
+  for (int attempt = 2;; ++attempt) {
     std::vector<size_t> again;
     for (size_t i = 0; i < calls.size(); ++i) {
       if (retry(calls[i].status)) again.push_back(i);
     }
-    if (again.empty()) return;
-    LOG(WARNING) << "sending " << again.size() << " push request(s) again (try " << attempt + 1
-                 << " of " << attempts << "): shard " << shards[again[0]] << " said "
-                 << calls[again[0]].status.error_message();
+    if (again.empty()) {
+      if (attempt > 2) LOG(INFO) << "push request(s) went through on try " << attempt - 1;
+      return;
+    }
+    if (absl::Now() + backoff > give_up) {
+      if (attempt > 2) LOG(WARNING) << "gave up resending push request(s) after " << attempt - 1 << " tries";
+      return;
+    }
+    // The first retry and then every tenth are logged: a restart takes a few seconds.
+    if (attempt == 2 || attempt % 10 == 0) {
+      LOG(WARNING) << "sending " << again.size() << " push request(s) again (try " << attempt
+                   << "): shard " << shards[again[0]] << " said "
+                   << calls[again[0]].status.error_message();
+    }
     absl::SleepFor(backoff);
-    backoff *= 2;
+    backoff = std::min(backoff * 2, policy.max_backoff);
     SendAll(calls, shards, stubs, send, method, &again);
   }
 }
@@ -146,10 +166,13 @@ inline constexpr auto kCreateTable =
        v1::CreateTableResponse* resp,
        std::function<void(grpc::Status)> cb) { async->CreateTable(ctx, req, resp, std::move(cb)); };
 
-// A lost reply (the request may have been applied): safe to send again with its push id.
+// A lost reply (the request may have been applied), or a shard that stopped taking calls
+// (CANCELLED: a stopping shard's server cancels what is left): safe to send again with
+// its push id. Only where this client cancels none of its own calls.
 inline bool ReplyMayBeLost(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         s.error_code() == grpc::StatusCode::CANCELLED;
 }
 
 }  // namespace ps

@@ -254,6 +254,7 @@ class GrpcPsClient final : public PsClient {
       bytes_pushed_.fetch_add(ChunkBytes(chunks[i]), std::memory_order_relaxed);
     }
     stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPush, ReplyMayBeLost);
+    ResendLostWindows(tensors, chunks, step, worker, sequence, &calls);
     absl::Status first_error;
     std::vector<bool> shard_ok(num_shards(), true);
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -286,12 +287,53 @@ class GrpcPsClient final : public PsClient {
     PushPullCalls calls = MakePushPullCalls(chunks, worker, min_version);
     SendPushPulls(ShardsOf(chunks), &calls);
     PushPullResult result;
-    if (!TakePushOutcome(chunks, calls, worker, &result.push)) {
+    const bool resent = ResendLostWindows(grads, chunks, kPerShard, worker,
+                                          calls.empty() ? 0 : calls[0].request.push().id().sequence(),
+                                          &calls);
+    if (!TakePushOutcome(chunks, calls, worker, &result.push) || resent) {
       result.pull = PullAfterRefusedPush(chunks, calls);
       return result;
     }
     result.pull = TakePushPulled(chunks, calls, use, grads, params);
     return result;
+  }
+
+  // The chunks of a push that shards refused because their window is gone (a shard that
+  // restarted) go again in-band, as further parts of push `sequence`, so each such shard
+  // applies them once; their calls' statuses become the in-band outcome. Returns whether
+  // any was resent (a push-pull's pull from those shards is then still to be done).
+  template <typename Calls>
+  bool ResendLostWindows(const std::vector<DenseTensor>& tensors, const std::vector<Chunk>& chunks,
+                         int64_t step, int worker, int64_t sequence, Calls* calls) {
+    std::vector<bool> lost(num_shards(), false);
+    bool any = false;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (ForgetLostWindow(chunks[i].shard, worker, (*calls)[i].status)) {
+        lost[chunks[i].shard] = any = true;
+      }
+    }
+    if (!any) return false;
+    std::vector<Chunk> again;
+    for (Chunk& c : Plan(tensors)) {
+      if (lost[c.shard]) again.push_back(std::move(c));
+    }
+    std::vector<Call<v1::PushRequest, v1::PushResponse>> resent(again.size());
+    for (size_t i = 0; i < again.size(); ++i) {
+      resent[i].request = DensePushRequest(
+          again[i], Sender(worker), step == kPerShard ? progress_.pulled(again[i].shard) : step,
+          sequence, static_cast<int>(chunks.size() + i));
+    }
+    stubs_.SendWithRetries(resent, ShardsOf(again), stubs_.RpcOptions(), kPush, ReplyMayBeLost);
+    std::vector<grpc::Status> outcome(num_shards());
+    for (size_t i = 0; i < again.size(); ++i) {
+      if (!resent[i].status.ok() && outcome[again[i].shard].ok()) {
+        outcome[again[i].shard] = resent[i].status;
+      }
+    }
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (lost[chunks[i].shard]) (*calls)[i].status = outcome[chunks[i].shard];
+    }
+    return true;
   }
 
   // One push-pull request per chunk, its push numbered as one push; counts the gradient

@@ -42,11 +42,14 @@ struct ClientOptions {
   bool same_host = true;
   // Deadline for one registration, heartbeat or leave call to one shard.
   absl::Duration control_timeout = absl::Seconds(10);
-  // Tries per push request: a request whose reply was lost (UNAVAILABLE, or
-  // DEADLINE_EXCEEDED) is sent again with the same push id, which shards apply at most
-  // once. 1: no retries.
-  int push_attempts = 4;
+  // A push request whose reply was lost or that a shard could not take while it
+  // restarts (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED) is sent again with the same push
+  // id, which shards apply at most once (also across their restarts: the ledger is in
+  // their checkpoints), with a backoff that doubles from push_retry_backoff up to
+  // push_retry_max_backoff, until push_retry_timeout has passed (0: no retries).
+  absl::Duration push_retry_timeout = absl::Seconds(60);
   absl::Duration push_retry_backoff = absl::Milliseconds(50);
+  absl::Duration push_retry_max_backoff = absl::Seconds(2);
 };
 
 class PsClient {

@@ -56,14 +56,15 @@ class ShardStubs {
     SendAll(calls, shards, stubs_, send, method);
   }
 
-  // Sends the calls, then again, with backoff, those whose status `retry` accepts, up to
-  // push_attempts tries in all. Only for requests that carry a push id.
+  // Sends the calls, then again, with backoff, those whose status `retry` accepts, for up
+  // to push_retry_timeout. Only for requests that carry a push id.
   template <typename Request, typename Response, typename Method>
   void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
                        const SendOptions& send, Method method,
                        const std::function<bool(const grpc::Status&)>& retry) {
-    ps::SendWithRetries(calls, shards, stubs_, send, method, retry, options_.push_attempts,
-                        options_.push_retry_backoff);
+    ps::SendWithRetries(calls, shards, stubs_, send, method, retry,
+                        {options_.push_retry_timeout, options_.push_retry_backoff,
+                         options_.push_retry_max_backoff});
   }
 
   // Sends `request` to every shard in `targets` at once, each call with its own deadline

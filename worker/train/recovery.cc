@@ -11,14 +11,22 @@ bool RefusedSyncStep(v1::ConsistencyMode mode, const absl::Status& status) {
   return mode == v1::SYNC && (absl::IsFailedPrecondition(status) || absl::IsAlreadyExists(status));
 }
 
+// A shard that is restarting (or its stopping server, which cancels what is left).
+bool ShardGone(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsCancelled(status);
+}
+
 Recovery ForPull(v1::ConsistencyMode mode, const absl::Status& status) {
-  if (absl::IsUnavailable(status)) return Recovery::kRejoinAndRetry;
+  // The shard comes back with what it held (its last checkpoint, workers still live); if
+  // that is older than what the worker saw, the retried pull says so (below).
+  if (ShardGone(status)) return Recovery::kRetry;
   if (mode == v1::SYNC && absl::IsFailedPrecondition(status)) return Recovery::kRejoinAndRetry;
   return Recovery::kFail;
 }
 
 Recovery ForPush(v1::ConsistencyMode mode, const absl::Status& status) {
-  if (absl::IsUnavailable(status) || RefusedSyncStep(mode, status)) {
+  // ShardGone: the client resent it for push_retry_timeout already.
+  if (ShardGone(status) || RefusedSyncStep(mode, status)) {
     return Recovery::kRejoinAndDrop;
   }
   return Recovery::kFail;
@@ -46,7 +54,7 @@ Recovery RecoveryFor(Call call, v1::ConsistencyMode mode, const absl::Status& st
       return ForPush(mode, status);
     case Call::kBackgroundPush:
       // Async only: dropped, as the restarting shard would have dropped it on arrival.
-      return absl::IsUnavailable(status) ? Recovery::kDrop : Recovery::kFail;
+      return ShardGone(status) ? Recovery::kDrop : Recovery::kFail;
     case Call::kHeartbeat:
       return HasReason(status, kReasonUnknownWorker) ? Recovery::kRegisterAgain
                                                      : Recovery::kLogAndContinue;
@@ -60,6 +68,8 @@ const char* RecoveryName(Recovery recovery) {
   switch (recovery) {
     case Recovery::kProceed:
       return "kProceed";
+    case Recovery::kRetry:
+      return "kRetry";
     case Recovery::kRejoinAndRetry:
       return "kRejoinAndRetry";
     case Recovery::kPullAgain:

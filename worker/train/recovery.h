@@ -4,7 +4,7 @@
 // (How long to keep retrying is the caller's: TrainerOptions::retry_timeout.)
 //
 //   call             status (OK is kProceed for every call)         recovery
-//   kPull            UNAVAILABLE (a shard went down mid-call)        kRejoinAndRetry
+//   kPull            UNAVAILABLE, CANCELLED (a shard is restarting)  kRetry
 //                    SYNC: FAILED_PRECONDITION (a shard restarted    kRejoinAndRetry
 //                      from an older checkpoint than this worker saw)
 //                    any other error                                 kFail
@@ -12,11 +12,12 @@
 //   kPushPullPull    DEADLINE_EXCEEDED (a version that never came)   kFail
 //     (its push was  any other error                                 kPullAgain
 //      accepted)
-//   kPush            UNAVAILABLE                                     kRejoinAndDrop
+//   kPush            UNAVAILABLE, CANCELLED (still, after the        kRejoinAndDrop
+//                      client's resends for push_retry_timeout)
 //                    SYNC: FAILED_PRECONDITION (dropped, wrong step, kRejoinAndDrop
 //                      shard restarted), ALREADY_EXISTS
 //                    any other error                                 kFail
-//   kBackgroundPush  UNAVAILABLE (as a restarting shard drops it)    kDrop
+//   kBackgroundPush  UNAVAILABLE, CANCELLED (after the resends)      kDrop
 //                    any other error                                 kFail
 //   kHeartbeat       reason UNKNOWN_WORKER, whatever the code        kRegisterAgain
 //                    any other error                                 kLogAndContinue
@@ -52,6 +53,7 @@ enum class Call {
 
 enum class Recovery {
   kProceed,         // the call succeeded
+  kRetry,           // wait a little and make the same call again
   kRejoinAndRetry,  // register again at each shard's current version, then repeat
   kPullAgain,       // discard what came back and pull again in the foreground
   kRejoinAndDrop,   // discard the gradient, then register again

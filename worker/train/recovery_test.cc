@@ -72,7 +72,8 @@ const std::vector<Row>& Rows() {
       {Call::kPush, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced), Recovery::kFail},
       {Call::kBackgroundPush, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced),
        Recovery::kFail},
-      {Call::kPull, kAllModes, absl::StatusCode::kUnavailable, "", Recovery::kRejoinAndRetry},
+      {Call::kPull, kAllModes, absl::StatusCode::kUnavailable, "", Recovery::kRetry},
+      {Call::kPull, kAllModes, absl::StatusCode::kCancelled, "", Recovery::kRetry},
       {Call::kPull,
        {v1::SYNC},
        absl::StatusCode::kFailedPrecondition,
@@ -80,6 +81,7 @@ const std::vector<Row>& Rows() {
        Recovery::kRejoinAndRetry},
       {Call::kPushPullPull, kAllModes, absl::StatusCode::kDeadlineExceeded, "", Recovery::kFail},
       {Call::kPush, kAllModes, absl::StatusCode::kUnavailable, "", Recovery::kRejoinAndDrop},
+      {Call::kPush, kAllModes, absl::StatusCode::kCancelled, "", Recovery::kRejoinAndDrop},
       {Call::kPush,
        {v1::SYNC},
        absl::StatusCode::kFailedPrecondition,
@@ -87,6 +89,7 @@ const std::vector<Row>& Rows() {
        Recovery::kRejoinAndDrop},
       {Call::kPush, {v1::SYNC}, absl::StatusCode::kAlreadyExists, "", Recovery::kRejoinAndDrop},
       {Call::kBackgroundPush, kAllModes, absl::StatusCode::kUnavailable, "", Recovery::kDrop},
+      {Call::kBackgroundPush, kAllModes, absl::StatusCode::kCancelled, "", Recovery::kDrop},
       {Call::kHeartbeat, kAllModes, std::nullopt, std::string(kReasonUnknownWorker),
        Recovery::kRegisterAgain},
   };
@@ -137,10 +140,15 @@ TEST(RecoveryTest, EveryCodeAndReasonGetsTheTablesDecision) {
   EXPECT_EQ(checked, 7 * 3 * 16 * 7);
 }
 
-TEST(RecoveryTest, APullFromAShardGoneDownRejoinsAndRetries) {
+// The shard comes back with its state and its workers (a SIGTERM restart leaves the
+// worker nothing to redo), so the same pull is made again; rejoining would throw away
+// the versions it waits for.
+TEST(RecoveryTest, APullFromAShardGoneDownIsRetriedAsItWas) {
   for (v1::ConsistencyMode mode : kAllModes) {
     EXPECT_EQ(RecoveryFor(Call::kPull, mode, absl::UnavailableError("shard 1 restarting")),
-              Recovery::kRejoinAndRetry);
+              Recovery::kRetry);
+    EXPECT_EQ(RecoveryFor(Call::kPull, mode, absl::CancelledError("server shutting down")),
+              Recovery::kRetry);
   }
 }
 

@@ -70,11 +70,20 @@ absl::Status StepExchange::PullNow() {
   absl::StatusOr<int64_t> version =
       client_->Pull(model_->host_params(), min_version(), options_.worker);
   const absl::Time give_up = absl::Now() + options_.retry_timeout;
-  while (RecoveryFor(Call::kPull, options_.mode, version.status()) == Recovery::kRejoinAndRetry &&
-         absl::Now() < give_up) {
-    LOG(WARNING) << "pull failed, rejoining: " << version.status().message();
-    absl::SleepFor(absl::Milliseconds(200));
-    if (absl::Status s = Rejoin(client_, options_.worker, options_.device); !s.ok()) return s;
+  absl::Duration backoff = absl::Milliseconds(50);
+  for (int tries = 1; absl::Now() < give_up; ++tries) {
+    const Recovery recovery = RecoveryFor(Call::kPull, options_.mode, version.status());
+    if (recovery != Recovery::kRetry && recovery != Recovery::kRejoinAndRetry) break;
+    if (tries == 1 || tries % 10 == 0) {
+      LOG(WARNING) << "pull failed (try " << tries << "), "
+                   << (recovery == Recovery::kRetry ? "pulling again" : "rejoining") << ": "
+                   << version.status().message();
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+    if (recovery == Recovery::kRejoinAndRetry) {
+      if (absl::Status s = Rejoin(client_, options_.worker, options_.device); !s.ok()) return s;
+    }
     version = client_->Pull(model_->host_params(), min_version(), options_.worker);
   }
   // kFail, or still failing when the time to retry ran out.
