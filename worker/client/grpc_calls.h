@@ -93,11 +93,11 @@ struct RetryPolicy {
 // Sends the calls, then again, with backoff, those whose status `retry` accepts (a reply
 // that may have been lost, a shard that is restarting), until `policy.timeout` has
 // passed. Only for requests that carry a push id, which shards apply at most once.
-template <typename Request, typename Response, typename Method>
+// `retry` is called as retry(calls, i) after each round.
+template <typename Request, typename Response, typename Method, typename Retry>
 void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
                      std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
-                     const SendOptions& send, Method method,
-                     const std::function<bool(const grpc::Status&)>& retry,
+                     const SendOptions& send, Method method, const Retry& retry,
                      const RetryPolicy& policy) {
   const absl::Time give_up = absl::Now() + policy.timeout;
   SendAll(calls, shards, stubs, send, method);
@@ -105,7 +105,7 @@ void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vec
   for (int attempt = 2;; ++attempt) {
     std::vector<size_t> again;
     for (size_t i = 0; i < calls.size(); ++i) {
-      if (retry(calls[i].status)) again.push_back(i);
+      if (retry(calls, i)) again.push_back(i);
     }
     if (again.empty()) {
       if (attempt > 2) LOG(INFO) << "push request(s) went through on try " << attempt - 1;
@@ -173,6 +173,26 @@ inline bool ReplyMayBeLost(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
          s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
          s.error_code() == grpc::StatusCode::CANCELLED;
+}
+// ReplyMayBeLost as SendWithRetries asks it.
+template <typename Request, typename Response>
+bool ReplyMayBeLostAt(const std::vector<Call<Request, Response>>& calls, size_t i) {
+  return ReplyMayBeLost(calls[i].status);
+}
+
+// For calls sent with `cancel_siblings`: a CANCELLED call was cancelled by this client
+// when another call to its shard failed with a status that predicate accepts; if none
+// did, the shard's server cancelled it (it was stopping).
+template <typename Request, typename Response>
+bool CancelledByTheShard(const std::vector<Call<Request, Response>>& calls,
+                         const std::vector<int>& shards, size_t i,
+                         const std::function<bool(const grpc::Status&)>& cancel_siblings) {
+  if (calls[i].status.error_code() != grpc::StatusCode::CANCELLED) return false;
+  for (size_t j = 0; j < calls.size(); ++j) {
+    const grpc::Status& s = calls[j].status;
+    if (shards[j] == shards[i] && !s.ok() && cancel_siblings(s)) return false;
+  }
+  return true;
 }
 
 }  // namespace ps

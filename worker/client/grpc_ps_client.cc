@@ -181,7 +181,8 @@ class GrpcPsClient final : public PsClient {
       bytes_pushed_.fetch_add(calls[i].request.sparse(0).values().size(),
                               std::memory_order_relaxed);
     }
-    stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPush, ReplyMayBeLost);
+    stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPush,
+                           ReplyMayBeLostAt<v1::PushRequest, v1::PushResponse>);
     for (size_t i = 0; i < chunks.size(); ++i) {
       if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "sparse push", calls[i].status);
     }
@@ -253,7 +254,8 @@ class GrpcPsClient final : public PsClient {
           sequence, static_cast<int>(i));
       bytes_pushed_.fetch_add(ChunkBytes(chunks[i]), std::memory_order_relaxed);
     }
-    stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPush, ReplyMayBeLost);
+    stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPush,
+                           ReplyMayBeLostAt<v1::PushRequest, v1::PushResponse>);
     ResendLostWindows(tensors, chunks, step, worker, sequence, &calls);
     absl::Status first_error;
     std::vector<bool> shard_ok(num_shards(), true);
@@ -323,7 +325,8 @@ class GrpcPsClient final : public PsClient {
           again[i], Sender(worker), step == kPerShard ? progress_.pulled(again[i].shard) : step,
           sequence, static_cast<int>(chunks.size() + i));
     }
-    stubs_.SendWithRetries(resent, ShardsOf(again), stubs_.RpcOptions(), kPush, ReplyMayBeLost);
+    stubs_.SendWithRetries(resent, ShardsOf(again), stubs_.RpcOptions(), kPush,
+                           ReplyMayBeLostAt<v1::PushRequest, v1::PushResponse>);
     std::vector<grpc::Status> outcome(num_shards());
     for (size_t i = 0; i < again.size(); ++i) {
       if (!resent[i].status.ok() && outcome[again[i].shard].ok()) {
@@ -361,13 +364,16 @@ class GrpcPsClient final : public PsClient {
     SendOptions send = stubs_.RpcOptions();
     send.cancel_siblings = [](const grpc::Status& st) {
       return st.error_code() != grpc::StatusCode::ALREADY_EXISTS &&
-             st.error_code() != grpc::StatusCode::UNAVAILABLE;
+             st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+             st.error_code() != grpc::StatusCode::CANCELLED;
     };
-    // Only a lost connection is retried: the push is then applied once (its id), and its
-    // pull is asked again.
-    stubs_.SendWithRetries(*calls, shards, send, kPushPull, [](const grpc::Status& st) {
-      return st.error_code() == grpc::StatusCode::UNAVAILABLE;
-    });
+    // Only a lost connection or a stopping shard is retried: the push is then applied
+    // once (its id), and its pull is asked again.
+    stubs_.SendWithRetries(*calls, shards, send, kPushPull,
+                           [&](const PushPullCalls& c, size_t i) {
+                             return c[i].status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                                    CancelledByTheShard(c, shards, i, send.cancel_siblings);
+                           });
   }
 
   // Returns whether every call succeeded. Sets *push to the first refusal of the push (a

@@ -58,10 +58,9 @@ class ShardStubs {
 
   // Sends the calls, then again, with backoff, those whose status `retry` accepts, for up
   // to push_retry_timeout. Only for requests that carry a push id.
-  template <typename Request, typename Response, typename Method>
+  template <typename Request, typename Response, typename Method, typename Retry>
   void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
-                       const SendOptions& send, Method method,
-                       const std::function<bool(const grpc::Status&)>& retry) {
+                       const SendOptions& send, Method method, const Retry& retry) {
     ps::SendWithRetries(calls, shards, stubs_, send, method, retry,
                         {options_.push_retry_timeout, options_.push_retry_backoff,
                          options_.push_retry_max_backoff});
