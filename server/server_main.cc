@@ -2,8 +2,10 @@
 // as PS_<FLAG> (e.g. PS_SHARD_INDEX), so one container image serves every shard.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -40,6 +42,10 @@ ABSL_FLAG(int64_t, max_tables, 4096, "Most tables (dense and sparse) this shard 
 ABSL_FLAG(int64_t, memory_budget_mb, 0,
           "MiB that tables, sync buffers and same-host windows may hold; beyond it requests get "
           "RESOURCE_EXHAUSTED. 0: 80% of the container's (cgroup) or machine's memory.");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
+          "On SIGTERM or SIGINT, the longest the shard takes to stop (pending calls, the final "
+          "checkpoint); past it the process exits with status 1. Keep it below the "
+          "orchestrator's grace period (Kubernetes: terminationGracePeriodSeconds).");
 ABSL_FLAG(int, metrics_port, -1,
           "Port of the Prometheus endpoint (/metrics); -1 turns it off, 0 picks a free one.");
 ABSL_FLAG(std::string, metrics_port_file, "",
@@ -129,7 +135,7 @@ int main(int argc, char** argv) {
                                             "metrics_port", "metrics_port_file", "checkpoint_dir",
                                             "checkpoint_every_steps", "checkpoint_interval",
                                             "checkpoint_keep", "max_sparse_keys", "max_tables", "memory_budget_mb",
-                                            "same_host_windows"});
+                                            "same_host_windows", "shutdown_timeout"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -161,13 +167,31 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "cannot write --port_file " << port_file;
     return 1;
   }
+  const absl::Duration shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  if (shutdown_timeout <= absl::ZeroDuration()) {
+    LOG(ERROR) << "--shutdown_timeout must be positive";
+    return 2;
+  }
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    LOG(INFO) << "received signal " << sig;
+    LOG(INFO) << "received signal " << sig << "; stopping within "
+              << absl::FormatDuration(shutdown_timeout);
+    // Whatever is still pending, the process ends within the bound: a pod's grace
+    // period ends in a SIGKILL, which would leave no trace of why.
+    std::thread([shutdown_timeout] {
+      absl::SleepFor(shutdown_timeout);
+      LOG(ERROR) << "still stopping after " << absl::FormatDuration(shutdown_timeout)
+                 << " (--shutdown_timeout); exiting without waiting further";
+      std::_Exit(1);
+    }).detach();
     (*server)->Shutdown();
   });
   (*server)->Wait();
   signal_thread.detach();
+  if (absl::Status s = (*server)->shutdown_status(); !s.ok()) {
+    LOG(ERROR) << "exiting with status 1: " << s.message();
+    return 1;
+  }
   return 0;
 }

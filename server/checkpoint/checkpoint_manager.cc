@@ -143,13 +143,17 @@ absl::StatusOr<CheckpointManager::Captures> CheckpointManager::CaptureAt(
     return std::all_of(sync.begin(), sync.end(),
                        [&](DenseTable* t) { return c.count(t->name()) > 0; });
   };
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || all_there(); };
   Captures captured;
   mu_.Lock();
-  if (status.ok() &&
-      !mu_.AwaitWithTimeout(absl::Condition(&all_there), timeout)) {
+  if (status.ok() && !mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
     status = absl::DeadlineExceededError(absl::StrCat(
         "shard ", shard_index_, ": sync tables did not all reach version ", at_version,
         " within ", absl::FormatDuration(timeout), " (is training running?)"));
+  } else if (status.ok() && !all_there()) {
+    status = absl::UnavailableError(absl::StrCat(
+        "shard ", shard_index_, " is stopping: no checkpoint at version ", at_version,
+        " (its last checkpoint holds the version it stops at)"));
   }
   if (status.ok()) captured = captures_[at_version];
   if (--requested_[at_version] == 0) {
@@ -314,6 +318,11 @@ void CheckpointManager::Start() {
     running_ = true;
   }
   thread_ = std::thread([this] { Loop(); });
+}
+
+void CheckpointManager::StopWaiting() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
 }
 
 void CheckpointManager::Stop() {

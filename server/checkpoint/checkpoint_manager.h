@@ -73,6 +73,9 @@ class CheckpointManager final : public Checkpointer {
   // writes them, and takes time-based checkpoints).
   void Start();
   void Stop();
+  // Answers every Checkpoint() call waiting for a version UNAVAILABLE now, and later ones
+  // at once (the shard is stopping; Checkpoint(0) still writes).
+  void StopWaiting();
 
   // Newest file written or restored, and its version, for status reports.
   std::string latest_path() const;
@@ -116,6 +119,7 @@ class CheckpointManager final : public Checkpointer {
   std::map<int64_t, Captures> captures_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, int> requested_ ABSL_GUARDED_BY(mu_);  // on-demand versions, with waiters
   bool running_ ABSL_GUARDED_BY(mu_) = false;  // Start() was called
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // StopWaiting() was called
   int64_t capture_seq_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every step capture
   std::string latest_path_ ABSL_GUARDED_BY(mu_);
   int64_t latest_version_ ABSL_GUARDED_BY(mu_) = 0;

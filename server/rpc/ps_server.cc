@@ -184,6 +184,8 @@ void PsServer::Shutdown() {
     if (admin_ != nullptr) admin_->Stop();  // ends Watch streams, which would delay shutdown
     stop_.Notify();
     shard_->Shutdown();
+    // Checkpoint requests waiting for a future version would hold their calls open.
+    if (checkpoints_ != nullptr) checkpoints_->StopWaiting();
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     }
@@ -194,7 +196,13 @@ void PsServer::Shutdown() {
       if (server_ != nullptr && (!store()->Tables().empty() || !store()->SparseTables().empty())) {
         absl::StatusOr<v1::CheckpointResponse::Written> w =
             checkpoints_->Checkpoint(0, absl::Seconds(10));
-        if (!w.ok()) LOG(ERROR) << "final checkpoint failed: " << w.status();
+        if (!w.ok()) {
+          LOG(ERROR) << "final checkpoint failed: " << w.status();
+          shutdown_status_ = absl::Status(
+              w.status().code(), absl::StrCat("final checkpoint failed: ", w.status().message()));
+        } else {
+          LOG(INFO) << "final checkpoint " << w->path() << " (version " << w->version() << ")";
+        }
       }
     }
     stopped_.Notify();

@@ -83,10 +83,14 @@ class PsServer {
   // NOT_SERVING. Has no effect after Shutdown().
   void SetReady(bool ready);
 
-  // Stops accepting calls, wakes waiting pulls, and lets running calls finish.
+  // Stops accepting calls, wakes waiting pulls and pending checkpoint requests, lets
+  // running calls finish (for up to 2 s), and writes a last checkpoint.
   void Shutdown();
   // Blocks until Shutdown() has completed.
   void Wait();
+  // After Wait(): how the shutdown went; the final checkpoint's error when it failed
+  // (the process should then exit non-zero: the newest state is not on disk).
+  absl::Status shutdown_status() const { return shutdown_status_; }
 
  private:
   explicit PsServer(const ServerOptions& options);
@@ -111,6 +115,7 @@ class PsServer {
   absl::Notification stopped_;
   std::thread expire_thread_;
   std::once_flag shutdown_once_;
+  absl::Status shutdown_status_;  // written once, inside shutdown_once_, before stopped_
 };
 
 }  // namespace ps

@@ -6,10 +6,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <memory>
 #include <string>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "server/checkpoint/checkpoint_manager.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -87,6 +91,69 @@ TEST(PsServerTest, PeersOfTheWrongLengthAreInvalidArgument) {
   absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(server.status().message(), HasSubstr("peers lists 3 addresses but num_shards=2"));
+}
+
+std::string FreshDir(const std::string& name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/" + name;
+  std::system(("rm -rf '" + dir + "'").c_str());
+  return dir;
+}
+
+absl::Status CreateSyncTable(PsServer* server, const std::string& name) {
+  v1::CreateTableRequest request;
+  v1::TableSpec* spec = request.mutable_spec();
+  spec->set_name(name);
+  spec->set_kind(v1::DENSE);
+  spec->add_shape(8);
+  spec->mutable_optimizer()->set_kind(v1::OptimizerSpec::SGD);
+  spec->mutable_optimizer()->set_learning_rate(0.1f);
+  spec->set_consistency(v1::SYNC);
+  v1::CreateTableResponse response;
+  return server->store()->CreateTable(request, &response);
+}
+
+// The last checkpoint could not be written (its directory became a file): the shutdown
+// says so, and ps_server then exits 1 rather than 0 as if the state were saved.
+TEST(PsServerTest, AFailedFinalCheckpointIsTheShutdownStatus) {
+  const std::string dir = FreshDir("final-checkpoint-fails");
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.checkpoint.dir = dir;
+  absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(CreateSyncTable(server->get(), "w").ok());
+  ASSERT_EQ(std::system(("rm -rf '" + dir + "' && touch '" + dir + "'").c_str()), 0);
+  (*server)->Shutdown();
+  (*server)->Wait();
+  EXPECT_FALSE((*server)->shutdown_status().ok());
+  EXPECT_THAT((*server)->shutdown_status().message(), HasSubstr("final checkpoint failed"));
+}
+
+// A checkpoint request waiting for a version no step will reach (training stopped) no
+// longer holds a stopping shard up (it took 59 s before): it is answered UNAVAILABLE at
+// once, and the final checkpoint is written.
+TEST(PsServerTest, ShutdownAnswersACheckpointWaitingForAFutureVersion) {
+  const std::string dir = FreshDir("pending-checkpoint");
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.checkpoint.dir = dir;
+  absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(CreateSyncTable(server->get(), "w").ok());
+  absl::Status pending;
+  std::thread waiter([&] {
+    pending = (*server)->checkpoints()->Checkpoint(5, absl::Seconds(60)).status();
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  (*server)->Shutdown();
+  (*server)->Wait();
+  waiter.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(pending.code(), absl::StatusCode::kUnavailable) << pending;
+  EXPECT_THAT(pending.message(), HasSubstr("is stopping"));
+  EXPECT_TRUE((*server)->shutdown_status().ok()) << (*server)->shutdown_status();
 }
 
 }  // namespace
