@@ -21,6 +21,9 @@ inline constexpr absl::string_view kReasonWorkerReplaced = "WORKER_REPLACED";
 inline constexpr absl::string_view kReasonWrongStep = "WRONG_STEP";
 inline constexpr absl::string_view kReasonAlreadyPushed = "ALREADY_PUSHED";
 inline constexpr absl::string_view kReasonShuttingDown = "SHUTTING_DOWN";
+// The shard restarted without the state the job's other shards have moved on from (no
+// checkpoint restored): it refuses to serve rather than start its tables afresh.
+inline constexpr absl::string_view kReasonStateLost = "STATE_LOST";
 
 inline constexpr absl::string_view kErrorDomain = "ps.v1";
 // The payload's type URL, as google.rpc.Status details name an ErrorInfo.

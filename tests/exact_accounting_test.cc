@@ -121,10 +121,11 @@ bool WaitForAcks(const Process& worker, int64_t n, absl::Duration timeout) {
 
 class ExactAccountingTest : public ::testing::Test {
  protected:
-  void StartServers(const std::string& name, const std::vector<std::string>& flags) {
+  void StartServers(const std::string& name, const std::vector<std::string>& flags,
+                    bool checkpoints = true) {
     dir_ = TempDir(name);
     flags_ = flags;
-    flags_.push_back("--checkpoint_dir=" + dir_ + "/ckpt");
+    if (checkpoints) flags_.push_back("--checkpoint_dir=" + dir_ + "/ckpt");
     flags_.push_back("--heartbeat_timeout=10s");
     ASSERT_TRUE(servers_.Start(2, dir_, flags_).ok());
   }
@@ -316,6 +317,34 @@ TEST_F(ExactAccountingTest, AsyncShardZeroStoppedFor30sKeepsTheOthersWorkers) {
     EXPECT_EQ(counters.dense[s].min, acked) << "shard " << s;
     EXPECT_EQ(counters.dense[s].max, acked) << "shard " << s;
   }
+}
+
+// A shard SIGKILLed and started again without checkpoints comes back empty while the
+// other holds the job's progress: it refuses to serve (STATE_LOST) instead of letting the
+// workers re-create its tables from scratch, and the workers stop with that error, as does
+// a worker started afresh (which used to re-create the tables, skip its completed steps
+// and exit 0 with a half-reset model).
+TEST_F(ExactAccountingTest, AShardRestartedWithoutItsStateIsRefusedAndTheWorkersStop) {
+  StartServers("empty-restart", {}, /*checkpoints=*/false);
+  std::vector<Process> workers;
+  for (int w = 0; w < 2; ++w) workers.push_back(StartWorker(w, "async", 100000, false));
+  ASSERT_TRUE(WaitForAcks(workers[0], 200, absl::Minutes(1))) << workers[0].Log();
+  servers_.shard(1).Signal(SIGKILL);
+  ASSERT_TRUE(servers_.shard(1).Wait(absl::Seconds(10)).ok());
+  ASSERT_TRUE(servers_.Restart(1, flags_).ok());
+  const std::string refused = "shard 1 started without its state (no --checkpoint_dir)";
+  for (Process& w : workers) {
+    absl::StatusOr<int> code = w.Wait(absl::Minutes(2));
+    ASSERT_TRUE(code.ok()) << code.status() << "\n" << w.Log();
+    EXPECT_EQ(*code, 1) << w.Log();
+    EXPECT_NE(w.Log().find(refused), std::string::npos) << w.Log();
+  }
+  EXPECT_NE(servers_.shard(1).Log().find(refused), std::string::npos);
+  Process fresh = StartWorker(0, "async", 10, false);
+  absl::StatusOr<int> code = fresh.Wait(absl::Minutes(1));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1) << fresh.Log();
+  EXPECT_NE(fresh.Log().find(refused), std::string::npos) << fresh.Log();
 }
 
 }  // namespace

@@ -3,9 +3,11 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
 #include "glog/logging.h"
 #include "server/rpc/admin_service.h"
 #include "server/rpc/metrics.h"
@@ -75,14 +77,45 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   absl::StatusOr<Checkpointer*> checkpointer = s->RestoreCheckpoints();
   if (!checkpointer.ok()) return checkpointer.status();
   if (absl::Status st = s->StartServices(*checkpointer); !st.ok()) return st;
+  const bool refused = s->RefuseIfStateLost();
   if (absl::Status st = s->Listen(); !st.ok()) return st;
   s->server_->GetHealthCheckService()->SetServingStatus("ps.v1.Admin", true);
-  s->SetReady(!options.start_not_ready);
+  s->SetReady(!options.start_not_ready && !refused);
   s->expire_thread_ = std::thread([p = s.get()] { p->ExpireLoop(); });
   if (s->checkpoints_ != nullptr) s->checkpoints_->Start();
   LOG(INFO) << "ps_server shard " << options.shard_index << "/" << options.num_shards
             << " serving on " << options.host << ":" << s->port_;
   return s;
+}
+
+bool PsServer::RefuseIfStateLost() {
+  if (restored_ || options_.peers.size() < 2 || admin_ == nullptr) return false;
+  const v1::ClusterStatusResponse cluster = admin_->GetClusterStatus();
+  for (int i = 0; i < cluster.shards_size(); ++i) {
+    const v1::ShardStatus& peer = cluster.shards(i);
+    if (i == options_.shard_index || !peer.reachable()) continue;
+    int64_t version = 0, clock = 0;
+    for (const v1::TableStatus& t : peer.status().tables()) version = std::max(version, t.version());
+    for (const v1::WorkerStatus& w : peer.status().workers()) {
+      clock = std::max(clock, w.stats().clock());
+    }
+    if (version == 0 && clock == 0) continue;
+    absl::Status why = WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "shard ", options_.shard_index, " started without its state (",
+            options_.checkpoint.dir.empty() ? "no --checkpoint_dir"
+                                            : "no checkpoint in " + options_.checkpoint.dir,
+            ") while shard ", i, " (", peer.address(), ") holds the job at table version ",
+            version, ", worker clock ", clock,
+            ": serving would start this shard's tables afresh in a model the rest of the job "
+            "has trained. Give it back its checkpoint directory, or restart every shard to "
+            "begin a new job")),
+        kReasonStateLost);
+    LOG(ERROR) << why.message();
+    shard_->RefuseService(why);
+    return true;
+  }
+  return false;
 }
 
 absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
@@ -99,6 +132,7 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
   if (restored->empty()) {
     LOG(INFO) << "no checkpoint in " << options_.checkpoint.dir << "; starting empty";
   }
+  restored_ = !restored->empty();
   CheckpointManager* cm = checkpoints_.get();
   shard_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
     const std::string path = cm->latest_path();

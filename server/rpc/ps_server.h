@@ -97,6 +97,11 @@ class PsServer {
   // The checkpointer for Admin.Checkpoint: the one given, or a CheckpointManager that
   // has restored the newest checkpoint of options.checkpoint.dir; null without either.
   absl::StatusOr<Checkpointer*> RestoreCheckpoints();
+  // A shard that restored nothing while a peer holds the job at a later point (tables
+  // past version 0, workers past clock 0) restarted without its state: it refuses every
+  // call with reason STATE_LOST (and reports NOT_SERVING) instead of serving afresh
+  // tables the workers would train on as if nothing had happened. Returns whether it does.
+  bool RefuseIfStateLost();
   // The ParameterServer and Admin services, and the metrics endpoint when asked for.
   absl::Status StartServices(Checkpointer* checkpointer);
   // Binds the port and starts serving; UNAVAILABLE naming the address when it cannot.
@@ -115,7 +120,8 @@ class PsServer {
   absl::Notification stopped_;
   std::thread expire_thread_;
   std::once_flag shutdown_once_;
-  absl::Status shutdown_status_;  // written once, inside shutdown_once_, before stopped_
+  absl::Status shutdown_status_;
+  bool restored_ = false;  // a checkpoint was restored at start  // written once, inside shutdown_once_, before stopped_
 };
 
 }  // namespace ps

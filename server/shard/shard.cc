@@ -54,11 +54,13 @@ Shard::Shard(const ShardOptions& options)
 
 absl::Status Shard::CreateTable(const v1::CreateTableRequest& request,
                                 v1::CreateTableResponse* response) {
+  if (!refusal_.ok()) return refusal_;
   return LogRejected("CreateTable", -1, store_.CreateTable(request, response));
 }
 
 absl::Status Shard::Register(const v1::RegisterWorkerRequest& request,
                              v1::RegisterWorkerResponse* response) {
+  if (!refusal_.ok()) return refusal_;
   absl::Status s = registry_.Register(request.worker_index(), request.host(), request.device(),
                                       request.incarnation());
   if (!s.ok()) return s;
@@ -72,6 +74,7 @@ absl::Status Shard::Register(const v1::RegisterWorkerRequest& request,
 
 absl::Status Shard::Heartbeat(const v1::HeartbeatRequest& request,
                               v1::HeartbeatResponse* response) {
+  if (!refusal_.ok()) return refusal_;
   absl::Status s =
       registry_.Heartbeat(request.worker_index(), request.stats(), request.incarnation());
   if (s.ok()) response->set_live_workers(registry_.num_live());
@@ -89,6 +92,7 @@ absl::Status Shard::Leave(const v1::LeaveWorkerRequest& request) {
 
 absl::Status Shard::OpenWindow(const v1::OpenWindowRequest& request,
                                v1::OpenWindowResponse* response) {
+  if (!refusal_.ok()) return refusal_;
   const int worker = request.worker_index();
   if (windows_.enabled()) {
     if (!registry_.IsLive(worker)) {
@@ -150,6 +154,10 @@ absl::Time Shard::PullDeadline(absl::Time call_deadline) const {
 uint64_t Shard::PullAsync(const v1::PullRequest& request, absl::Time deadline,
                           v1::PullResponse* response, Done done) {
   pull_requests_.fetch_add(1, std::memory_order_relaxed);
+  if (!refusal_.ok()) {
+    done(refusal_);
+    return 0;
+  }
   const int worker = request.worker_index();
   // Same-host: windowed values go into the worker's pull window instead of the reply.
   // `hold` keeps the window alive while the pull waits for its version.
@@ -178,6 +186,7 @@ absl::Status Shard::Pull(const v1::PullRequest& request, absl::Time deadline,
 
 absl::Status Shard::Push(const v1::PushRequest& request, v1::PushResponse* response) {
   push_requests_.fetch_add(1, std::memory_order_relaxed);
+  if (!refusal_.ok()) return refusal_;
   return LogRejected("Push", request.worker_index(), ApplyPush(request, response));
 }
 

@@ -91,6 +91,10 @@ class Shard {
   // Wakes every waiting pull with UNAVAILABLE; later pulls fail at once.
   void Shutdown();
 
+  // From now on every call but GetStatus and LeaveWorker is answered `why` (a shard that
+  // must not serve, e.g. reason STATE_LOST). Call before serving.
+  void RefuseService(absl::Status why) { refusal_ = std::move(why); }
+
   // Adds figures the shard does not own (e.g. checkpoint state) to GetStatus replies.
   // Call before serving.
   void SetStatusDecorator(std::function<void(v1::GetStatusResponse*)> decorate) {
@@ -127,6 +131,7 @@ class Shard {
   ParameterStore store_;
   TransferWindows windows_;
   PushLedger ledger_;
+  absl::Status refusal_;  // set before serving (RefuseService), then only read
   std::function<void(v1::GetStatusResponse*)> decorate_;
   std::atomic<int64_t> push_requests_{0};
   std::atomic<int64_t> pull_requests_{0};

@@ -38,8 +38,10 @@ Recovery RecoveryFor(Call call, v1::ConsistencyMode mode, const absl::Status& st
   if (status.ok()) return Recovery::kProceed;
   // Another process registered this worker index since: two processes claim one index,
   // and re-registering would only take it back from the other. The job stops.
-  if (HasReason(status, kReasonWorkerReplaced) && call != Call::kHeartbeat &&
-      call != Call::kLeave) {
+  // Or a shard restarted without its state: training on would mix fresh tables into
+  // the trained model.
+  if ((HasReason(status, kReasonWorkerReplaced) || HasReason(status, kReasonStateLost)) &&
+      call != Call::kHeartbeat && call != Call::kLeave) {
     return Recovery::kFail;
   }
   switch (call) {

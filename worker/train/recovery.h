@@ -25,7 +25,8 @@
 //
 // Reason WORKER_REPLACED (another process registered this worker index since) fails the
 // job from every pull and push: re-registering would only take the index back from the
-// other process. Apart from that and UNKNOWN_WORKER on heartbeats, a reason
+// other process. So does STATE_LOST (a shard restarted without its checkpoint while the
+// others hold the job's progress). Apart from that and UNKNOWN_WORKER on heartbeats, a reason
 // (common/error_reason.h) changes no decision: a sync push refused as WRONG_STEP or
 // UNKNOWN_WORKER rejoins alike. Calls not in the table fail the job on any error: registration and the wait for
 // the other workers at start, the status read that finds the resume point, evaluation,

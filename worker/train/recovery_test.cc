@@ -22,6 +22,7 @@ const std::vector<std::string> kReasons = {"",  // none
                                            std::string(kReasonWindowGone),
                                            std::string(kReasonUnknownWorker),
                                            std::string(kReasonWorkerReplaced),
+                                           std::string(kReasonStateLost),
                                            std::string(kReasonWrongStep),
                                            std::string(kReasonAlreadyPushed),
                                            std::string(kReasonShuttingDown)};
@@ -65,6 +66,14 @@ struct Row {
 const std::vector<Row>& Rows() {
   static const std::vector<Row>* rows = new std::vector<Row>{
       {Call::kPull, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced), Recovery::kFail},
+      {Call::kPull, kAllModes, std::nullopt, std::string(kReasonStateLost), Recovery::kFail},
+      {Call::kBackgroundPull, kAllModes, std::nullopt, std::string(kReasonStateLost),
+       Recovery::kFail},
+      {Call::kPushPullPull, kAllModes, std::nullopt, std::string(kReasonStateLost),
+       Recovery::kFail},
+      {Call::kPush, kAllModes, std::nullopt, std::string(kReasonStateLost), Recovery::kFail},
+      {Call::kBackgroundPush, kAllModes, std::nullopt, std::string(kReasonStateLost),
+       Recovery::kFail},
       {Call::kBackgroundPull, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced),
        Recovery::kFail},
       {Call::kPushPullPull, kAllModes, std::nullopt, std::string(kReasonWorkerReplaced),
@@ -137,7 +146,7 @@ TEST(RecoveryTest, EveryCodeAndReasonGetsTheTablesDecision) {
       }
     }
   }
-  EXPECT_EQ(checked, 7 * 3 * 16 * 7);
+  EXPECT_EQ(checked, 7 * 3 * 16 * 8);
 }
 
 // The shard comes back with its state and its workers (a SIGTERM restart leaves the
