@@ -43,6 +43,29 @@ class Problems:
         return ok
 
 
+
+def parse_seconds(text):
+    """Seconds in an absl duration such as '60s', '1m', '1m30s' or '0'; -1 if unreadable."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    total, number = 0.0, ""
+    text = str(text).strip()
+    if text == "0":
+        return 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c.isdigit() or c == ".":
+            number += c
+            i += 1
+            continue
+        unit = "ms" if text[i:i + 2] == "ms" else c
+        if unit not in units or not number:
+            return -1
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    return total if not number else -1
+
 def flags_of(binary):
     """The flag names `binary --helpfull` lists."""
     out = subprocess.run([binary, "--helpfull"], stdout=subprocess.PIPE,
@@ -226,6 +249,18 @@ def check_overlay(docs, flags_by_binary, device, p):
             "%s: a fixed PS_SHARD_INDEX gives every shard the same index" % where_sts)
     p.check("PS_WORKER_INDEX" not in worker_env,
             "%s: a fixed PS_WORKER_INDEX gives every worker the same index" % where_job)
+
+    # Shards keep their state: periodic checkpoints bound what a SIGKILL loses, and the
+    # final one on SIGTERM is written before the grace period's SIGKILL.
+    if p.check(bool(server_env.get("PS_CHECKPOINT_DIR")),
+               "%s: no PS_CHECKPOINT_DIR: a restarted shard would lose its tables" % where_sts):
+        p.check(parse_seconds(server_env.get("PS_CHECKPOINT_INTERVAL", "0")) > 0,
+                "%s: PS_CHECKPOINT_INTERVAL unset or 0: a SIGKILL would lose everything since "
+                "the pod started" % where_sts)
+    grace = pod_spec(sts).get("terminationGracePeriodSeconds", 30)
+    p.check(parse_seconds(server_env.get("PS_SHUTDOWN_TIMEOUT", "10s")) < grace,
+            "%s: PS_SHUTDOWN_TIMEOUT %s is not below terminationGracePeriodSeconds %s" %
+            (where_sts, server_env.get("PS_SHUTDOWN_TIMEOUT", "10s"), grace))
 
     # Prometheus scrapes the port the daemon serves metrics on.
     annotations = sts["spec"]["template"]["metadata"].get("annotations", {})
