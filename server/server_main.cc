@@ -39,6 +39,9 @@ ABSL_FLAG(bool, same_host_windows, true,
           "network namespace) move tensor bytes by cross-memory attach instead of TCP.");
 ABSL_FLAG(int64_t, max_sparse_keys, 1 << 17, "Most keys of one sparse table in one request.");
 ABSL_FLAG(int64_t, max_tables, 4096, "Most tables (dense and sparse) this shard holds.");
+ABSL_FLAG(bool, check_finite_updates, true,
+          "Refuse (INVALID_ARGUMENT) a push whose update would make a parameter or optimizer "
+          "state inf or NaN; the table stays as it was. Off saves one read pass per push.");
 ABSL_FLAG(int64_t, memory_budget_mb, 0,
           "MiB that tables, sync buffers and same-host windows may hold; beyond it requests get "
           "RESOURCE_EXHAUSTED. 0: 80% of the container's (cgroup) or machine's memory.");
@@ -98,6 +101,7 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
   options.max_tables = absl::GetFlag(FLAGS_max_tables);
+  options.check_finite_updates = absl::GetFlag(FLAGS_check_finite_updates);
   const int64_t budget = MemoryBudgetFromFlag();
   if (budget < 0) return absl::InvalidArgumentError("--memory_budget_mb");
   options.memory_budget_bytes = budget;
@@ -134,7 +138,7 @@ int main(int argc, char** argv) {
                                             "max_pull_wait", "max_request_bytes",
                                             "metrics_port", "metrics_port_file", "checkpoint_dir",
                                             "checkpoint_every_steps", "checkpoint_interval",
-                                            "checkpoint_keep", "max_sparse_keys", "max_tables", "memory_budget_mb",
+                                            "checkpoint_keep", "max_sparse_keys", "max_tables", "check_finite_updates", "memory_budget_mb",
                                             "same_host_windows", "shutdown_timeout"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());

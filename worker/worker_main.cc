@@ -82,6 +82,8 @@ ABSL_FLAG(bool, same_host, true,
           "(cross-memory attach instead of TCP for tensor bytes; docs/same_host.md).");
 ABSL_FLAG(int64_t, max_chunk_bytes, 1 << 20, "Largest request sent to one shard; bigger tensors move as several requests at once.");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
+ABSL_FLAG(absl::Duration, push_retry_timeout, absl::Seconds(60),
+          "How long a push is resent (same push id, applied once) while a shard restarts.");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
 
@@ -171,6 +173,7 @@ ps::ClientOptions ClientOptionsFromFlags() {
   ps::ClientOptions options;
   options.max_chunk_bytes = std::max<int64_t>(4096, absl::GetFlag(FLAGS_max_chunk_bytes));
   options.same_host = absl::GetFlag(FLAGS_same_host);
+  options.push_retry_timeout = std::max(absl::ZeroDuration(), absl::GetFlag(FLAGS_push_retry_timeout));
   return options;
 }
 
@@ -381,7 +384,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "max_chunk_bytes", "same_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
+           "buffer_mean", "resume", "overlap", "max_chunk_bytes", "same_host", "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
            "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {

@@ -1,6 +1,7 @@
 #include "server/rpc/ps_server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
@@ -60,6 +61,7 @@ ShardOptions ShardOptionsOf(const ServerOptions& options) {
   shard.store.max_request_bytes = options.max_request_bytes;
   shard.store.max_sparse_keys = options.max_sparse_keys;
   shard.store.max_tables = options.max_tables;
+  shard.store.check_finite_updates = options.check_finite_updates;
   shard.heartbeat_interval = options.heartbeat_interval;
   shard.heartbeat_timeout = options.heartbeat_timeout;
   shard.max_pull_wait = options.max_pull_wait;
@@ -89,23 +91,27 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
 }
 
 bool PsServer::RefuseIfStateLost() {
-  if (restored_ || options_.peers.size() < 2 || admin_ == nullptr) return false;
-  const v1::ClusterStatusResponse cluster = admin_->GetClusterStatus();
-  for (int i = 0; i < cluster.shards_size(); ++i) {
-    const v1::ShardStatus& peer = cluster.shards(i);
-    if (i == options_.shard_index || !peer.reachable()) continue;
+  if (restored_ || options_.peers.size() < 2) return false;
+  for (int i = 0; i < static_cast<int>(options_.peers.size()); ++i) {
+    if (i == options_.shard_index) continue;
+    // A channel of its own: the Admin service's would be left in reconnect backoff by a
+    // peer that is not up yet (the usual case at a job's start).
+    std::unique_ptr<v1::ParameterServer::Stub> stub = v1::ParameterServer::NewStub(
+        grpc::CreateChannel(options_.peers[i], grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    v1::GetStatusResponse peer;
+    if (!stub->GetStatus(&context, v1::GetStatusRequest(), &peer).ok()) continue;
     int64_t version = 0, clock = 0;
-    for (const v1::TableStatus& t : peer.status().tables()) version = std::max(version, t.version());
-    for (const v1::WorkerStatus& w : peer.status().workers()) {
-      clock = std::max(clock, w.stats().clock());
-    }
+    for (const v1::TableStatus& t : peer.tables()) version = std::max(version, t.version());
+    for (const v1::WorkerStatus& w : peer.workers()) clock = std::max(clock, w.stats().clock());
     if (version == 0 && clock == 0) continue;
     absl::Status why = WithReason(
         absl::FailedPreconditionError(absl::StrCat(
             "shard ", options_.shard_index, " started without its state (",
             options_.checkpoint.dir.empty() ? "no --checkpoint_dir"
                                             : "no checkpoint in " + options_.checkpoint.dir,
-            ") while shard ", i, " (", peer.address(), ") holds the job at table version ",
+            ") while shard ", i, " (", options_.peers[i], ") holds the job at table version ",
             version, ", worker clock ", clock,
             ": serving would start this shard's tables afresh in a model the rest of the job "
             "has trained. Give it back its checkpoint directory, or restart every shard to "

@@ -41,6 +41,7 @@ struct ServerOptions {
   int64_t max_request_bytes = 64 << 20;
   int64_t max_sparse_keys = 1 << 17;
   int64_t max_tables = 4096;
+  bool check_finite_updates = true;  // StoreOptions::check_finite_updates
   // Bytes tables, sync buffers and windows may hold (common/memory_budget.h); <= 0: no
   // limit. ps_server's --memory_budget_mb defaults it from the machine.
   int64_t memory_budget_bytes = 0;

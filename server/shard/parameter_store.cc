@@ -341,6 +341,17 @@ absl::Status ParameterStore::ApplyLocked(const v1::PushRequest& request, const P
       return s;
     }
   }
+  const std::vector<int> live_workers = registry_->LiveWorkers();
+  if (absl::Status s = options_.check_finite_updates
+                           ? CheckFiniteLocked(request, plan, key, live_workers)
+                           : absl::OkStatus();
+      !s.ok()) {
+    for (DenseTable* t : plan.dense) {
+      t->mu()->AssertHeld();
+      t->CountRejected(request.step());
+    }
+    return s;
+  }
   // Memory for chunk buffers and new sparse rows, reserved and allocated before anything
   // is applied: a push that does not fit the budget changes nothing.
   if (absl::Status s = PrepareMemory(request, plan); !s.ok()) return s;
@@ -358,7 +369,6 @@ absl::Status ParameterStore::ApplyLocked(const v1::PushRequest& request, const P
   std::sort(order.begin(), order.end(),
             [](DenseTable* a, DenseTable* b) { return a->name() < b->name(); });
   order.erase(std::unique(order.begin(), order.end()), order.end());
-  const std::vector<int> live_workers = registry_->LiveWorkers();
   for (DenseTable* t : order) {
     t->mu()->AssertHeld();
     if (t->MaybeFinishStep(live_workers) && step_hook_) step_hook_(t);

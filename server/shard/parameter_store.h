@@ -45,6 +45,9 @@ struct StoreOptions {
   int64_t max_sparse_keys = 1 << 17;
   // Most tables (dense and sparse) one shard holds.
   int64_t max_tables = 4096;
+  // Refuse a push whose update would leave a value or optimizer slot non-finite. Costs
+  // one read pass over the updated range per push (docs/benchmarks.md).
+  bool check_finite_updates = true;
 };
 
 class ParameterStore {
@@ -150,6 +153,12 @@ class ParameterStore {
   absl::StatusOr<PushPlan> PlanPush(const v1::PushRequest& request,
                                     const std::vector<const char*>* dense_values) const;
   absl::Status CheckPushed(const v1::PushRequest& request, const PushPlan& plan) const;
+  // With every table of the push locked: INVALID_ARGUMENT naming the table and element
+  // when any update the push makes (or a sync step it completes, with `live` the live
+  // workers) would leave a value or optimizer slot non-finite (parameter_store_finite.cc).
+  absl::Status CheckFiniteLocked(const v1::PushRequest& request, const PushPlan& plan,
+                                 const PushKey& key, const std::vector<int>& live)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // With every table of the push locked and checked: allocates (against the budget) the
   // chunk buffers and sparse rows the push needs; on failure gives back what it made.
   absl::Status PrepareMemory(const v1::PushRequest& request, const PushPlan& plan)

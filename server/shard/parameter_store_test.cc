@@ -852,5 +852,112 @@ TEST_F(ParameterStoreTest, ShutdownWakesWaitingPullsWithUnavailable) {
   EXPECT_EQ(Pull("w", 0, 4).status().code(), absl::StatusCode::kUnavailable);
 }
 
+// ---------------------------------------------------------------------------------------
+// Numeric safety: an update that would leave a value or optimizer state non-finite is
+// refused (INVALID_ARGUMENT naming the table and the first bad element) and nothing
+// changes. Pushing 3e38 twice used to make SGD parameters -inf and Adam's NaN.
+
+TEST_F(ParameterStoreTest, AsyncSgdUpdateThatOverflowsIsRefusedAndChangesNothing) {
+  MustCreate(DenseSpec("w", {4}, v1::ASYNC, 1.0f, /*initial=*/0.0f));
+  ASSERT_TRUE(Push(0, 0, "w", 0, {1, 3e38f, 1, 1}).ok());  // -3e38 is finite
+  absl::Status s = Push(0, 1, "w", 0, {1, 3e38f, 1, 1});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("table 'w'"));
+  EXPECT_THAT(s.message(), HasSubstr("element 1 (the parameter) -inf"));
+  Pulled p = PullAll("w", 4);
+  EXPECT_THAT(p.values, ElementsAre(-1.0f, -3e38f, -1.0f, -1.0f));
+  EXPECT_EQ(p.version, 1);
+  ASSERT_TRUE(Push(0, 1, "w", 0, {1, -1e38f, 1, 1}).ok());  // a sane push still goes through
+  EXPECT_EQ(PullAll("w", 4).version, 2);
+}
+
+TEST_F(ParameterStoreTest, WithoutTheFiniteCheckAnOverflowingUpdateIsApplied) {
+  StoreOptions options;
+  options.check_finite_updates = false;  // --check_finite_updates=false
+  ResetStore(options);
+  MustCreate(DenseSpec("w", {1}, v1::ASYNC, 1.0f, /*initial=*/0.0f));
+  ASSERT_TRUE(Push(0, 0, "w", 0, {3e38f}).ok());
+  ASSERT_TRUE(Push(0, 1, "w", 0, {3e38f}).ok());
+  EXPECT_THAT(PullAll("w", 1).values, ElementsAre(-kInf));
+}
+
+TEST_F(ParameterStoreTest, AsyncAdamUpdateWhoseStateOverflowsIsRefused) {
+  v1::TableSpec spec = DenseSpec("w", {3}, v1::SSP, 0.01f, /*initial=*/0.5f);
+  *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::ADAM, 0.01f);
+  MustCreate(spec);
+  // (1 - beta2) * g^2 overflows in v (slot 1) for g = 3e38, whatever the parameter does.
+  absl::Status s = Push(0, 0, "w", 0, {0.1f, 0.1f, 3e38f});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("table 'w'"));
+  EXPECT_THAT(s.message(), HasSubstr("element 2 (optimizer slot 1) inf"));
+  Pulled p = PullAll("w", 3);
+  EXPECT_THAT(p.values, Each(0.5f));
+  EXPECT_EQ(p.version, 0);
+}
+
+TEST_F(ParameterStoreTest, SyncPushThatWouldOverflowTheStepIsRefusedAndTheStepGoesOn) {
+  RegisterWorkers(2);
+  MustCreate(DenseSpec("w", {2}, v1::SYNC, 1.0f, /*initial=*/0.0f));
+  ASSERT_TRUE(Push(0, 0, "w", 0, {3e38f, 1}).ok());
+  // 3e38 + 3e38 overflows the step's sum: refused, worker 0's gradient stays.
+  absl::Status s = Push(1, 0, "w", 0, {3e38f, 1});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("table 'w'"));
+  EXPECT_THAT(s.message(), HasSubstr("the sum of step 0's gradients"));
+  EXPECT_THAT(s.message(), HasSubstr("element 0"));
+  EXPECT_EQ(PullAll("w", 2).version, 0);
+  ASSERT_TRUE(Push(1, 0, "w", 0, {1e37f, 3}).ok());
+  Pulled p = PullAll("w", 2);
+  EXPECT_EQ(p.version, 1);
+  EXPECT_THAT(p.values, ElementsAre(-((3e38f + 1e37f) * 0.5f), -2.0f));
+}
+
+TEST_F(ParameterStoreTest, SyncStepWhoseUpdateOverflowsIsRefusedToThePushThatCompletesIt) {
+  RegisterWorkers(2);
+  MustCreate(DenseSpec("w", {2}, v1::SYNC, 1.0f, /*initial=*/-3e38f));
+  // The sum 2e38 and the mean 1e38 are finite; -3e38 - 1e38 is not. Worker 1's
+  // half-range chunk does not complete its gradient; the other half does, and is refused.
+  ASSERT_TRUE(Push(0, 0, "w", 0, {1e38f, 0}).ok());
+  ASSERT_TRUE(Push(1, 0, "w", 1, {0}).ok());
+  absl::Status s = Push(1, 0, "w", 0, {1e38f});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("step 0's update (this push completes it)"));
+  EXPECT_THAT(s.message(), HasSubstr("element 0 (the parameter) -inf"));
+  Pulled p = PullAll("w", 2);
+  EXPECT_EQ(p.version, 0);
+  EXPECT_THAT(p.values, Each(-3e38f));
+  ASSERT_TRUE(Push(1, 0, "w", 0, {-1e38f}).ok());  // the mean is now 0
+  p = PullAll("w", 2);
+  EXPECT_EQ(p.version, 1);
+  EXPECT_THAT(p.values, Each(-3e38f));
+}
+
+TEST_F(ParameterStoreTest, SparseUpdateThatOverflowsIsRefusedAndCreatesNoRow) {
+  v1::TableSpec spec;
+  spec.set_name("rows");
+  spec.set_kind(v1::SPARSE);
+  spec.set_row_width(2);
+  *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::ADAGRAD, 0.1f);
+  spec.set_consistency(v1::ASYNC);
+  MustCreate(spec);
+  v1::PushRequest request;
+  request.set_worker_index(0);
+  v1::SparseRows* rows = request.add_sparse();
+  rows->set_table("rows");
+  rows->add_keys(5);
+  rows->add_keys(9);
+  rows->set_values(Encode({1, 1, 1, 3e38f}));  // AdaGrad's sum of squares overflows
+  v1::PushResponse response;
+  absl::Status s = store_->Push(request, &response);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("table 'rows'"));
+  EXPECT_THAT(s.message(), HasSubstr("element 1 of key 9's row (optimizer slot 0) inf"));
+  std::vector<SparseTable*> sparse = store_->SparseTables();
+  ASSERT_EQ(sparse.size(), 1u);
+  absl::MutexLock lock(sparse[0]->mu());
+  EXPECT_EQ(sparse[0]->num_rows(), 0);
+  EXPECT_EQ(sparse[0]->version(), 0);
+}
+
 }  // namespace
 }  // namespace ps

@@ -76,6 +76,18 @@ class DenseTable {
   // worker, no element pushed twice). Changes nothing.
   absl::Status CheckPush(int worker, bool worker_live, int64_t step,
                          const v1::DenseSlice& slice) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Async and SSP: INVALID_ARGUMENT naming the table and the first element when applying
+  // the slice would leave a parameter or optimizer slot non-finite; changes nothing.
+  // (dense_table_finite.cc)
+  absl::Status CheckFinite(const PushKey& key, const v1::DenseSlice& slice,
+                           const char* values) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sync: the same for the step's update when this request's slices of the table
+  // (`values` as for CheckSlice, one per slice) complete `worker`'s gradient and, with the
+  // workers in `live` (ascending), the step; or when they would overflow the step's sum.
+  absl::Status CheckFiniteStep(int worker, const std::vector<const v1::DenseSlice*>& slices,
+                               const std::vector<const char*>& values,
+                               const std::vector<int>& live) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sync: allocates, against the budget, the buffer a chunk of a worker's gradient
   // collects in (a slice that is not the whole range at once). RESOURCE_EXHAUSTED when it
   // does not fit; either way nothing a reader sees changes. Call after CheckPush.

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -28,26 +30,60 @@ constexpr double kPi = 3.14159265358979323846;
 // __restrict parameters: the promise that the arrays are disjoint spares the compiler
 // run-time alias checks, which its cost model may refuse to pay for.
 
+// Where a loop's results go: into the arrays (Apply), or only into a flag that says
+// whether any would be inf or NaN (AllFinite, which then writes nothing). The arithmetic
+// is the same code either way, so the check agrees with the update bit for bit.
+struct Store {
+  void operator()(float* dst, float v) const { *dst = v; }
+};
+struct FiniteCheck {
+  uint32_t bad = 0;
+  // Exponent bits all ones: inf or NaN. Branch-free, so the loops still vectorise.
+  void operator()(float*, float v) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+};
+
+// Apply() and AllFinite() of a rule, both through its Run<Out>(). AllFinite passes the
+// read-only arrays as writable pointers: FiniteCheck never writes through them.
+#define PS_OPTIMIZER_APPLY_AND_CHECK                                                      \
+  void Apply(float* p, const float* g, int64_t n, float* const* slots, int64_t step)     \
+      const override {                                                                   \
+    Store out;                                                                           \
+    Run(p, g, n, slots, step, out);                                                      \
+  }                                                                                      \
+  bool AllFinite(const float* p, const float* g, int64_t n, const float* const* slots,  \
+                 int64_t step) const override {                                          \
+    FiniteCheck out;                                                                     \
+    Run(const_cast<float*>(p), g, n, const_cast<float* const*>(slots), step, out);       \
+    return out.bad == 0;                                                                 \
+  }
+
 // torch.optim.SGD, with d = g + weight_decay * p:
 //   momentum == 0:  p -= lr * d
 //   otherwise:      buf = d on step 1, else momentum * buf + (1 - dampening) * d;
 //                   p -= lr * (nesterov ? d + momentum * buf : buf)
 // Slot 0 (only when momentum > 0): the momentum buffer.
-void SgdLoop(float* __restrict p, const float* __restrict g, int64_t n, float lr, float wd) {
-  for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+template <typename Out>
+void SgdLoop(float* __restrict p, const float* __restrict g, int64_t n, float lr, float wd,
+             Out& out) {
+  for (int64_t i = 0; i < n; ++i) out(&p[i], p[i] - lr * (g[i] + wd * p[i]));
 }
 
-template <bool kNesterov>
+template <bool kNesterov, typename Out>
 void SgdMomentumLoop(float* __restrict p, const float* __restrict g, float* __restrict buf,
-                     int64_t n, float lr, float wd, float momentum, float keep, float add) {
+                     int64_t n, float lr, float wd, float momentum, float keep, float add,
+                     Out& out) {
   for (int64_t i = 0; i < n; ++i) {
     const float d = g[i] + wd * p[i];
     const float b = keep * buf[i] + add * d;
-    buf[i] = b;
+    out(&buf[i], b);
     if constexpr (kNesterov) {
-      p[i] -= lr * (d + momentum * b);
+      out(&p[i], p[i] - lr * (d + momentum * b));
     } else {
-      p[i] -= lr * b;
+      out(&p[i], p[i] - lr * b);
     }
   }
 }
@@ -61,12 +97,15 @@ class Sgd final : public Optimizer {
     // Step 1 multiplies the buffer by 0, which gives exactly 0 only for finite values.
     if (num_slots() == 1) std::fill(slots[0], slots[0] + n, 0.0f);
   }
-  void Apply(float* p, const float* g, int64_t n, float* const* slots,
-             int64_t step) const override {
+  PS_OPTIMIZER_APPLY_AND_CHECK
+
+  template <typename Out>
+  void Run(float* p, const float* g, int64_t n, float* const* slots, int64_t step,
+           Out& out) const {
     const float lr = LearningRate(step);
     const float wd = spec_.weight_decay();
     if (spec_.momentum() == 0) {
-      SgdLoop(p, g, n, lr, wd);
+      SgdLoop(p, g, n, lr, wd, out);
       return;
     }
     // Step 1 starts the buffer at d itself (no dampening), as PyTorch does.
@@ -75,9 +114,9 @@ class Sgd final : public Optimizer {
     const float keep = first ? 0.0f : momentum;
     const float add = first ? 1.0f : 1.0f - spec_.dampening();
     if (spec_.nesterov()) {
-      SgdMomentumLoop<true>(p, g, slots[0], n, lr, wd, momentum, keep, add);
+      SgdMomentumLoop<true>(p, g, slots[0], n, lr, wd, momentum, keep, add, out);
     } else {
-      SgdMomentumLoop<false>(p, g, slots[0], n, lr, wd, momentum, keep, add);
+      SgdMomentumLoop<false>(p, g, slots[0], n, lr, wd, momentum, keep, add, out);
     }
   }
 };
@@ -85,13 +124,14 @@ class Sgd final : public Optimizer {
 // torch.optim.Adagrad, with d = g + weight_decay * p and clr = lr / (1 + (step-1)*lr_decay):
 //   sum += d^2;  p -= clr * d / (sqrt(sum) + eps)
 // Slot 0: the squared-gradient sum, starting at initial_accumulator_value.
+template <typename Out>
 void AdagradLoop(float* __restrict p, const float* __restrict g, float* __restrict sum,
-                 int64_t n, float clr, float wd, float eps) {
+                 int64_t n, float clr, float wd, float eps, Out& out) {
   for (int64_t i = 0; i < n; ++i) {
     const float d = g[i] + wd * p[i];
     const float s = sum[i] + d * d;
-    sum[i] = s;
-    p[i] -= clr * d / (std::sqrt(s) + eps);
+    out(&sum[i], s);
+    out(&p[i], p[i] - clr * d / (std::sqrt(s) + eps));
   }
 }
 
@@ -103,13 +143,16 @@ class Adagrad final : public Optimizer {
   void InitSlots(float* const* slots, int64_t n) const override {
     std::fill(slots[0], slots[0] + n, spec_.initial_accumulator_value());
   }
-  void Apply(float* p, const float* g, int64_t n, float* const* slots,
-             int64_t step) const override {
+  PS_OPTIMIZER_APPLY_AND_CHECK
+
+  template <typename Out>
+  void Run(float* p, const float* g, int64_t n, float* const* slots, int64_t step,
+           Out& out) const {
     const int64_t t = std::max<int64_t>(step, 1);
     const double clr =
         LearningRate(t) / (1.0 + static_cast<double>(t - 1) * spec_.lr_decay());
     AdagradLoop(p, g, slots[0], n, static_cast<float>(clr), spec_.weight_decay(),
-                spec_.epsilon());
+                spec_.epsilon(), out);
   }
 };
 
@@ -128,16 +171,17 @@ struct AdamScalars {
   float eps;
 };
 
+template <typename Out>
 void AdamLoop(float* __restrict p, const float* __restrict g, float* __restrict m,
-              float* __restrict v, int64_t n, const AdamScalars& c) {
+              float* __restrict v, int64_t n, const AdamScalars& c, Out& out) {
   for (int64_t i = 0; i < n; ++i) {
     const float pi = p[i];
     const float d = g[i] + c.l2 * pi;
     const float mi = c.beta1 * m[i] + c.one_minus_beta1 * d;
     const float vi = c.beta2 * v[i] + c.one_minus_beta2 * d * d;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi * c.shrink - c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps);
+    out(&m[i], mi);
+    out(&v[i], vi);
+    out(&p[i], pi * c.shrink - c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps));
   }
 }
 
@@ -150,8 +194,11 @@ class Adam final : public Optimizer {
     std::fill(slots[0], slots[0] + n, 0.0f);
     std::fill(slots[1], slots[1] + n, 0.0f);
   }
-  void Apply(float* p, const float* g, int64_t n, float* const* slots,
-             int64_t step) const override {
+  PS_OPTIMIZER_APPLY_AND_CHECK
+
+  template <typename Out>
+  void Run(float* p, const float* g, int64_t n, float* const* slots, int64_t step,
+           Out& out) const {
     const int64_t t = std::max<int64_t>(step, 1);
     const double lr = LearningRate(t);
     const double beta1 = spec_.beta1(), beta2 = spec_.beta2();
@@ -168,7 +215,7 @@ class Adam final : public Optimizer {
     c.inv_sqrt_bc2 =
         static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t))));
     c.eps = spec_.epsilon();
-    AdamLoop(p, g, slots[0], slots[1], n, c);
+    AdamLoop(p, g, slots[0], slots[1], n, c, out);
   }
 
  private:
@@ -188,10 +235,10 @@ class Adam final : public Optimizer {
 // |z| <= l1 are exactly zero. Slots 0 and 1: z (starting at 0) and n (starting at
 // initial_accumulator_value). Validate keeps the scheduled lr positive; a step whose rate
 // has underflowed (a very long STEP decay) leaves the range untouched rather than NaN.
-template <bool kSqrt>
+template <bool kSqrt, typename Out>
 void FtrlLoop(float* __restrict w, const float* __restrict g, float* __restrict z,
               float* __restrict acc, int64_t n, float inv_lr, float k, float l1, float beta,
-              float two_l2) {
+              float two_l2, Out& out) {
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float old_acc = acc[i];
@@ -209,9 +256,9 @@ void FtrlLoop(float* __restrict w, const float* __restrict g, float* __restrict 
     // Divides unconditionally and then selects: a branch-free loop vectorises, and the
     // quotient it discards is the 0/0 of an untouched entry (n = 0, beta = l2 = 0).
     const float solved = (std::copysign(l1, zi) - zi) / quadratic;
-    z[i] = zi;
-    acc[i] = new_acc;
-    w[i] = std::abs(zi) <= l1 ? 0.0f : solved;
+    out(&z[i], zi);
+    out(&acc[i], new_acc);
+    out(&w[i], std::abs(zi) <= l1 ? 0.0f : solved);
   }
 }
 
@@ -224,8 +271,11 @@ class Ftrl final : public Optimizer {
     std::fill(slots[0], slots[0] + n, 0.0f);
     std::fill(slots[1], slots[1] + n, spec_.initial_accumulator_value());
   }
-  void Apply(float* p, const float* g, int64_t n, float* const* slots,
-             int64_t step) const override {
+  PS_OPTIMIZER_APPLY_AND_CHECK
+
+  template <typename Out>
+  void Run(float* p, const float* g, int64_t n, float* const* slots, int64_t step,
+           Out& out) const {
     const float lr = LearningRate(step);
     if (!(lr >= std::numeric_limits<float>::min())) return;  // 1 / lr would overflow
     const float inv_lr = 1.0f / lr;
@@ -233,9 +283,9 @@ class Ftrl final : public Optimizer {
     const float l1 = spec_.l1(), beta = spec_.beta(), two_l2 = 2.0f * spec_.l2();
     // std::pow does not vectorise; the default power gets the sqrt instruction instead.
     if (k == 0.5f) {
-      FtrlLoop<true>(p, g, slots[0], slots[1], n, inv_lr, k, l1, beta, two_l2);
+      FtrlLoop<true>(p, g, slots[0], slots[1], n, inv_lr, k, l1, beta, two_l2, out);
     } else {
-      FtrlLoop<false>(p, g, slots[0], slots[1], n, inv_lr, k, l1, beta, two_l2);
+      FtrlLoop<false>(p, g, slots[0], slots[1], n, inv_lr, k, l1, beta, two_l2, out);
     }
   }
 };
@@ -256,6 +306,43 @@ absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const v1::Optimizer
     case v1::OptimizerSpec::FTRL: return std::make_unique<Ftrl>(spec);
     default: return absl::InternalError("Validate accepted an unknown optimizer kind");
   }
+}
+
+std::optional<Optimizer::NonFinite> Optimizer::FirstNonFinite(const float* p, const float* g,
+                                                              int64_t n, const float* const* slots,
+                                                              int64_t step) const {
+  if (AllFinite(p, g, n, slots, step)) return std::nullopt;  // the usual case: one read pass
+  constexpr int64_t kChunk = 4096;  // (1 + slots) * 16 KiB: stays in the L2 cache
+  const int k = num_slots();
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(1 + k) * kChunk);
+  float* copies[kMaxSlots];
+  for (int s = 0; s < k; ++s) copies[s] = scratch.data() + (1 + s) * kChunk;
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t m = std::min(kChunk, n - begin);
+    std::copy_n(p + begin, m, scratch.data());
+    for (int s = 0; s < k; ++s) std::copy_n(slots[s] + begin, m, copies[s]);
+    Apply(scratch.data(), g + begin, m, copies, step);
+    // A float is inf or NaN when its exponent bits are all ones: one branch-free pass
+    // over the chunk (it vectorises), and the element is looked for only if there is one.
+    uint32_t bad = 0;
+    for (int a = 0; a <= k; ++a) {
+      const float* v = a == 0 ? scratch.data() : copies[a - 1];
+      for (int64_t i = 0; i < m; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, v + i, 4);
+        bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+      }
+    }
+    if (bad == 0) continue;
+    for (int64_t i = 0; i < m; ++i) {
+      if (!std::isfinite(scratch[i])) return NonFinite{begin + i, -1, scratch[i]};
+      for (int s = 0; s < k; ++s) {
+        if (!std::isfinite(copies[s][i])) return NonFinite{begin + i, s, copies[s][i]};
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 float Optimizer::LearningRate(int64_t step) const {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -41,6 +42,23 @@ class Optimizer {
   // range (bias correction, schedules, SGD's first momentum step).
   virtual void Apply(float* p, const float* g, int64_t n, float* const* slots,
                      int64_t step) const = 0;
+
+  // Whether Apply() with the same arguments would leave every parameter and slot finite.
+  // Runs the same arithmetic and writes nothing: one read pass over the arrays.
+  virtual bool AllFinite(const float* p, const float* g, int64_t n, const float* const* slots,
+                         int64_t step) const = 0;
+  // Where Apply() with the same arguments would leave a parameter or a slot non-finite
+  // (inf or NaN): nullopt when nowhere (AllFinite), else the first such element and what
+  // it would hold, found by running the update on copies a few thousand elements at a
+  // time (every rule is element-wise, so the copies get exactly what Apply() gives).
+  struct NonFinite {
+    int64_t element = 0;  // index into the range
+    int slot = -1;        // -1: the parameter; else the optimizer slot
+    float value = 0;
+  };
+  std::optional<NonFinite> FirstNonFinite(const float* p, const float* g, int64_t n,
+                                          const float* const* slots, int64_t step) const;
+  static constexpr int kMaxSlots = 4;
 
   // The learning rate the schedule gives at 1-based `step` t (t < 1 counts as 1), so each
   // schedule starts at the first update applied:

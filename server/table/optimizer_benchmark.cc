@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
       repeats);
   const double bound_gbs = 3.0 * n * 4 / axpy_s / 1e9;
   const double copy_s = MedianSeconds([&] { std::memcpy(c.data(), p.data(), n * 4); }, repeats);
-  std::printf("%-22s %10s %12s %14s\n", "rule", "ns/elem", "GB/s moved", "of y+=a*x");
+  std::printf("%-22s %10s %12s %14s %16s\n", "rule", "ns/elem", "GB/s moved", "of y+=a*x",
+              "finite check ns");
   std::printf("%-22s %10.3f %12.1f %13.0f%%\n", "y += a*x (the bound)", axpy_s / n * 1e9,
               bound_gbs, 100.0);
   std::printf("%-22s %10.3f %12.1f %13.0f%%\n", "memcpy", copy_s / n * 1e9,
@@ -82,7 +83,16 @@ int main(int argc, char** argv) {
     // Reads p, g and every slot; writes p and every slot.
     const int streams = 2 + 2 * (*opt)->num_slots() + 1;
     const double gbs = static_cast<double>(streams) * n * 4 / s / 1e9;
-    std::printf("%-22s %10.3f %12.1f %13.0f%%\n", k.name, s / n * 1e9, gbs, 100.0 * gbs / bound_gbs);
+    // The numeric-safety check a push pays before its update (Optimizer::FirstNonFinite).
+    const double check_s = MedianSeconds(
+        [&] {
+          if ((*opt)->FirstNonFinite(p.data(), g.data(), n, slots, step).has_value()) {
+            std::fprintf(stderr, "%s: unexpected non-finite update\n", k.name);
+          }
+        },
+        repeats);
+    std::printf("%-22s %10.3f %12.1f %13.0f%% %16.3f\n", k.name, s / n * 1e9, gbs,
+                100.0 * gbs / bound_gbs, check_s / n * 1e9);
   }
   return 0;
 }

@@ -28,6 +28,14 @@ class UpdateCounter {
  public:
   // The 1-based update number of `key`'s push; a push not seen before advances
   // `*version` (the table's count of updates) and takes its new value.
+  // What UpdateFor(key, &version) would return, changing nothing.
+  int64_t Peek(const PushKey& key, int64_t version) const {
+    auto it = last_.find(key.worker);
+    if (it != last_.end() && it->second.number != 0 && it->second.key == key) {
+      return it->second.number;
+    }
+    return version + 1;
+  }
   int64_t UpdateFor(const PushKey& key, int64_t* version) {
     Last& last = last_[key.worker];
     if (last.number == 0 || !(last.key == key)) {

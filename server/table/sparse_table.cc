@@ -287,6 +287,42 @@ void SparseTable::Read(const v1::SparseRows& request, std::string* out) {
   }
 }
 
+absl::Status SparseTable::CheckFinite(const PushKey& key, const v1::SparseRows& rows) const {
+  const int64_t t = updates_.Peek(key, version_);
+  const float* grads = reinterpret_cast<const float*>(rows.values().data());
+  const int k = static_cast<int>(slot_blocks_.size());
+  std::vector<float> fresh(static_cast<size_t>(1 + k) * width_);  // a row not created yet
+  std::vector<const float*> slots(k);
+  for (int i = 0; i < rows.keys_size(); ++i) {
+    const uint32_t row = Find(rows.keys(i));
+    const float* values = nullptr;
+    if (row != kEmpty) {
+      values = Row(row);
+      for (int s = 0; s < k; ++s) slots[s] = Slot(s, row);
+    } else {
+      FillInitial(spec_.initializer(), InitStream(rows.keys(i)), width_, fresh.data());
+      std::vector<float*> init(k);
+      for (int s = 0; s < k; ++s) {
+        init[s] = fresh.data() + (1 + s) * width_;
+        std::fill_n(init[s], width_, 0.0f);
+        slots[s] = init[s];
+      }
+      if (k > 0) optimizer_->InitSlots(init.data(), width_);
+      values = fresh.data();
+    }
+    std::optional<Optimizer::NonFinite> bad = optimizer_->FirstNonFinite(
+        values, grads + static_cast<int64_t>(i) * width_, width_, slots.data(), t);
+    if (bad.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table '", name(), "': this push's update would make element ", bad->element,
+          " of key ", rows.keys(i), "'s row ",
+          bad->slot < 0 ? std::string("(the value)") : absl::StrCat("(optimizer slot ", bad->slot, ")"),
+          " ", bad->value, "; refused, the table is unchanged"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void SparseTable::Push(const PushKey& key, int64_t step, const v1::SparseRows& rows) {
   ++pushes_;
   const int64_t staleness = std::max<int64_t>(0, version_ - step);

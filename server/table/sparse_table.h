@@ -61,6 +61,11 @@ class SparseTable {
   // index. RESOURCE_EXHAUSTED (budget or allocation) leaves the table as it was; on
   // success Push allocates nothing. Rows a reader sees do not change either way.
   absl::Status PrepareRows(const v1::SparseRows& rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // INVALID_ARGUMENT naming the table, key and element when the push's update would
+  // leave a row's value or optimizer slot non-finite (rows not created yet count from
+  // their initial values); changes nothing.
+  absl::Status CheckFinite(const PushKey& key, const v1::SparseRows& rows) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies a checked, prepared push: one optimizer update of the touched rows. The
   // requests of one push (`key`) share one update (version += 1 once).
   void Push(const PushKey& key, int64_t step, const v1::SparseRows& rows)
