@@ -4,10 +4,12 @@
 // the input's bytes (common/fuzz_input_testing.h), against one shard with a 16 MiB memory
 // budget and a clock the input moves. A call may be refused, but only with a code a
 // client can act on; the shard must not crash, leak, trip a sanitizer, answer UNKNOWN or
-// INTERNAL, hold more memory than its budget or leave a pull parked past its deadline.
+// INTERNAL, hold more memory than its budget, leave a pull parked past its deadline or serve
+// a value that is inf or NaN.
 #include <cstdint>
 #include <cstdio>
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -195,7 +197,25 @@ class Session {
     v1::PullRequest request;
     FillPull(&request);
     v1::PullResponse response;
-    return shard_.Pull(request, absl::InfinitePast(), &response);
+    absl::Status s = shard_.Pull(request, absl::InfinitePast(), &response);
+    if (s.ok()) CheckFinite(response);
+    return s;
+  }
+
+  // No update may have left a value inf or NaN (numeric safety: ParameterStore refuses it).
+  static void CheckFinite(const v1::PullResponse& response) {
+    auto check = [](const std::string& bytes, const std::string& table) {
+      for (size_t i = 0; i + 4 <= bytes.size(); i += 4) {
+        float v;
+        std::memcpy(&v, bytes.data() + i, 4);
+        if (!std::isfinite(v)) {
+          std::fprintf(stderr, "table '%s' serves a non-finite value at %zu\n", table.c_str(), i / 4);
+          std::abort();
+        }
+      }
+    };
+    for (const v1::DenseSlice& d : response.dense()) check(d.values(), d.table());
+    for (const v1::SparseRows& r : response.sparse()) check(r.values(), r.table());
   }
 
   absl::Status PushPull() {
