@@ -170,19 +170,31 @@ v1::ShardCheckpoint CheckpointManager::Assemble(Captures captured) const {
   ckpt.set_shard_index(shard_index_);
   ckpt.set_num_shards(num_shards_);
   ckpt.set_created_unix_ms(absl::ToUnixMillis(absl::Now()));
+  // The tables not captured at a version already are taken under all their locks at
+  // once, in name order as pushes take them: a push (which may touch several tables, and
+  // may finish a step of each) lies wholly before or wholly after the copy, so no two
+  // tables are a version apart.
+  std::vector<std::pair<std::string, absl::Mutex*>> locks;
+  for (DenseTable* t : store_->Tables()) {
+    if (!captured.count(t->name())) locks.emplace_back(t->name(), t->mu());
+  }
+  for (SparseTable* t : store_->SparseTables()) locks.emplace_back(t->name(), t->mu());
+  std::sort(locks.begin(), locks.end());
+  for (auto& [name, mu] : locks) mu->Lock();
   for (DenseTable* t : store_->Tables()) {
     v1::TableCheckpoint* out = ckpt.add_tables();
     if (auto it = captured.find(t->name()); it != captured.end()) {
       *out = std::move(it->second);
     } else {
-      absl::MutexLock lock(t->mu());
+      t->mu()->AssertHeld();
       *out = t->Capture();
     }
   }
   for (SparseTable* t : store_->SparseTables()) {
-    absl::MutexLock lock(t->mu());
+    t->mu()->AssertHeld();
     *ckpt.add_tables() = t->Capture();
   }
+  for (auto it = locks.rbegin(); it != locks.rend(); ++it) it->second->Unlock();
   for (v1::WorkerStatus& w : registry_->Snapshot()) *ckpt.add_workers() = std::move(w);
   for (v1::LiveWorker& w : registry_->LiveIncarnations()) *ckpt.add_live_workers() = std::move(w);
   // After the tables: every push the tables hold is in it (push_ledger.h).
