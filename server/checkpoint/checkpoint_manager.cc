@@ -296,10 +296,15 @@ absl::StatusOr<std::string> CheckpointManager::RestoreNewest() {
           " (changing the shard count of a job is not supported)"));
     }
     const int64_t version = CheckpointVersion(*ckpt);
-    for (v1::TableCheckpoint& t : *ckpt->mutable_tables()) {
-      if (absl::Status s = store_->RestoreTable(&t); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+    if (absl::Status s = store_->RestoreTables(ckpt->mutable_tables()); !s.ok()) {
+      // A file that reads and verifies but does not fit (a table's sizes, spec or step
+      // do not match this shard): the next older one is tried; nothing of it was kept.
+      // Anything else (the memory budget, say) is for the operator to fix, not to skip.
+      if (absl::IsDataLoss(s) || absl::IsInvalidArgument(s)) {
+        LOG(WARNING) << "skipping unusable checkpoint " << path << ": " << s.message();
+        continue;
       }
+      return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
     }
     registry_->RestoreHistory({ckpt->workers().begin(), ckpt->workers().end()});
     registry_->RestoreLive({ckpt->live_workers().begin(), ckpt->live_workers().end()});

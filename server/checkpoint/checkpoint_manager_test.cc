@@ -439,6 +439,35 @@ TEST_F(CheckpointManagerTest, CorruptNewestFileIsSkippedForTheOlderOne) {
   EXPECT_EQ(got["w"].version(), 1);
 }
 
+// The newest file reads and verifies, but one of its tables does not fit this shard (a
+// second table, restored fine, came before it): the shard keeps nothing of that file and
+// restores the older one (it refused to start before).
+TEST_F(CheckpointManagerTest, AValidButUnusableNewestFileIsSkippedForTheOlderOne) {
+  Shard a(Options(), &now_);
+  const auto [older, newer] = WriteTwo(a);
+  ASSERT_FALSE(newer.empty());
+  absl::StatusOr<v1::ShardCheckpoint> file = ReadCheckpointFile(newer);
+  ASSERT_TRUE(file.ok()) << file.status();
+  v1::TableCheckpoint extra = file->tables(0);
+  extra.mutable_spec()->set_name("a_first");
+  file->mutable_tables(0)->mutable_params()->resize(8);  // "w": 2 of its 4 values
+  *file->add_tables() = extra;
+  file->mutable_tables()->SwapElements(0, 1);  // "a_first" is restored first
+  absl::StatusOr<std::string> bytes = EncodeCheckpointFile(*file);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  WriteFile(newer, *bytes);
+  ASSERT_TRUE(ReadCheckpointFile(newer).ok());  // valid as a file
+
+  Shard b(Options(), &now_);
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(*restored, older);
+  EXPECT_EQ(b.manager.latest_version(), 1);
+  std::map<std::string, v1::TableCheckpoint> got = b.CaptureAll();
+  ASSERT_THAT(got, SizeIs(1));  // nothing of the newer file, "a_first" included
+  EXPECT_EQ(got["w"].version(), 1);
+}
+
 TEST_F(CheckpointManagerTest, TruncatedFileIsDataLossAndSkipped) {
   Shard a(Options(), &now_);
   const auto [older, newer] = WriteTwo(a);

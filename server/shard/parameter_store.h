@@ -100,6 +100,9 @@ class ParameterStore {
   // Adds a table rebuilt from a checkpoint; call before serving. ALREADY_EXISTS if a
   // table of that name is present. Fills the spec's absent hyper-parameters in.
   absl::Status RestoreTable(v1::TableCheckpoint* saved);
+  // Every table of a checkpoint, all or none: on any error nothing is added and the
+  // memory taken is given back.
+  absl::Status RestoreTables(google::protobuf::RepeatedPtrField<v1::TableCheckpoint>* saved);
   // Wakes every waiting pull with UNAVAILABLE; later pulls fail at once.
   void Shutdown();
 
