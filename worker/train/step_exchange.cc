@@ -126,6 +126,7 @@ absl::Status StepExchange::Settle(const absl::Status& pushed, std::optional<int6
   switch (RecoveryFor(Call::kPush, options_.mode, pushed)) {
     case Recovery::kProceed:
       report->accepted = true;
+      refused_in_a_row_ = 0;
       client_->set_clock(++pushes_);
       // The next step's parameters came with the push.
       if (pulled_next.has_value()) return Pulled(*pulled_next);
@@ -135,6 +136,11 @@ absl::Status StepExchange::Settle(const absl::Status& pushed, std::optional<int6
       // discarded where it was refused, and the worker rejoins at each shard's current
       // version.
       LOG(WARNING) << "step " << pulled_version_ << " gradient discarded: " << pushed.message();
+      if (++refused_in_a_row_ >= options_.max_refused_steps) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            refused_in_a_row_, " steps in a row were refused (the last: ", pushed.message(),
+            "); the shards cannot take this worker's steps, so the job stops"));
+      }
       return Rejoin(client_, options_.worker, options_.device);
     default:
       return pushed;

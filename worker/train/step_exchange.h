@@ -45,6 +45,9 @@ struct StepExchangeOptions {
   bool overlap = false;
   // How long a pull keeps rejoining and retrying while a shard is down or restarting.
   absl::Duration retry_timeout = absl::Minutes(2);
+  // Sync: this many steps refused in a row (each rejoined and pulled again) end the job:
+  // a shard whose tables cannot take the worker's steps would otherwise have it spin.
+  int max_refused_steps = 20;
 };
 
 class StepExchange {
@@ -102,6 +105,7 @@ class StepExchange {
   bool need_pull_ = true;
   int64_t pulled_version_ = 0;
   int64_t pushes_ = 0;
+  int refused_in_a_row_ = 0;  // sync steps refused since the last accepted one
   // Overlap: copies of the parameters and gradients that background calls fill and
   // send, so the model's own buffers are free for the step computing meanwhile.
   std::vector<float> staging_;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "tests/in_process_ps_client.h"
@@ -97,6 +98,30 @@ TEST_F(StepExchangeTest, ADroppedSyncWorkersGradientIsDiscardedAndItRejoins) {
   ASSERT_TRUE(pushed.ok()) << pushed.status();
   EXPECT_TRUE(pushed->accepted);
   EXPECT_EQ(exchange.pushes(), 1);
+}
+
+// Steps refused again and again (here: the worker is dropped before every push) end the
+// job after max_refused_steps, with an error that says so, instead of spinning for ever.
+TEST_F(StepExchangeTest, SyncStepsRefusedManyTimesInARowFailTheJob) {
+  ASSERT_NO_FATAL_FAILURE(Start(v1::SYNC));
+  options_.max_refused_steps = 3;
+  StepExchange exchange(options_, client_.get(), model_.get());
+  absl::Status last;
+  int refused = 0;
+  for (int i = 0; i < 5 && last.ok(); ++i) {
+    ASSERT_TRUE(exchange.PrepareStep(false).ok());
+    ASSERT_TRUE(client_->LeaveWorker(0).ok());
+    ASSERT_NO_FATAL_FAILURE(ComputeGradient());
+    absl::StatusOr<StepExchange::PushReport> pushed = exchange.Push(false);
+    last = pushed.status();
+    if (pushed.ok()) {
+      EXPECT_FALSE(pushed->accepted);
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 2);
+  EXPECT_EQ(last.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(last.message()), ::testing::HasSubstr("3 steps in a row were refused"));
 }
 
 TEST_F(StepExchangeTest, OverlapTakesTheBackgroundPullAndPushesInTheBackground) {
