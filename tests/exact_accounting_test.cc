@@ -147,7 +147,9 @@ class ExactAccountingTest : public ::testing::Test {
     absl::StatusOr<int> code = servers_.shard(shard).Wait(absl::Seconds(30));
     const absl::Duration took = absl::Now() - start;
     EXPECT_TRUE(code.ok()) << code.status();
-    if (code.ok()) EXPECT_EQ(*code, 0) << servers_.shard(shard).Log();
+    if (code.ok()) {
+      EXPECT_EQ(*code, 0) << servers_.shard(shard).Log();
+    }
     EXPECT_TRUE(servers_.Restart(shard, flags_).ok());
     return took;
   }
