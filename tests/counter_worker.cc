@@ -10,6 +10,7 @@
 // Every push is logged before it is sent ("sending N") and once it is acknowledged
 // ("acked N at_ms T"), flushed at once, so a test that kills this process knows which
 // push was in flight.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "common/placement.h"
 #include "kernels/backend.h"
 #include "worker/client/grpc_ps_client.h"
 #include "worker/model/mlp.h"
@@ -34,6 +36,9 @@ ABSL_FLAG(int, pushes, 100, "Pushes (steps) this process makes.");
 ABSL_FLAG(int, sparse_keys, 0, "Also push rows of keys 0, 7, 14, ... to table 'rows' (async).");
 ABSL_FLAG(absl::Duration, pause, absl::Milliseconds(2), "Pause between pushes.");
 ABSL_FLAG(bool, same_host, true, "Use same-host transfer windows.");
+ABSL_FLAG(bool, read, false,
+          "Push nothing: print each shard's smallest and largest counter ('counters shard=S "
+          "min=A max=B') and exit (for tests whose own process cannot reach the shards).");
 
 namespace ps {
 namespace {
@@ -66,6 +71,28 @@ absl::Status CreateTables(PsClient* client, const Mlp& model, v1::ConsistencyMod
   return absl::OkStatus();
 }
 
+// --read: every dense counter element, by the shard that holds it.
+int ReadCounters(PsClient* client, const Mlp& model) {
+  std::vector<float> mins(client->num_shards(), 1e30f), maxs(client->num_shards(), -1e30f);
+  for (const DenseTensor& t : model.host_params()) {
+    absl::StatusOr<int64_t> v = client->Pull({t}, 0, -1);
+    if (!v.ok()) {
+      LOG(ERROR) << "read " << t.table << ": " << v.status();
+      return 1;
+    }
+    for (const ShardRange& r : PlaceDense(t.table, t.num_elements, client->num_shards())) {
+      for (int64_t i = r.begin; i < r.end; ++i) {
+        mins[r.shard] = std::min(mins[r.shard], t.data[i]);
+        maxs[r.shard] = std::max(maxs[r.shard], t.data[i]);
+      }
+    }
+  }
+  for (int s = 0; s < client->num_shards(); ++s) {
+    Line(absl::StrCat("counters shard=", s, " min=", mins[s], " max=", maxs[s]));
+  }
+  return 0;
+}
+
 int Run() {
   const int worker = absl::GetFlag(FLAGS_worker_index);
   v1::ConsistencyMode mode = v1::ASYNC;
@@ -80,6 +107,7 @@ int Run() {
   std::unique_ptr<kernels::ComputeBackend> backend = kernels::NewCpuBackend();
   absl::StatusOr<std::unique_ptr<Mlp>> model = Mlp::Create({256, 128}, 1, backend.get());
   if (!model.ok()) return 1;
+  if (absl::GetFlag(FLAGS_read)) return ReadCounters(client.get(), **model);
   if (absl::Status s = CreateTables(client.get(), **model, mode); !s.ok()) {
     LOG(ERROR) << "create tables: " << s;
     return 1;

@@ -254,6 +254,31 @@ class NetnsTest : public ::testing::Test {
     }
   }
 
+  // Runs `argv` in `host`'s namespace (dying with this test where setpriv exists).
+  absl::StatusOr<Process> StartIn(const std::string& host, std::vector<std::string> argv,
+                                  const std::string& log) {
+    std::vector<std::string> prefix = {ip_, "netns", "exec", Namespace(host)};
+    if (const std::string setpriv = FindProgram("setpriv"); !setpriv.empty()) {
+      prefix.insert(prefix.end(), {setpriv, "--pdeathsig", "KILL"});
+    }
+    argv.insert(argv.begin(), prefix.begin(), prefix.end());
+    return Process::Start(argv, absl::StrCat(dir_, "/", log));
+  }
+
+  // The packets dropped so far by `host`'s qdisc on `dev`, from `tc -s qdisc show`.
+  int64_t Dropped(const std::string& ns, const std::string& dev) {
+    absl::StatusOr<std::string> out = RunCommand({FindProgram("tc"), "-n", ns, "-s", "qdisc",
+                                                  "show", "dev", dev},
+                                                 absl::StrCat(dir_, "/tc-show.log"));
+    if (!out.ok()) return -1;
+    const size_t at = out->find("dropped ");
+    int64_t n = -1;
+    if (at != std::string::npos) {
+      (void)absl::SimpleAtoi(out->substr(at + 8, out->find(',', at) - at - 8), &n);
+    }
+    return n;
+  }
+
   std::string ip_, kubectl_, dir_, subnet_;
   std::vector<std::string> namespaces_;
   std::vector<Process> processes_;  // servers first, then workers
@@ -313,6 +338,80 @@ TEST_F(NetnsTest, TfJobPodsTrainFromTfConfig) {
   ASSERT_TRUE(network.ok()) << network;
   ASSERT_NO_FATAL_FAILURE(StartServers(server_envs, port));
   ASSERT_NO_FATAL_FAILURE(TrainAndCheck(worker_envs));
+}
+
+// Exact accounting over links that delay and drop packets. The kernel here has no
+// netem qdisc, so each worker's link is a token bucket (tc tbf, 40 Mbit/s, a 16 KiB
+// bucket and 5 ms of queue) in both directions: under a push or pull's burst the queue
+// delays packets and drops what overflows, and TCP resends them. Every acknowledged push
+// must count exactly once on every element of both shards.
+TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
+  if (FindProgram("tc").empty()) GTEST_SKIP() << "tc (iproute2) is missing";
+  absl::Status network = BuildNetwork();
+  ASSERT_TRUE(network.ok()) << network;
+  for (int w = 0; w < kWorkers; ++w) {
+    const std::string port = absl::StrCat("v", kServers + w);  // its cable at the switch
+    for (const auto& [ns, dev] : {std::pair<std::string, std::string>{Namespace(absl::StrCat("w", w)), "eth0"},
+                                  {Namespace("sw"), port}}) {
+      absl::StatusOr<std::string> tc = RunCommand(
+          {FindProgram("tc"), "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate",
+           "40mbit", "burst", "16kb", "latency", "5ms"},
+          absl::StrCat(dir_, "/tc.log"));
+      ASSERT_TRUE(tc.ok()) << tc.status();
+    }
+  }
+  const int port = 50071;
+  std::vector<std::string> servers;
+  for (int i = 0; i < kServers; ++i) servers.push_back(absl::StrCat(ServerAddress(i), ":", port));
+  const std::string servers_flag = absl::StrJoin(servers, ",");
+  for (int i = 0; i < kServers; ++i) {
+    absl::StatusOr<Process> p = StartIn(
+        absl::StrCat("ps", i),
+        {RunfilePath("server/ps_server"), absl::StrCat("--port=", port),
+         absl::StrCat("--shard_index=", i), "--servers=" + servers_flag},
+        absl::StrCat("ps", i, ".log"));
+    ASSERT_TRUE(p.ok()) << p.status();
+    processes_.push_back(*std::move(p));
+  }
+  const int pushes = 60;
+  std::vector<size_t> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    absl::StatusOr<Process> p = StartIn(
+        absl::StrCat("w", w),
+        {RunfilePath("tests/counter_worker"), "--servers=" + servers_flag,
+         absl::StrCat("--worker_index=", w), absl::StrCat("--num_workers=", kWorkers),
+         "--mode=async", absl::StrCat("--pushes=", pushes), "--pause=0s"},
+        absl::StrCat("w", w, ".log"));
+    ASSERT_TRUE(p.ok()) << p.status();
+    workers.push_back(processes_.size());
+    processes_.push_back(*std::move(p));
+  }
+  int64_t acked = 0;
+  for (size_t i : workers) {
+    absl::StatusOr<int> code = processes_[i].Wait(absl::Minutes(3));
+    ASSERT_TRUE(code.ok()) << code.status() << "\n" << processes_[i].Log();
+    ASSERT_EQ(*code, 0) << processes_[i].Log();
+    const std::string log = processes_[i].Log();
+    for (size_t at = log.find("\nacked "); at != std::string::npos; at = log.find("\nacked ", at + 1)) {
+      ++acked;
+    }
+  }
+  EXPECT_EQ(acked, kWorkers * pushes);
+  int64_t dropped = 0;
+  for (int w = 0; w < kWorkers; ++w) dropped += Dropped(Namespace(absl::StrCat("w", w)), "eth0");
+  for (int w = 0; w < kWorkers; ++w) dropped += Dropped(Namespace("sw"), absl::StrCat("v", kServers + w));
+  EXPECT_GT(dropped, 0) << "the links dropped nothing: the test proved nothing";
+  std::printf("links dropped %lld packets\n", static_cast<long long>(dropped));
+  absl::StatusOr<Process> reader =
+      StartIn("w0", {RunfilePath("tests/counter_worker"), "--servers=" + servers_flag, "--read"},
+              "read.log");
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  absl::StatusOr<int> code = reader->Wait(absl::Minutes(1));
+  ASSERT_TRUE(code.ok() && *code == 0) << reader->Log();
+  for (int s = 0; s < kServers; ++s) {
+    const std::string want = absl::StrCat("counters shard=", s, " min=", acked, " max=", acked);
+    EXPECT_NE(reader->Log().find(want), std::string::npos) << want << "\n" << reader->Log();
+  }
 }
 
 }  // namespace
