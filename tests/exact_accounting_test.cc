@@ -5,6 +5,7 @@
 // shard, SIGSTOP of shard 0 for 30 s. The workers log each push before sending it and
 // once acknowledged; after the faults the test compares the acknowledged pushes with the
 // values every shard holds, element by element.
+#include <dirent.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "common/placement.h"
 #include "glog/logging.h"
 #include "gtest/gtest.h"
+#include "server/checkpoint/checkpoint_file.h"
 #include "tests/cluster.h"
 #include "worker/client/grpc_ps_client.h"
 
@@ -160,6 +162,20 @@ class ExactAccountingTest : public ::testing::Test {
       ASSERT_TRUE(code.ok()) << code.status() << "\n" << workers[w].Log();
       EXPECT_EQ(*code, 0) << workers[w].Log();
     }
+  }
+
+  // Every checkpoint file shard `s` wrote.
+  std::vector<std::string> CheckpointFiles(int s) const {
+    std::vector<std::string> out;
+    const std::string dir = dir_ + "/ckpt";
+    if (DIR* d = opendir(dir.c_str())) {
+      while (dirent* e = readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.rfind(absl::StrCat("shard-", s, "-"), 0) == 0) out.push_back(dir + "/" + name);
+      }
+      closedir(d);
+    }
+    return out;
   }
 
   std::string dir_;
@@ -326,6 +342,36 @@ TEST_F(ExactAccountingTest, SyncSigkillOfAShardLosesAtMostOneCheckpointPeriod) {
   EXPECT_LE(lost, 20 + 10) << "shard 0 at " << version[0] << ", shard 1 at " << version[1];
   LOG(INFO) << "SIGKILL of sync shard 1 lost " << lost << " steps (shard 0 at " << version[0]
             << ")";
+}
+
+// Sync with --checkpoint_interval: the interval checkpoints hold the sync tables at the
+// same version on every shard (shard 0 has them all written at the newest sync version),
+// where each shard used to take its own current version.
+TEST_F(ExactAccountingTest, SyncIntervalCheckpointsAreAtOneVersionOnEveryShard) {
+  StartServers("sync-interval", {"--checkpoint_interval=300ms", "--checkpoint_keep=1000"});
+  std::vector<Process> workers;
+  for (int w = 0; w < 2; ++w) workers.push_back(StartWorker(w, "sync", 500, false));
+  ExpectWorkersFinish(workers);
+  // Stopped, the shards finish what the interval had started and write their last files.
+  for (int s = 0; s < 2; ++s) servers_.shard(s).Signal(SIGTERM);
+  for (int s = 0; s < 2; ++s) ASSERT_TRUE(servers_.shard(s).Wait(absl::Seconds(20)).ok());
+  std::vector<std::vector<int64_t>> versions(2);
+  for (int s = 0; s < 2; ++s) {
+    for (const std::string& path : CheckpointFiles(s)) {
+      absl::StatusOr<v1::ShardCheckpoint> file = ReadCheckpointFile(path);
+      ASSERT_TRUE(file.ok()) << file.status();
+      int64_t v = -1;
+      for (const v1::TableCheckpoint& t : file->tables()) {
+        if (t.params().empty()) continue;  // none of the table is on this shard
+        if (v < 0) v = t.version();
+        EXPECT_EQ(t.version(), v) << path << " " << t.spec().name();
+      }
+      if (v >= 0) versions[s].push_back(v);
+    }
+    std::sort(versions[s].begin(), versions[s].end());
+  }
+  EXPECT_GE(versions[0].size(), 2u) << "fewer interval checkpoints than the run should give";
+  EXPECT_EQ(versions[0], versions[1]);
 }
 
 // Shard 0 stopped (SIGSTOP) for 30 s: shard 1 keeps both workers live throughout, the

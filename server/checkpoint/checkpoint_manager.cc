@@ -389,8 +389,12 @@ void CheckpointManager::Loop() {
       }
     }
     if (absl::Now() >= next_timed) {
-      absl::StatusOr<v1::CheckpointResponse::Written> w = Checkpoint(0, absl::Seconds(1));
-      if (!w.ok()) LOG(ERROR) << "periodic checkpoint failed: " << w.status();
+      if (options_.sync_interval && !SyncTables().empty()) {
+        options_.sync_interval();
+      } else {
+        absl::StatusOr<v1::CheckpointResponse::Written> w = Checkpoint(0, absl::Seconds(1));
+        if (!w.ok()) LOG(ERROR) << "periodic checkpoint failed: " << w.status();
+      }
       next_timed = absl::Now() + options_.interval;
     }
   }

@@ -20,6 +20,7 @@
 #ifndef PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_
 #define PS_SERVER_CHECKPOINT_CHECKPOINT_MANAGER_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -48,6 +49,11 @@ struct CheckpointOptions {
   absl::Duration interval = absl::ZeroDuration();  // also every this long (0: never)
   int keep = 3;                             // newest files kept per shard
   FileSystem* file_system = nullptr;        // not owned; null: DefaultFileSystem()
+  // When set and this shard holds sync tables, what `interval` does instead of writing a
+  // checkpoint of this shard's own current version, so that every shard's file holds
+  // the sync tables at one version (PsServer: shard 0 asks every shard to checkpoint at
+  // the newest sync version; the others leave it to shard 0).
+  std::function<void()> sync_interval;
 };
 
 class CheckpointManager final : public Checkpointer {

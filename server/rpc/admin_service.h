@@ -64,6 +64,9 @@ class AdminService final : public v1::Admin::Service {
 
   // The view of the whole job that ClusterStatus answers.
   v1::ClusterStatusResponse GetClusterStatus();
+  // Has every shard write a checkpoint at `at_version` (0: the newest sync version any
+  // shard has reached), as Checkpoint with all_shards does.
+  absl::StatusOr<v1::CheckpointResponse> CheckpointAllShards(int64_t at_version);
 
  private:
   struct Peer {
@@ -73,7 +76,6 @@ class AdminService final : public v1::Admin::Service {
   };
 
   std::string Address(int shard_position) const;
-  absl::StatusOr<v1::CheckpointResponse> CheckpointAllShards(int64_t at_version);
   absl::StatusOr<v1::CheckpointResponse::Written> CheckpointLocal(int64_t at_version);
 
   const AdminServiceOptions options_;

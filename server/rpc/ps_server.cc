@@ -128,9 +128,26 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
   if (options_.checkpointer != nullptr || options_.checkpoint.dir.empty()) {
     return options_.checkpointer;
   }
-  checkpoints_ = std::make_unique<CheckpointManager>(
-      options_.checkpoint, options_.shard_index, options_.num_shards, store(), registry(),
-      shard_->ledger());
+  CheckpointOptions checkpoint = options_.checkpoint;
+  // Interval checkpoints of sync tables at one version on every shard: shard 0 asks them
+  // all (admin_ exists by the time the writer runs). Without the peers' addresses each
+  // shard writes its own.
+  if (options_.peers.size() > 1) {
+    checkpoint.sync_interval = [this, last = int64_t{-1}]() mutable {
+      if (options_.shard_index != 0 || admin_ == nullptr) return;
+      // Two steps past the newest version any shard has reached, so that the request is
+      // at every shard before its steps get there (at the newest version itself, a shard
+      // that moved on meanwhile would refuse it). Nothing new since the last: no file.
+      const int64_t newest = MaxSyncVersion(admin_->GetClusterStatus());
+      if (newest == last) return;
+      last = newest;
+      absl::StatusOr<v1::CheckpointResponse> all = admin_->CheckpointAllShards(newest + 2);
+      if (!all.ok()) LOG(ERROR) << "interval checkpoint of every shard failed: " << all.status();
+    };
+  }
+  checkpoints_ = std::make_unique<CheckpointManager>(checkpoint, options_.shard_index,
+                                                     options_.num_shards, store(), registry(),
+                                                     shard_->ledger());
   // Restore before listening: no call ever sees a half-restored shard, and the health
   // service cannot report SERVING before the shard holds its state.
   absl::StatusOr<std::string> restored = checkpoints_->RestoreNewest();
