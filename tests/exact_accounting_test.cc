@@ -242,14 +242,18 @@ TEST_F(ExactAccountingTest, SyncSigtermOfEachShardKeepsEveryAcknowledgedStep) {
   }
 }
 
-// A worker SIGKILLed mid-push and started again (a new process for its index): every
-// acknowledged push is there, and the one in flight at the kill is there at most once.
-TEST_F(ExactAccountingTest, AsyncSigkillOfAWorkerLosesNoAcknowledgedPush) {
-  StartServers("async-kill-worker", {});
+// A worker SIGKILLed (or SIGTERMed) mid-push and started again (a new process for its
+// index): every acknowledged push is there, and the one in flight at the signal is there
+// at most once.
+class WorkerSignalTest : public ExactAccountingTest,
+                         public ::testing::WithParamInterface<int> {};
+
+TEST_P(WorkerSignalTest, AsyncStopOfAWorkerLosesNoAcknowledgedPush) {
+  StartServers(absl::StrCat("async-stop-worker-", GetParam()), {});
   std::vector<Process> workers;
   for (int w = 0; w < 2; ++w) workers.push_back(StartWorker(w, "async", 1200, true));
   ASSERT_TRUE(WaitForAcks(workers[1], 400, absl::Minutes(1))) << workers[1].Log();
-  workers[1].Signal(SIGKILL);
+  workers[1].Signal(GetParam());
   ASSERT_TRUE(workers[1].Wait(absl::Seconds(10)).ok());
   workers[1] = StartWorker(1, "async", 300, true);
   ExpectWorkersFinish(workers);
@@ -271,6 +275,11 @@ TEST_F(ExactAccountingTest, AsyncSigkillOfAWorkerLosesNoAcknowledgedPush) {
     EXPECT_LE(counters.sparse[s].max, sparse_acked + sparse_unacked) << "shard " << s;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Signals, WorkerSignalTest, ::testing::Values(SIGKILL, SIGTERM),
+                         [](const ::testing::TestParamInfo<int>& p) {
+                           return p.param == SIGKILL ? "Sigkill" : "Sigterm";
+                         });
 
 // A shard SIGKILLed and started again restores its newest checkpoint (every second):
 // the other shard holds every acknowledged push, the killed one loses at most the pushes
