@@ -1,7 +1,13 @@
-// The checkpoint file format (docs/checkpoints.md): an 8-byte magic "PSCKPT01", the
-// payload's length (8 bytes) and its CRC-32 (zlib's, 4 bytes), both little-endian, then
-// the payload, one serialized v1::ShardCheckpoint. The CRC makes a torn or corrupted file
-// detectable, so a restore can skip it for an older one.
+// The checkpoint file formats (docs/checkpoints.md). Both start with an 8-byte magic and
+// hold records of a length (8 bytes) and a CRC-32 (zlib's, 4 bytes), both little-endian,
+// then that many payload bytes; the CRCs make a torn or corrupted file detectable, so a
+// restore can skip it for an older one.
+// - "PSCKPT01": one record, a serialized v1::ShardCheckpoint. Written when that fits in
+//   `max_record_bytes`.
+// - "PSCKPT02": a ShardCheckpoint without its tables, then each table as one or more
+//   TableCheckpoint pieces of at most `max_record_bytes` each (an element range of every
+//   array of a dense table, a row range of a sparse one). A protobuf message holds at
+//   most 2 GiB; this holds shards of any size.
 //
 // Encoding and decoding are pure functions of their arguments; ReadCheckpointFile reads
 // through the FileSystem it is given. All are thread-safe.
@@ -26,13 +32,18 @@ inline constexpr size_t kCheckpointHeaderBytes = 8 + 8 + 4;
 // zlib's CRC-32 of `data`, of any length (zlib takes at most 4 GiB per call).
 uint32_t Crc32(absl::string_view data);
 
-// The file's bytes for `checkpoint`. RESOURCE_EXHAUSTED when it does not serialize (a
-// protobuf message holds at most 2 GiB).
-absl::StatusOr<std::string> EncodeCheckpointFile(const v1::ShardCheckpoint& checkpoint);
+// Largest record written: 1 GiB, well inside protobuf's 2 GiB per message.
+inline constexpr int64_t kMaxCheckpointRecordBytes = int64_t{1} << 30;
 
-// Verifies and parses a file's `bytes`. DATA_LOSS, with a message that starts with
-// `path` and says what is wrong (bad magic, truncated, trailing bytes, a CRC-32
-// mismatch, a payload that does not parse).
+// The file's bytes for `checkpoint`: PSCKPT01 when it fits one record, else PSCKPT02.
+// RESOURCE_EXHAUSTED only when a single element or row, or the tables-less part, does not
+// fit a record.
+absl::StatusOr<std::string> EncodeCheckpointFile(
+    const v1::ShardCheckpoint& checkpoint, int64_t max_record_bytes = kMaxCheckpointRecordBytes);
+
+// Verifies and parses a file's `bytes`, of either format. DATA_LOSS, with a message that
+// starts with `path` and says what is wrong (bad magic, truncated, trailing bytes, a
+// CRC-32 mismatch, a payload that does not parse, pieces that do not add up).
 absl::StatusOr<v1::ShardCheckpoint> DecodeCheckpointFile(absl::string_view bytes,
                                                          absl::string_view path);
 

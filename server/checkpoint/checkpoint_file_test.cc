@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
@@ -103,6 +104,86 @@ TEST(CheckpointFileTest, DamagedFilesAreDataLossNamingTheFile) {
   const uint32_t crc = Crc32(junk);
   for (int i = 0; i < 4; ++i) header[16 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
   ExpectDataLoss(header + junk, "does not parse");
+}
+
+// A shard with a dense table (two slots, a sync step in progress with one whole and one
+// partial gradient), a sparse table and the ledger and live workers, written with small
+// records: every array is cut into pieces, and the file reads back exactly.
+v1::ShardCheckpoint Big() {
+  v1::ShardCheckpoint c = Sample();
+  c.clear_tables();
+  v1::TableCheckpoint d = Table("dense", v1::SYNC, 9, std::string(1000 * 4, '\x03'));
+  d.mutable_spec()->set_kind(v1::DENSE);
+  for (int i = 0; i < 2; ++i) d.add_slots(std::string(1000 * 4, static_cast<char>('a' + i)));
+  for (int i = 0; i < 1000 * 4; ++i) (*d.mutable_params())[i] = static_cast<char>(i * 7);
+  d.set_step_sum(std::string(1000 * 4, '\x05'));
+  v1::SyncContribution* whole = d.add_step_contributions();
+  whole->set_worker_index(0);
+  whole->add_span_bounds(0);
+  whole->add_span_bounds(1000);
+  v1::SyncContribution* part = d.add_step_contributions();
+  part->set_worker_index(1);
+  part->add_span_bounds(100);
+  part->add_span_bounds(300);
+  part->set_partial(std::string(1000 * 4, '\x06'));
+  *c.add_tables() = d;
+  v1::TableCheckpoint sp = Table("rows", v1::ASYNC, 4, std::string(300 * 4 * 4, '\x07'));
+  sp.mutable_spec()->set_kind(v1::SPARSE);
+  sp.mutable_spec()->set_row_width(4);
+  sp.add_slots(std::string(300 * 4 * 4, '\x08'));
+  for (int k = 0; k < 300; ++k) sp.add_keys(k * 13);
+  *c.add_tables() = sp;
+  *c.add_tables() = Table("empty", v1::ASYNC, 1, "");
+  v1::PushLedgerEntry* pushed = c.add_pushes();
+  pushed->set_worker_index(1);
+  pushed->set_incarnation(99);
+  pushed->set_sequence(5);
+  pushed->add_parts(0);
+  c.add_live_workers()->set_worker_index(1);
+  return c;
+}
+
+TEST(CheckpointFileTest, ARecordFileCutsTablesIntoPiecesAndReadsBackTheSame) {
+  const v1::ShardCheckpoint big = Big();
+  absl::StatusOr<std::string> bytes = EncodeCheckpointFile(big, /*max_record_bytes=*/2048);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->substr(0, 8), "PSCKPT02");
+  absl::StatusOr<v1::ShardCheckpoint> got = DecodeCheckpointFile(*bytes, kPath);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*got, big));
+  // The same shard fits one record at the default size: the single-record format.
+  absl::StatusOr<std::string> one = EncodeCheckpointFile(big);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->substr(0, 8), "PSCKPT01");
+  absl::StatusOr<v1::ShardCheckpoint> again = DecodeCheckpointFile(*one, kPath);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, big));
+  // An element too large for any record is refused, not written short.
+  EXPECT_EQ(EncodeCheckpointFile(big, 64).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(CheckpointFileTest, DamagedRecordFilesAreDataLossNamingTheFile) {
+  absl::StatusOr<std::string> encoded = EncodeCheckpointFile(Big(), 2048);
+  ASSERT_TRUE(encoded.ok());
+  const std::string good = *encoded;
+  ExpectDataLoss(good.substr(0, good.size() - 5), "truncated");
+  ExpectDataLoss(good.substr(0, 14), "truncated");
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x10;
+  ExpectDataLoss(flipped, "CRC-32");
+  // Without one of its middle pieces a table does not add up.
+  std::vector<size_t> starts;
+  for (size_t at = 8; at < good.size();) {
+    starts.push_back(at);
+    uint64_t length = 0;
+    for (int i = 0; i < 8; ++i) length |= uint64_t{static_cast<unsigned char>(good[at + i])} << (8 * i);
+    at += 12 + length;
+  }
+  ASSERT_GT(starts.size(), 6u);
+  const std::string missing = good.substr(0, starts[3]) + good.substr(starts[4]);
+  ExpectDataLoss(missing, "does not continue it");
+  // Cut at a record boundary: the last table is missing, and the header says so.
+  ExpectDataLoss(good.substr(0, starts.back()), "2 of its 3 tables");
 }
 
 TEST(CheckpointFileTest, ReadCheckpointFileReadsThroughTheFileSystem) {

@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
+#include <cstdlib>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <thread>
@@ -523,6 +526,56 @@ TEST_F(CheckpointManagerTest, OtherShardCountIsFailedPrecondition) {
   EXPECT_THAT(restored.status().message(), HasSubstr("shard count"));
   EXPECT_THAT(restored.status().message(), HasSubstr(newer));
   EXPECT_THAT(b.store.Tables(), IsEmpty());
+}
+
+// A shard over 2 GiB (one protobuf message's limit): its file is written as records and
+// restored whole. About 10 GB of memory and 5 GB of disk at its peak, so it runs when
+// PS_LARGE_CHECKPOINT_TEST=1 (docs/checkpoints.md has a run's figures):
+//   PS_LARGE_CHECKPOINT_TEST=1 bazel test //server/checkpoint:checkpoint_manager_test \
+//     --test_env=PS_LARGE_CHECKPOINT_TEST --test_filter='*OverTwoGiB*' --test_output=all
+TEST_F(CheckpointManagerTest, AShardOverTwoGiBIsWrittenAndRestored) {
+  if (std::getenv("PS_LARGE_CHECKPOINT_TEST") == nullptr) {
+    GTEST_SKIP() << "set PS_LARGE_CHECKPOINT_TEST=1 (needs ~10 GB of memory)";
+  }
+  const int64_t n = int64_t{600} << 20;  // 2.34 GiB of float32
+  std::vector<float> sample;
+  std::string path;
+  {
+    Shard a(Options(), &now_);
+    a.Join(0);
+    a.Create(DenseSpec("huge", n, v1::ASYNC, Sgd()));
+    ASSERT_TRUE(a.PushDense(0, 0, "huge", std::vector<float>(n, 1.0f)).ok());
+    const absl::Time start = absl::Now();
+    absl::StatusOr<v1::CheckpointResponse::Written> w = a.manager.Checkpoint(0, absl::Seconds(1));
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::printf("wrote %lld bytes in %.1f s\n", static_cast<long long>(w->bytes()),
+                absl::ToDoubleSeconds(absl::Now() - start));
+    EXPECT_GT(w->bytes(), int64_t{2} << 30);
+    path = w->path();
+    EXPECT_EQ(ReadFile(path).substr(0, 8), "PSCKPT02");
+    std::map<std::string, v1::TableCheckpoint> captured = a.CaptureAll();
+    const std::string& params = captured["huge"].params();
+    for (int64_t i = 0; i < n; i += n / 97) {
+      float v;
+      std::memcpy(&v, params.data() + i * 4, 4);
+      sample.push_back(v);
+    }
+  }
+  Shard b(Options(), &now_);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> restored = b.manager.RestoreNewest();
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  std::printf("restored in %.1f s\n", absl::ToDoubleSeconds(absl::Now() - start));
+  EXPECT_EQ(*restored, path);
+  std::map<std::string, v1::TableCheckpoint> got = b.CaptureAll();
+  ASSERT_EQ(static_cast<int64_t>(got["huge"].params().size()), n * 4);
+  EXPECT_EQ(got["huge"].version(), 1);
+  size_t k = 0;
+  for (int64_t i = 0; i < n; i += n / 97, ++k) {
+    float v;
+    std::memcpy(&v, got["huge"].params().data() + i * 4, 4);
+    ASSERT_EQ(v, sample[k]) << i;
+  }
 }
 
 }  // namespace
