@@ -174,14 +174,18 @@ v1::ShardCheckpoint CheckpointManager::Assemble(Captures captured) const {
   // once, in name order as pushes take them: a push (which may touch several tables, and
   // may finish a step of each) lies wholly before or wholly after the copy, so no two
   // tables are a version apart.
+  // The lists are taken once, before any table lock: listing takes the store's lock,
+  // which GetStatus holds while it takes the tables' (the other order would deadlock).
+  const std::vector<DenseTable*> dense = store_->Tables();
+  const std::vector<SparseTable*> sparse = store_->SparseTables();
   std::vector<std::pair<std::string, absl::Mutex*>> locks;
-  for (DenseTable* t : store_->Tables()) {
+  for (DenseTable* t : dense) {
     if (!captured.count(t->name())) locks.emplace_back(t->name(), t->mu());
   }
-  for (SparseTable* t : store_->SparseTables()) locks.emplace_back(t->name(), t->mu());
+  for (SparseTable* t : sparse) locks.emplace_back(t->name(), t->mu());
   std::sort(locks.begin(), locks.end());
   for (auto& [name, mu] : locks) mu->Lock();
-  for (DenseTable* t : store_->Tables()) {
+  for (DenseTable* t : dense) {
     v1::TableCheckpoint* out = ckpt.add_tables();
     if (auto it = captured.find(t->name()); it != captured.end()) {
       *out = std::move(it->second);
@@ -190,7 +194,7 @@ v1::ShardCheckpoint CheckpointManager::Assemble(Captures captured) const {
       *out = t->Capture();
     }
   }
-  for (SparseTable* t : store_->SparseTables()) {
+  for (SparseTable* t : sparse) {
     t->mu()->AssertHeld();
     *ckpt.add_tables() = t->Capture();
   }

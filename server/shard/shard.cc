@@ -199,19 +199,25 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
     absl::Status s = registry_.CheckIncarnation(worker, request.id().incarnation());
     if (!s.ok() && !HasReason(s, kReasonUnknownWorker)) return s;
   }
+  // A copy of a push applied before is answered before its window is looked for: a
+  // shard restarted from its checkpoint knows the push (its ledger) but not the window,
+  // and refusing it for the window would have the client send it again in-band.
+  if (has_id && ledger_.Begin(worker, request.id()) == PushLedger::Claim::kDuplicate) {
+    duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
+    response->set_duplicate(true);
+    return absl::OkStatus();
+  }
   // Same-host: windowed gradients are read straight out of the worker's push window. (A
   // copy first would protect nothing: a process that can write the window can write
   // anywhere in this one; see docs/same_host.md.)
   const uint64_t incarnation = has_id ? request.id().incarnation() : 0;
   absl::StatusOr<WindowedSlices> in =
       ResolveWindows(worker, incarnation, request.dense(), /*push=*/true);
-  if (!in.ok()) return in.status();
-  CountBytes(request.dense(), &bytes_received_, &window_bytes_received_);
-  if (has_id && ledger_.Begin(worker, request.id()) == PushLedger::Claim::kDuplicate) {
-    duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
-    response->set_duplicate(true);
-    return absl::OkStatus();
+  if (!in.ok()) {
+    if (has_id) ledger_.End(worker, request.id(), /*applied=*/false);
+    return in.status();
   }
+  CountBytes(request.dense(), &bytes_received_, &window_bytes_received_);
   const std::vector<const char*> values(in->at.begin(), in->at.end());
   absl::Status s = store_.Push(request, response, values.empty() ? nullptr : &values);
   if (has_id) ledger_.End(worker, request.id(), s.ok());

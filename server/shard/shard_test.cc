@@ -188,6 +188,40 @@ TEST_F(ShardTest, AWindowedCallWithoutAWindowSaysWindowGone) {
   EXPECT_TRUE(HasReason(s, kReasonWindowGone)) << s;
 }
 
+// A windowed push applied before a restart, sent again to the restarted shard (its
+// ledger restored, its windows gone): a duplicate, answered before the window is looked
+// for. Refused as WINDOW_GONE before, it was then resent in-band and applied twice.
+TEST_F(ShardTest, ACopyOfAnAppliedWindowedPushIsADuplicateWithoutItsWindow) {
+  Create(::ps::testing::OnesSgdSpec("w", 4, v1::ASYNC));
+  ASSERT_TRUE(Register(0, kInc0).ok());
+  v1::PushRequest push = DensePush(0, 0, "w", 0, {1, 1, 1, 1});
+  SetId(&push, kInc0, 1, 0);
+  v1::PushResponse pushed;
+  ASSERT_TRUE(shard_.Push(push, &pushed).ok());
+  Shard restarted{ShardOptions()};
+  restarted.ledger()->Restore(shard_.ledger()->Capture());
+  v1::PushRequest copy = push;
+  copy.mutable_dense(0)->clear_values();
+  copy.mutable_dense(0)->set_window_offset(0);
+  v1::PushResponse answer;
+  absl::Status s = restarted.Push(copy, &answer);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(answer.duplicate());
+  // A new push with a window it does not have is still refused, and not recorded.
+  SetId(&copy, kInc0, 2, 0);
+  s = restarted.Push(copy, &answer);
+  EXPECT_TRUE(HasReason(s, kReasonWindowGone)) << s;
+  copy.mutable_dense(0)->clear_window_offset();
+  copy.mutable_dense(0)->set_values(Encode({1, 1, 1, 1}));
+  v1::CreateTableRequest create;
+  *create.mutable_spec() = ::ps::testing::OnesSgdSpec("w", 4, v1::ASYNC);
+  v1::CreateTableResponse created;
+  ASSERT_TRUE(restarted.CreateTable(create, &created).ok());
+  v1::PushResponse applied;
+  EXPECT_TRUE(restarted.Push(copy, &applied).ok());
+  EXPECT_FALSE(applied.duplicate());
+}
+
 // Every consistency mode applies a repeated request once and answers it OK.
 TEST_F(ShardTest, ARepeatedPushIsAppliedOnceInEveryMode) {
   for (v1::ConsistencyMode mode : {v1::SYNC, v1::ASYNC, v1::SSP}) {
