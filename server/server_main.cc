@@ -45,6 +45,9 @@ ABSL_FLAG(bool, check_finite_updates, true,
 ABSL_FLAG(int64_t, memory_budget_mb, 0,
           "MiB that tables, sync buffers and same-host windows may hold; beyond it requests get "
           "RESOURCE_EXHAUSTED. 0: 80% of the container's (cgroup) or machine's memory.");
+ABSL_FLAG(bool, allow_start_without_state, false,
+          "Serve even when nothing was restored while a peer shard holds the job's progress "
+          "(otherwise every call is refused with STATE_LOST: the shard lost its state).");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "On SIGTERM or SIGINT, the longest the shard takes to stop (pending calls, the final "
           "checkpoint); past it the process exits with status 1. Keep it below the "
@@ -102,6 +105,7 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
   options.max_sparse_keys = absl::GetFlag(FLAGS_max_sparse_keys);
   options.max_tables = absl::GetFlag(FLAGS_max_tables);
   options.check_finite_updates = absl::GetFlag(FLAGS_check_finite_updates);
+  options.allow_start_without_state = absl::GetFlag(FLAGS_allow_start_without_state);
   const int64_t budget = MemoryBudgetFromFlag();
   if (budget < 0) return absl::InvalidArgumentError("--memory_budget_mb");
   options.memory_budget_bytes = budget;
@@ -139,7 +143,8 @@ int main(int argc, char** argv) {
                                             "metrics_port", "metrics_port_file", "checkpoint_dir",
                                             "checkpoint_every_steps", "checkpoint_interval",
                                             "checkpoint_keep", "max_sparse_keys", "max_tables", "check_finite_updates", "memory_budget_mb",
-                                            "same_host_windows", "shutdown_timeout"});
+                                            "same_host_windows", "shutdown_timeout",
+                                            "allow_start_without_state"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;

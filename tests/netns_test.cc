@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -398,8 +399,13 @@ TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
   }
   EXPECT_EQ(acked, kWorkers * pushes);
   int64_t dropped = 0;
-  for (int w = 0; w < kWorkers; ++w) dropped += Dropped(Namespace(absl::StrCat("w", w)), "eth0");
-  for (int w = 0; w < kWorkers; ++w) dropped += Dropped(Namespace("sw"), absl::StrCat("v", kServers + w));
+  for (int w = 0; w < kWorkers; ++w) {
+    for (int64_t d : {Dropped(Namespace(absl::StrCat("w", w)), "eth0"),
+                      Dropped(Namespace("sw"), absl::StrCat("v", kServers + w))}) {
+      EXPECT_GE(d, 0) << "tc -s qdisc show did not say what it dropped";
+      dropped += std::max<int64_t>(d, 0);
+    }
+  }
   EXPECT_GT(dropped, 0) << "the links dropped nothing: the test proved nothing";
   std::printf("links dropped %lld packets\n", static_cast<long long>(dropped));
   absl::StatusOr<Process> reader =

@@ -301,6 +301,9 @@ absl::StatusOr<ps::TrainerOptions> TrainerOptionsFromFlags(int worker, int worke
   options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
   options.resume = absl::GetFlag(FLAGS_resume);
   options.overlap = absl::GetFlag(FLAGS_overlap);
+  // With backup workers a slow worker's late steps are refused by design, any number in
+  // a row: no limit then.
+  if (absl::GetFlag(FLAGS_backup_workers) > 0) options.max_refused_steps = 0;
   if (options.buffer_steps < 1 || options.buffer_bytes < 0 ||
       options.buffer_time < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(

@@ -230,6 +230,7 @@ absl::StatusOr<v1::CheckpointResponse::Written> CheckpointManager::CompleteAndWr
     absl::MutexLock lock(&mu_);
     latest_path_ = path;
     latest_version_ = version;
+    last_written_ = absl::Now();
   }
   // The rename is durable only once the directory entry is. Until then the older files
   // are what a crash leaves, so none are pruned.
@@ -393,13 +394,28 @@ void CheckpointManager::Loop() {
       }
     }
     if (absl::Now() >= next_timed) {
+      next_timed = absl::Now() + options_.interval;
+      // No tables, nothing to keep: a file of an empty shard would only be restored as
+      // if it were state.
+      if (store_->Tables().empty() && store_->SparseTables().empty()) continue;
+      bool own = true;
       if (options_.sync_interval && !SyncTables().empty()) {
         options_.sync_interval();
-      } else {
+        // The coordinated rounds wrote here lately: nothing more. Otherwise (shard 0 down,
+        // or its rounds failing) this shard writes its own, so what a crash loses stays
+        // bounded.
+        absl::MutexLock lock(&mu_);
+        own = absl::Now() - last_written_ > 2 * options_.interval;
+        if (own) {
+          LOG(WARNING) << "no checkpoint of every shard written here for "
+                       << absl::FormatDuration(absl::Now() - last_written_)
+                       << "; writing this shard's own";
+        }
+      }
+      if (own) {
         absl::StatusOr<v1::CheckpointResponse::Written> w = Checkpoint(0, absl::Seconds(1));
         if (!w.ok()) LOG(ERROR) << "periodic checkpoint failed: " << w.status();
       }
-      next_timed = absl::Now() + options_.interval;
     }
   }
 }

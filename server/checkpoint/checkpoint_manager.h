@@ -130,6 +130,7 @@ class CheckpointManager final : public Checkpointer {
   int64_t capture_seq_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every step capture
   std::string latest_path_ ABSL_GUARDED_BY(mu_);
   int64_t latest_version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_written_ ABSL_GUARDED_BY(mu_) = absl::Now();  // or when the manager was made
 
   absl::Notification stop_;
   std::thread thread_;

@@ -70,6 +70,8 @@ std::string AdminService::Address(int i) const {
 
 void AdminService::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  absl::MutexLock lock(&forward_mu_);
+  for (grpc::ClientContext* c : forwarding_) c->TryCancel();
 }
 
 v1::ClusterStatusResponse AdminService::GetClusterStatus() {
@@ -166,17 +168,21 @@ grpc::Status AdminService::Checkpoint(grpc::ServerContext*, const v1::Checkpoint
     *response = *std::move(all);
     return grpc::Status::OK;
   }
-  absl::StatusOr<v1::CheckpointResponse::Written> written = CheckpointLocal(request->at_version());
+  absl::StatusOr<v1::CheckpointResponse::Written> written = CheckpointLocal(request->at_version(), absl::ZeroDuration());
   if (!written.ok()) return ToGrpcStatus(written.status());
   *response->add_written() = *std::move(written);
   return grpc::Status::OK;
 }
 
-absl::StatusOr<v1::CheckpointResponse::Written> AdminService::CheckpointLocal(int64_t at_version) {
-  return checkpointer_->Checkpoint(at_version, options_.checkpoint_timeout);
+absl::StatusOr<v1::CheckpointResponse::Written> AdminService::CheckpointLocal(
+    int64_t at_version, absl::Duration timeout) {
+  return checkpointer_->Checkpoint(
+      at_version, timeout > absl::ZeroDuration() ? timeout : options_.checkpoint_timeout);
 }
 
-absl::StatusOr<v1::CheckpointResponse> AdminService::CheckpointAllShards(int64_t at_version) {
+absl::StatusOr<v1::CheckpointResponse> AdminService::CheckpointAllShards(int64_t at_version,
+                                                                         absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) timeout = options_.checkpoint_timeout;
   const int n = static_cast<int>(peers_.size());
   if (at_version == 0) {
     // Sync tables on every shard are captured at the newest version any shard has
@@ -199,18 +205,33 @@ absl::StatusOr<v1::CheckpointResponse> AdminService::CheckpointAllShards(int64_t
   std::vector<grpc::Status> results(n);
   std::vector<v1::CheckpointResponse> replies(n);
   absl::BlockingCounter pending(n - 1);
+  {
+    absl::MutexLock lock(&forward_mu_);
+    if (stop_.HasBeenNotified()) return absl::UnavailableError("the shard is stopping");
+    for (int i = 0; i < n; ++i) {
+      if (i != self_) forwarding_.push_back(&contexts[i]);
+    }
+  }
   for (int i = 0; i < n; ++i) {
     if (i == self_) continue;
-    // The peer waits up to checkpoint_timeout itself; allow for writing and the network.
-    contexts[i].set_deadline(DeadlineIn(options_.checkpoint_timeout + absl::Seconds(30)));
+    // The peer waits up to its own checkpoint_timeout; allow for writing and the network.
+    contexts[i].set_deadline(DeadlineIn(timeout + absl::Seconds(30)));
     peers_[i].admin->async()->Checkpoint(&contexts[i], &forward, &replies[i],
                                          [&results, &pending, i](grpc::Status s) {
                                            results[i] = std::move(s);
                                            pending.DecrementCount();
                                          });
   }
-  absl::StatusOr<v1::CheckpointResponse::Written> local = CheckpointLocal(at_version);
+  absl::StatusOr<v1::CheckpointResponse::Written> local = CheckpointLocal(at_version, timeout);
   pending.Wait();
+  {
+    absl::MutexLock lock(&forward_mu_);
+    forwarding_.erase(std::remove_if(forwarding_.begin(), forwarding_.end(),
+                                     [&](grpc::ClientContext* c) {
+                                       return c >= &contexts[0] && c < &contexts[0] + n;
+                                     }),
+                      forwarding_.end());
+  }
 
   v1::CheckpointResponse response;
   for (int i = 0; i < n; ++i) {

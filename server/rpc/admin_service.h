@@ -21,6 +21,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "proto/v1/ps.grpc.pb.h"
@@ -65,8 +67,11 @@ class AdminService final : public v1::Admin::Service {
   // The view of the whole job that ClusterStatus answers.
   v1::ClusterStatusResponse GetClusterStatus();
   // Has every shard write a checkpoint at `at_version` (0: the newest sync version any
-  // shard has reached), as Checkpoint with all_shards does.
-  absl::StatusOr<v1::CheckpointResponse> CheckpointAllShards(int64_t at_version);
+  // shard has reached), as Checkpoint with all_shards does, waiting up to `timeout`
+  // (options.checkpoint_timeout when zero) for this shard's steps and that plus 30 s for
+  // the peers' answers. Stop() cancels the calls to the peers.
+  absl::StatusOr<v1::CheckpointResponse> CheckpointAllShards(
+      int64_t at_version, absl::Duration timeout = absl::ZeroDuration());
 
  private:
   struct Peer {
@@ -76,7 +81,8 @@ class AdminService final : public v1::Admin::Service {
   };
 
   std::string Address(int shard_position) const;
-  absl::StatusOr<v1::CheckpointResponse::Written> CheckpointLocal(int64_t at_version);
+  absl::StatusOr<v1::CheckpointResponse::Written> CheckpointLocal(int64_t at_version,
+                                                                  absl::Duration timeout);
 
   const AdminServiceOptions options_;
   const LocalStatusFn local_status_;
@@ -84,6 +90,9 @@ class AdminService final : public v1::Admin::Service {
   std::vector<Peer> peers_;  // one per shard, in shard order; fixed after construction
   int self_ = 0;             // this shard's position in peers_
   absl::Notification stop_;
+  absl::Mutex forward_mu_;
+  // The forwarded Checkpoint calls in flight, cancelled by Stop().
+  std::vector<grpc::ClientContext*> forwarding_ ABSL_GUARDED_BY(forward_mu_);
 };
 
 // Returns the largest version of any SYNC table on any reachable shard (0 if none): the

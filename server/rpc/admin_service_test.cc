@@ -6,7 +6,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,7 +72,8 @@ void SetDeadline(grpc::ClientContext* context) {
 class AdminServiceTest : public ::testing::Test {
  protected:
   // Starts shards 0 and 1 on reserved ports, each knowing both addresses.
-  void StartShards(Checkpointer* c0 = nullptr, Checkpointer* c1 = nullptr) {
+  void StartShards(Checkpointer* c0 = nullptr, Checkpointer* c1 = nullptr,
+                   const std::function<void(int, ServerOptions*)>& customize = nullptr) {
     std::vector<std::string> peers;
     for (int i = 0; i < 2; ++i) {
       absl::StatusOr<testing::PortReservation> r = testing::PortReservation::Reserve();
@@ -87,6 +90,7 @@ class AdminServiceTest : public ::testing::Test {
       options.num_shards = 2;
       options.peers = peers;
       options.checkpointer = checkpointers[i];
+      if (customize) customize(i, &options);
       reserved_[i].Release();
       absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
       ASSERT_TRUE(server.ok()) << server.status();
@@ -362,6 +366,26 @@ TEST(MaxSyncVersionTest, IgnoresAsyncTablesAndUnreachableShards) {
   add(false, v1::SYNC, 50);
   add(true, v1::SYNC, 6);
   EXPECT_EQ(MaxSyncVersion(c), 6);
+}
+
+// Interval checkpoints of sync tables are asked by shard 0 of every shard at a version
+// two steps ahead; with no training that version never comes. Stopping shard 0 then must
+// not wait for it (the writer's thread, which the stop joins, is in that request): the
+// local wait ends and the calls to the peers are cancelled.
+TEST_F(AdminServiceTest, AStoppingShardZeroDoesNotWaitForItsIntervalRequest) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/interval-stop";
+  StartShards(nullptr, nullptr, [&](int i, ServerOptions* options) {
+    options->checkpoint.dir = absl::StrCat(dir, "-", i);
+    options->checkpoint.interval = absl::Milliseconds(100);
+  });
+  CreateTable("synced", v1::SYNC);
+  absl::SleepFor(absl::Milliseconds(400));  // a round is waiting for version 2 by now
+  const absl::Time start = absl::Now();
+  servers_[0]->Shutdown();
+  servers_[0]->Wait();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+  EXPECT_TRUE(servers_[0]->shutdown_status().ok()) << servers_[0]->shutdown_status();
 }
 
 }  // namespace

@@ -84,14 +84,16 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   s->server_->GetHealthCheckService()->SetServingStatus("ps.v1.Admin", true);
   s->SetReady(!options.start_not_ready && !refused);
   s->expire_thread_ = std::thread([p = s.get()] { p->ExpireLoop(); });
-  if (s->checkpoints_ != nullptr) s->checkpoints_->Start();
+  // A shard that refuses to serve writes nothing: a file of its empty state would be
+  // restored at its next start as if it were the job's.
+  if (s->checkpoints_ != nullptr && !refused) s->checkpoints_->Start();
   LOG(INFO) << "ps_server shard " << options.shard_index << "/" << options.num_shards
             << " serving on " << options.host << ":" << s->port_;
   return s;
 }
 
 bool PsServer::RefuseIfStateLost() {
-  if (restored_ || options_.peers.size() < 2) return false;
+  if (restored_ || options_.peers.size() < 2 || options_.allow_start_without_state) return false;
   for (int i = 0; i < static_cast<int>(options_.peers.size()); ++i) {
     if (i == options_.shard_index) continue;
     // A channel of its own: the Admin service's would be left in reconnect backoff by a
@@ -141,7 +143,10 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
       const int64_t newest = MaxSyncVersion(admin_->GetClusterStatus());
       if (newest == last) return;
       last = newest;
-      absl::StatusOr<v1::CheckpointResponse> all = admin_->CheckpointAllShards(newest + 2);
+      // A short wait: this runs on the checkpoint writer's thread, which a stopping shard
+      // joins (Stop() cancels the calls to the peers).
+      absl::StatusOr<v1::CheckpointResponse> all =
+          admin_->CheckpointAllShards(newest + 2, absl::Seconds(5));
       if (!all.ok()) LOG(ERROR) << "interval checkpoint of every shard failed: " << all.status();
     };
   }
@@ -155,7 +160,8 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
   if (restored->empty()) {
     LOG(INFO) << "no checkpoint in " << options_.checkpoint.dir << "; starting empty";
   }
-  restored_ = !restored->empty();
+  // A file with no tables restores no state (such files are no longer written).
+  restored_ = !restored->empty() && (!store()->Tables().empty() || !store()->SparseTables().empty());
   CheckpointManager* cm = checkpoints_.get();
   shard_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
     const std::string path = cm->latest_path();

@@ -42,6 +42,10 @@ struct ServerOptions {
   int64_t max_sparse_keys = 1 << 17;
   int64_t max_tables = 4096;
   bool check_finite_updates = true;  // StoreOptions::check_finite_updates
+  // Serve even when nothing was restored while a peer holds the job's progress (a new
+  // job on old peers, or a shard that holds none of the job's elements), instead of
+  // refusing every call with STATE_LOST.
+  bool allow_start_without_state = false;
   // Bytes tables, sync buffers and windows may hold (common/memory_budget.h); <= 0: no
   // limit. ps_server's --memory_budget_mb defaults it from the machine.
   int64_t memory_budget_bytes = 0;

@@ -428,7 +428,7 @@ void ParameterStore::OnMembershipChange() {
   clocks_.SetLive(live);
   for (DenseTable* t : Tables()) {
     absl::MutexLock lock(t->mu());
-    if (t->MaybeFinishStep(live)) {
+    if (t->MaybeFinishStep(live, options_.check_finite_updates)) {
       if (step_hook_) step_hook_(t);
       LOG(INFO) << "table '" << t->name() << "': step finished without departed workers, now at version "
                 << t->version();

@@ -912,6 +912,35 @@ TEST_F(ParameterStoreTest, SyncPushThatWouldOverflowTheStepIsRefusedAndTheStepGo
   EXPECT_THAT(p.values, ElementsAre(-((3e38f + 1e37f) * 0.5f), -2.0f));
 }
 
+// With three workers the overflowing sum comes before the step is complete: the push that
+// would make it is refused there, not the third worker's that completes the step.
+TEST_F(ParameterStoreTest, SyncSumOverflowIsRefusedWhenItHappensNotAtTheStepsEnd) {
+  RegisterWorkers(3);
+  MustCreate(DenseSpec("w", {1}, v1::SYNC, 1.0f, /*initial=*/0.0f));
+  ASSERT_TRUE(Push(0, 0, "w", 0, {3e38f}).ok());
+  absl::Status s = Push(1, 0, "w", 0, {3e38f});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("the sum of step 0's gradients"));
+  ASSERT_TRUE(Push(1, 0, "w", 0, {0}).ok());
+  ASSERT_TRUE(Push(2, 0, "w", 0, {0}).ok());
+  Pulled p = PullAll("w", 1);
+  EXPECT_EQ(p.version, 1);
+  EXPECT_THAT(p.values, ElementsAre(-(3e38f * (1.0f / 3.0f))));
+}
+
+// A step finished by a departure (no push's check saw it) whose update would be
+// non-finite is skipped: the version moves on, the values stay.
+TEST_F(ParameterStoreTest, ASyncStepFinishedByADepartureIsSkippedIfItsUpdateIsNotFinite) {
+  RegisterWorkers(2);
+  MustCreate(DenseSpec("w", {1}, v1::SYNC, 1.0f, /*initial=*/-3e38f));
+  ASSERT_TRUE(Push(0, 0, "w", 0, {1e38f}).ok());
+  ASSERT_TRUE(registry_.Leave(1).ok());
+  store_->OnMembershipChange();
+  Pulled p = PullAll("w", 1);
+  EXPECT_EQ(p.version, 1);
+  EXPECT_THAT(p.values, ElementsAre(-3e38f));
+}
+
 TEST_F(ParameterStoreTest, SyncStepWhoseUpdateOverflowsIsRefusedToThePushThatCompletesIt) {
   RegisterWorkers(2);
   MustCreate(DenseSpec("w", {2}, v1::SYNC, 1.0f, /*initial=*/-3e38f));

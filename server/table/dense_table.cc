@@ -7,8 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/error_reason.h"
+#include "common/input_checks.h"
 #include "common/memory_budget.h"
 #include "common/placement.h"
+#include "glog/logging.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "server/table/initializer.h"
 
@@ -372,7 +374,7 @@ void DenseTable::Push(const PushKey& key, int64_t step, const v1::DenseSlice& sl
   if (c.covered == local_size()) ++step_full_;
 }
 
-bool DenseTable::MaybeFinishStep(const std::vector<int>& live) {
+bool DenseTable::MaybeFinishStep(const std::vector<int>& live, bool check_finite) {
   if (!is_sync() || step_full_ == 0) return false;
   int live_full = 0;
   for (int w : live) {
@@ -383,7 +385,15 @@ bool DenseTable::MaybeFinishStep(const std::vector<int>& live) {
   if (live_full < needed) return false;
   const float inv = 1.0f / static_cast<float>(step_full_);
   for (float& g : step_sum_) g *= inv;
-  ApplyUpdate(0, step_sum_.data(), local_size(), version_ + 1);
+  const float* slots[Optimizer::kMaxSlots];
+  for (size_t i = 0; i < slots_.size(); ++i) slots[i] = slots_[i].data();
+  if (check_finite && !optimizer_->AllFinite(params_.data(), step_sum_.data(), local_size(),
+                                            slots, version_ + 1)) {
+    LOG(ERROR) << "table '" << Printable(name()) << "': step " << version_
+               << " skipped: its update would make a value non-finite";
+  } else {
+    ApplyUpdate(0, step_sum_.data(), local_size(), version_ + 1);
+  }
   ++version_;
   step_sum_empty_ = true;
   step_full_ = 0;

@@ -104,8 +104,12 @@ class DenseTable {
   void Push(const PushKey& key, int64_t step, const v1::DenseSlice& slice,
             const char* values = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sync: applies the pending step if the workers in `live` (ascending) have all pushed
-  // (up to backup_workers). Returns true if the version advanced.
-  bool MaybeFinishStep(const std::vector<int>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // (up to backup_workers). Returns true if the version advanced. With `check_finite`
+  // (steps finished by a membership change, which no push's check saw), a step whose
+  // update would leave a value non-finite is skipped: the version advances, values and
+  // slots stay, and the log says so.
+  bool MaybeFinishStep(const std::vector<int>& live, bool check_finite = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Counters and sizes for status reports.
   void FillStatus(v1::TableStatus* status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -52,8 +52,10 @@ absl::Status DenseTable::CheckFiniteStep(int worker, const std::vector<const v1:
     live_full += w == worker || (c != step_contrib_.end() && c->second.covered == local_size_);
   }
   const int needed = std::max(0, static_cast<int>(live.size()) - spec_.backup_workers());
-  if (live_full < needed) return absl::OkStatus();
-  // The step's mean gradient, a chunk at a time, as MaybeFinishStep will compute it.
+  // The gradient is whole: its sum with the others' must stay finite; and when it
+  // completes the step, so must the update with the step's mean, computed a chunk at a
+  // time as MaybeFinishStep will.
+  const bool finishes = live_full >= needed;
   const float inv = 1.0f / static_cast<float>(step_full_ + 1);
   constexpr int64_t kChunk = 4096;
   std::vector<float> mean(kChunk);
@@ -82,6 +84,7 @@ absl::Status DenseTable::CheckFiniteStep(int worker, const std::vector<const v1:
                               absl::StrCat("the sum of step ", version_, "'s gradients"));
       }
     }
+    if (!finishes) continue;
     for (size_t s = 0; s < slots_.size(); ++s) slots[s] = slots_[s].data() + begin;
     std::optional<Optimizer::NonFinite> bad =
         optimizer_->FirstNonFinite(params_.data() + begin, g, m, slots, version_ + 1);

@@ -136,7 +136,7 @@ absl::Status StepExchange::Settle(const absl::Status& pushed, std::optional<int6
       // discarded where it was refused, and the worker rejoins at each shard's current
       // version.
       LOG(WARNING) << "step " << pulled_version_ << " gradient discarded: " << pushed.message();
-      if (++refused_in_a_row_ >= options_.max_refused_steps) {
+      if (++refused_in_a_row_ >= options_.max_refused_steps && options_.max_refused_steps > 0) {
         return absl::FailedPreconditionError(absl::StrCat(
             refused_in_a_row_, " steps in a row were refused (the last: ", pushed.message(),
             "); the shards cannot take this worker's steps, so the job stops"));

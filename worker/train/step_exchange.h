@@ -47,6 +47,7 @@ struct StepExchangeOptions {
   absl::Duration retry_timeout = absl::Minutes(2);
   // Sync: this many steps refused in a row (each rejoined and pulled again) end the job:
   // a shard whose tables cannot take the worker's steps would otherwise have it spin.
+  // 0: no limit (backup workers, whose late steps are refused by design).
   int max_refused_steps = 20;
 };
 

@@ -22,6 +22,7 @@ StepExchangeOptions ExchangeOptions(const TrainerOptions& o, const std::string& 
   e.mode = o.mode;
   e.overlap = o.overlap;
   e.retry_timeout = o.retry_timeout;
+  e.max_refused_steps = o.max_refused_steps;
   return e;
 }
 

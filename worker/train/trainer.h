@@ -58,6 +58,8 @@ struct TrainerOptions {
   bool overlap = false;
   // How long a pull keeps retrying while a shard is down or restarting.
   absl::Duration retry_timeout = absl::Minutes(2);
+  // Sync: steps refused in a row that end the job (0: no limit; StepExchangeOptions).
+  int max_refused_steps = 20;
   // How long to wait at start for all num_workers to register.
   absl::Duration start_timeout = absl::Seconds(120);
 };
