@@ -120,7 +120,8 @@ class DenseTable {
     if (is_sync() && spec_.backup_workers() > 0 && step < version_) ++late_dropped_;
   }
   // Copies the table's state for a checkpoint, with a sync step in progress (the
-  // gradients pushed for it so far), so that a restart loses no acknowledged push.
+  // gradients pushed for it so far), so that a planned restart (the final checkpoint)
+  // loses no acknowledged push.
   v1::TableCheckpoint Capture() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:
