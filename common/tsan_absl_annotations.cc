@@ -228,3 +228,17 @@ bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
 
 ABSL_NAMESPACE_END
 }  // namespace absl
+
+namespace {
+
+// Abseil's lock-order (deadlock) detection keeps a graph of mutexes under a spin lock of
+// its own, inside the uninstrumented library: TSan sees two threads write the graph with
+// nothing ordering them (a report in GraphCycles::InsertEdge whenever two threads take
+// several mutexes at once). The detection itself stays on in the plain and ASan runs;
+// here it is turned off before any test starts, as ps_server turns it off in production.
+const bool kDeadlockDetectionOff = [] {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return true;
+}();
+
+}  // namespace
