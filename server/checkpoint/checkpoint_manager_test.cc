@@ -531,8 +531,9 @@ TEST_F(CheckpointManagerTest, OtherShardCountIsFailedPrecondition) {
 // A shard over 2 GiB (one protobuf message's limit): its file is written as records and
 // restored whole. About 10 GB of memory and 5 GB of disk at its peak, so it runs when
 // PS_LARGE_CHECKPOINT_TEST=1 (docs/checkpoints.md has a run's figures):
-//   PS_LARGE_CHECKPOINT_TEST=1 bazel test //server/checkpoint:checkpoint_manager_test \
+//   PS_LARGE_CHECKPOINT_TEST=1 bazel test //server/checkpoint:checkpoint_manager_test
 //     --test_env=PS_LARGE_CHECKPOINT_TEST --test_filter='*OverTwoGiB*' --test_output=all
+// (one command line).
 TEST_F(CheckpointManagerTest, AShardOverTwoGiBIsWrittenAndRestored) {
   if (std::getenv("PS_LARGE_CHECKPOINT_TEST") == nullptr) {
     GTEST_SKIP() << "set PS_LARGE_CHECKPOINT_TEST=1 (needs ~10 GB of memory)";
