@@ -323,18 +323,6 @@ std::optional<Optimizer::NonFinite> Optimizer::FirstNonFinite(const float* p, co
     std::copy_n(p + begin, m, scratch.data());
     for (int s = 0; s < k; ++s) std::copy_n(slots[s] + begin, m, copies[s]);
     Apply(scratch.data(), g + begin, m, copies, step);
-    // A float is inf or NaN when its exponent bits are all ones: one branch-free pass
-    // over the chunk (it vectorises), and the element is looked for only if there is one.
-    uint32_t bad = 0;
-    for (int a = 0; a <= k; ++a) {
-      const float* v = a == 0 ? scratch.data() : copies[a - 1];
-      for (int64_t i = 0; i < m; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, v + i, 4);
-        bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-      }
-    }
-    if (bad == 0) continue;
     for (int64_t i = 0; i < m; ++i) {
       if (!std::isfinite(scratch[i])) return NonFinite{begin + i, -1, scratch[i]};
       for (int s = 0; s < k; ++s) {
