@@ -4,7 +4,9 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_util.h"
+#include "common/tensor_coding.h"
 
 namespace ps {
 namespace {
@@ -17,26 +19,39 @@ absl::Time CallDeadline(const grpc::CallbackServerContext* context) {
 }
 
 // Answers a call that never waits.
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
-                                 const absl::Status& status) {
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
-// A call that may wait in the shard: finished by the shard's callback, on whichever
-// thread answers it. A cancelled call (client gone, deadline, server shutdown) takes its
-// pull out of the shard's waiters, which answers it CANCELLED.
+// A call that may wait in the shard: its request parsed from the call's bytes, and its
+// reply coded into them (common/tensor_coding.h) when the shard's callback finishes it,
+// on whichever thread answers it. A cancelled call (client gone, deadline, server
+// shutdown) takes its pull out of the shard's waiters, which answers it CANCELLED.
+template <typename Request, typename Response>
 class WaitingCall final : public grpc::ServerUnaryReactor {
  public:
-  // `start` hands the shard the callback that finishes this call and returns the
-  // shard's id for it.
+  // `start(request, response, done)` hands the shard the call and the callback that
+  // finishes it, and returns the shard's id for it. A request that does not parse is
+  // answered INVALID_ARGUMENT.
   template <typename Start>
-  static WaitingCall* Begin(Shard* shard, Start start) {
-    auto* call = new WaitingCall(shard);
+  static WaitingCall* Begin(Shard* shard, const grpc::ByteBuffer* bytes, grpc::ByteBuffer* reply,
+                            Start start) {
+    auto* call = new WaitingCall(shard, reply);
+    grpc::ByteBuffer copy = *bytes;  // shares the slices
+    if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, Request>(&copy, &call->request_).ok()) {
+      call->Finish(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("the request does not parse as ", Request::descriptor()->full_name())));
+      return call;
+    }
     // gRPC reacts (OnCancel, OnDone) only after the method returns this reactor, so the
     // id is set before OnCancel can read it, and `call` lives until OnDone.
-    call->id_.store(start([call](absl::Status s) { call->Finish(ToGrpcStatus(s)); }));
+    call->id_.store(start(call->request_, &call->response_, [call](absl::Status s) {
+      if (s.ok()) *call->reply_ = wire::EncodeMoving(&call->response_);
+      call->Finish(ToGrpcStatus(s));
+    }));
     return call;
   }
 
@@ -46,26 +61,31 @@ class WaitingCall final : public grpc::ServerUnaryReactor {
   void OnDone() override { delete this; }
 
  private:
-  explicit WaitingCall(Shard* shard) : shard_(shard) {}
+  WaitingCall(Shard* shard, grpc::ByteBuffer* reply) : shard_(shard), reply_(reply) {}
 
   Shard* const shard_;
+  grpc::ByteBuffer* const reply_;
+  Request request_;
+  Response response_;
   std::atomic<uint64_t> id_{0};
 };
 
 }  // namespace
 
-grpc::ServerUnaryReactor* ParameterServerService::CreateTable(
-    grpc::CallbackServerContext* context, const v1::CreateTableRequest* request,
-    v1::CreateTableResponse* response) {
+grpc::ServerUnaryReactor* ParameterServerService::CreateTable(grpc::CallbackServerContext* context,
+                                                              const v1::CreateTableRequest* request,
+                                                              v1::CreateTableResponse* response) {
   return Answer(context, shard_->CreateTable(*request, response));
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::Pull(grpc::CallbackServerContext* context,
-                                                       const v1::PullRequest* request,
-                                                       v1::PullResponse* response) {
-  return WaitingCall::Begin(shard_, [&](Shard::Done done) {
-    return shard_->PullAsync(*request, CallDeadline(context), response, std::move(done));
-  });
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return WaitingCall<v1::PullRequest, v1::PullResponse>::Begin(
+      shard_, request, response,
+      [&](const v1::PullRequest& r, v1::PullResponse* out, Shard::Done done) {
+        return shard_->PullAsync(r, CallDeadline(context), out, std::move(done));
+      });
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerContext* context,
@@ -74,12 +94,14 @@ grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerConte
   return Answer(context, shard_->Push(*request, response));
 }
 
-grpc::ServerUnaryReactor* ParameterServerService::PushPull(
-    grpc::CallbackServerContext* context, const v1::PushPullRequest* request,
-    v1::PushPullResponse* response) {
-  return WaitingCall::Begin(shard_, [&](Shard::Done done) {
-    return shard_->PushPullAsync(*request, CallDeadline(context), response, std::move(done));
-  });
+grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return WaitingCall<v1::PushPullRequest, v1::PushPullResponse>::Begin(
+      shard_, request, response,
+      [&](const v1::PushPullRequest& r, v1::PushPullResponse* out, Shard::Done done) {
+        return shard_->PushPullAsync(r, CallDeadline(context), out, std::move(done));
+      });
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::RegisterWorker(
@@ -88,28 +110,28 @@ grpc::ServerUnaryReactor* ParameterServerService::RegisterWorker(
   return Answer(context, shard_->Register(*request, response));
 }
 
-grpc::ServerUnaryReactor* ParameterServerService::Heartbeat(
-    grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
-    v1::HeartbeatResponse* response) {
+grpc::ServerUnaryReactor* ParameterServerService::Heartbeat(grpc::CallbackServerContext* context,
+                                                            const v1::HeartbeatRequest* request,
+                                                            v1::HeartbeatResponse* response) {
   return Answer(context, shard_->Heartbeat(*request, response));
 }
 
-grpc::ServerUnaryReactor* ParameterServerService::LeaveWorker(
-    grpc::CallbackServerContext* context, const v1::LeaveWorkerRequest* request,
-    v1::LeaveWorkerResponse*) {
+grpc::ServerUnaryReactor* ParameterServerService::LeaveWorker(grpc::CallbackServerContext* context,
+                                                              const v1::LeaveWorkerRequest* request,
+                                                              v1::LeaveWorkerResponse*) {
   return Answer(context, shard_->Leave(*request));
 }
 
-grpc::ServerUnaryReactor* ParameterServerService::GetStatus(
-    grpc::CallbackServerContext* context, const v1::GetStatusRequest*,
-    v1::GetStatusResponse* response) {
+grpc::ServerUnaryReactor* ParameterServerService::GetStatus(grpc::CallbackServerContext* context,
+                                                            const v1::GetStatusRequest*,
+                                                            v1::GetStatusResponse* response) {
   shard_->GetStatus(response);
   return Answer(context, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* ParameterServerService::OpenWindow(
-    grpc::CallbackServerContext* context, const v1::OpenWindowRequest* request,
-    v1::OpenWindowResponse* response) {
+grpc::ServerUnaryReactor* ParameterServerService::OpenWindow(grpc::CallbackServerContext* context,
+                                                             const v1::OpenWindowRequest* request,
+                                                             v1::OpenWindowResponse* response) {
   return Answer(context, shard_->OpenWindow(*request, response));
 }
 

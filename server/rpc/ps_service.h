@@ -1,6 +1,8 @@
 // ParameterServerService: the gRPC adapter over a Shard, on gRPC's callback API. Each
 // method converts the call's deadline, delegates to the shard, and answers with its status
-// one to one (common/status_util.h); no shard logic lives here. A pull that waits for its
+// one to one (common/status_util.h); no shard logic lives here. Pull and PushPull replies
+// are coded by common/tensor_coding.h: their tensor bytes go to the socket from the
+// strings the shard wrote them into, with no protobuf serialization copy. A pull that waits for its
 // version is parked in the shard and answered from the thread of the push that completes
 // the version: no gRPC thread waits, and a cancelled call's pull is taken out at once.
 //
@@ -13,7 +15,10 @@
 
 namespace ps {
 
-class ParameterServerService final : public v1::ParameterServer::CallbackService {
+using ParameterServerServiceBase = v1::ParameterServer::WithRawCallbackMethod_Pull<
+    v1::ParameterServer::WithRawCallbackMethod_PushPull<v1::ParameterServer::CallbackService>>;
+
+class ParameterServerService final : public ParameterServerServiceBase {
  public:
   // `shard` must outlive the service.
   explicit ParameterServerService(Shard* shard) : shard_(shard) {}
@@ -22,14 +27,14 @@ class ParameterServerService final : public v1::ParameterServer::CallbackService
                                         const v1::CreateTableRequest* request,
                                         v1::CreateTableResponse* response) override;
   grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* context,
-                                 const v1::PullRequest* request,
-                                 v1::PullResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
                                  const v1::PushRequest* request,
                                  v1::PushResponse* response) override;
   grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* context,
-                                     const v1::PushPullRequest* request,
-                                     v1::PushPullResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
                                            const v1::RegisterWorkerRequest* request,
                                            v1::RegisterWorkerResponse* response) override;

@@ -9,6 +9,7 @@
 #ifndef PS_WORKER_CLIENT_GRPC_CALLS_H_
 #define PS_WORKER_CLIENT_GRPC_CALLS_H_
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -17,13 +18,35 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/tensor_coding.h"
 #include "glog/logging.h"
 #include "proto/v1/ps.grpc.pb.h"
 
 namespace ps {
+
+// One shard's stubs: the service's, and gRPC's generic ones for the dense pulls, pushes
+// and push-pulls, whose tensor bytes common/tensor_coding.h codes without protobuf copies.
+struct ShardChannel {
+  explicit ShardChannel(const std::shared_ptr<grpc::Channel>& channel)
+      : stub(v1::ParameterServer::NewStub(channel)),
+        push(channel),
+        pull(channel),
+        push_pull(channel) {}
+
+  // The full name gRPC routes `method` of the service by.
+  static std::string Method(const char* method) {
+    return absl::StrCat("/", v1::ParameterServer::service_full_name(), "/", method);
+  }
+
+  std::unique_ptr<v1::ParameterServer::Stub> stub;
+  grpc::TemplatedGenericStub<wire::PushRequest, v1::PushResponse> push;
+  grpc::TemplatedGenericStub<v1::PullRequest, wire::PullResponse> pull;
+  grpc::TemplatedGenericStub<wire::PushPullRequest, wire::PushPullResponse> push_pull;
+};
 
 // One request to one shard and what came back.
 template <typename Request, typename Response>
@@ -49,8 +72,7 @@ struct SendOptions {
 // (gRPC's callback API), and returns when every one has finished.
 template <typename Request, typename Response, typename Method>
 void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
-             std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
-             const SendOptions& options, Method method,
+             std::vector<ShardChannel>& stubs, const SendOptions& options, Method method,
              const std::vector<size_t>* subset = nullptr) {
   std::vector<size_t> all;
   if (subset == nullptr) {
@@ -67,7 +89,7 @@ void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>
   }
   for (size_t i : *subset) {
     Call<Request, Response>& c = calls[i];
-    method(stubs[shards[i]]->async(), c.ctx.get(), &c.request, &c.response,
+    method(stubs[shards[i]], c.ctx.get(), &c.request, &c.response,
            [&calls, &shards, &done, &options, subset, i](grpc::Status s) {
              if (options.cancel_siblings && !s.ok() && options.cancel_siblings(s)) {
                // TryCancel is thread-safe, a no-op on a finished call, and cancels a call
@@ -85,9 +107,9 @@ void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>
 
 // How long SendWithRetries keeps resending, and how often.
 struct RetryPolicy {
-  absl::Duration timeout;       // no try starts after this (0: no retries)
-  absl::Duration backoff;       // before the first retry; doubles each time
-  absl::Duration max_backoff;   // the longest wait between tries
+  absl::Duration timeout;      // no try starts after this (0: no retries)
+  absl::Duration backoff;      // before the first retry; doubles each time
+  absl::Duration max_backoff;  // the longest wait between tries
 };
 
 // Sends the calls, then again, with backoff, those whose status `retry` accepts (a reply
@@ -96,9 +118,8 @@ struct RetryPolicy {
 // `retry` is called as retry(calls, i) after each round.
 template <typename Request, typename Response, typename Method, typename Retry>
 void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
-                     std::vector<std::unique_ptr<v1::ParameterServer::Stub>>& stubs,
-                     const SendOptions& send, Method method, const Retry& retry,
-                     const RetryPolicy& policy) {
+                     std::vector<ShardChannel>& stubs, const SendOptions& send, Method method,
+                     const Retry& retry, const RetryPolicy& policy) {
   const absl::Time give_up = absl::Now() + policy.timeout;
   SendAll(calls, shards, stubs, send, method);
   absl::Duration backoff = policy.backoff;
@@ -112,7 +133,8 @@ void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vec
       return;
     }
     if (absl::Now() + backoff > give_up) {
-      if (attempt > 2) LOG(WARNING) << "gave up resending push request(s) after " << attempt - 1 << " tries";
+      if (attempt > 2)
+        LOG(WARNING) << "gave up resending push request(s) after " << attempt - 1 << " tries";
       return;
     }
     // The first retry and then every tenth are logged: a restart takes a few seconds.
@@ -127,44 +149,66 @@ void SendWithRetries(std::vector<Call<Request, Response>>& calls, const std::vec
   }
 }
 
-// The methods of the service in the one shape SendAll calls.
-inline constexpr auto kPull = [](auto* async, grpc::ClientContext* ctx, const v1::PullRequest* req,
-                                 v1::PullResponse* resp, std::function<void(grpc::Status)> cb) {
-  async->Pull(ctx, req, resp, std::move(cb));
+// The methods of the service in the one shape SendAll calls; kWire* send the tensor bytes
+// of dense requests and replies coded by common/tensor_coding.h.
+inline constexpr auto kWirePull = [](ShardChannel& s, grpc::ClientContext* ctx,
+                                     const v1::PullRequest* req, wire::PullResponse* resp,
+                                     std::function<void(grpc::Status)> cb) {
+  static const std::string* const method = new std::string(ShardChannel::Method("Pull"));
+  s.pull.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
 };
-inline constexpr auto kPush = [](auto* async, grpc::ClientContext* ctx, const v1::PushRequest* req,
-                                 v1::PushResponse* resp, std::function<void(grpc::Status)> cb) {
-  async->Push(ctx, req, resp, std::move(cb));
+inline constexpr auto kWirePush = [](ShardChannel& s, grpc::ClientContext* ctx,
+                                     const wire::PushRequest* req, v1::PushResponse* resp,
+                                     std::function<void(grpc::Status)> cb) {
+  static const std::string* const method = new std::string(ShardChannel::Method("Push"));
+  s.push.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
 };
-inline constexpr auto kPushPull = [](auto* async, grpc::ClientContext* ctx,
+inline constexpr auto kWirePushPull =
+    [](ShardChannel& s, grpc::ClientContext* ctx, const wire::PushPullRequest* req,
+       wire::PushPullResponse* resp, std::function<void(grpc::Status)> cb) {
+      static const std::string* const method = new std::string(ShardChannel::Method("PushPull"));
+      s.push_pull.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
+    };
+inline constexpr auto kPull = [](ShardChannel& s, grpc::ClientContext* ctx,
+                                 const v1::PullRequest* req, v1::PullResponse* resp,
+                                 std::function<void(grpc::Status)> cb) {
+  s.stub->async()->Pull(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kPush = [](ShardChannel& s, grpc::ClientContext* ctx,
+                                 const v1::PushRequest* req, v1::PushResponse* resp,
+                                 std::function<void(grpc::Status)> cb) {
+  s.stub->async()->Push(ctx, req, resp, std::move(cb));
+};
+inline constexpr auto kPushPull = [](ShardChannel& s, grpc::ClientContext* ctx,
                                      const v1::PushPullRequest* req, v1::PushPullResponse* resp,
                                      std::function<void(grpc::Status)> cb) {
-  async->PushPull(ctx, req, resp, std::move(cb));
+  s.stub->async()->PushPull(ctx, req, resp, std::move(cb));
 };
 inline constexpr auto kRegister =
-    [](auto* async, grpc::ClientContext* ctx, const v1::RegisterWorkerRequest* req,
+    [](ShardChannel& s, grpc::ClientContext* ctx, const v1::RegisterWorkerRequest* req,
        v1::RegisterWorkerResponse* resp, std::function<void(grpc::Status)> cb) {
-      async->RegisterWorker(ctx, req, resp, std::move(cb));
+      s.stub->async()->RegisterWorker(ctx, req, resp, std::move(cb));
     };
-inline constexpr auto kHeartbeat = [](auto* async, grpc::ClientContext* ctx,
+inline constexpr auto kHeartbeat = [](ShardChannel& s, grpc::ClientContext* ctx,
                                       const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp,
                                       std::function<void(grpc::Status)> cb) {
-  async->Heartbeat(ctx, req, resp, std::move(cb));
+  s.stub->async()->Heartbeat(ctx, req, resp, std::move(cb));
 };
-inline constexpr auto kLeave = [](auto* async, grpc::ClientContext* ctx,
+inline constexpr auto kLeave = [](ShardChannel& s, grpc::ClientContext* ctx,
                                   const v1::LeaveWorkerRequest* req, v1::LeaveWorkerResponse* resp,
                                   std::function<void(grpc::Status)> cb) {
-  async->LeaveWorker(ctx, req, resp, std::move(cb));
+  s.stub->async()->LeaveWorker(ctx, req, resp, std::move(cb));
 };
-inline constexpr auto kGetStatus = [](auto* async, grpc::ClientContext* ctx,
+inline constexpr auto kGetStatus = [](ShardChannel& s, grpc::ClientContext* ctx,
                                       const v1::GetStatusRequest* req, v1::GetStatusResponse* resp,
                                       std::function<void(grpc::Status)> cb) {
-  async->GetStatus(ctx, req, resp, std::move(cb));
+  s.stub->async()->GetStatus(ctx, req, resp, std::move(cb));
 };
 inline constexpr auto kCreateTable =
-    [](auto* async, grpc::ClientContext* ctx, const v1::CreateTableRequest* req,
-       v1::CreateTableResponse* resp,
-       std::function<void(grpc::Status)> cb) { async->CreateTable(ctx, req, resp, std::move(cb)); };
+    [](ShardChannel& s, grpc::ClientContext* ctx, const v1::CreateTableRequest* req,
+       v1::CreateTableResponse* resp, std::function<void(grpc::Status)> cb) {
+      s.stub->async()->CreateTable(ctx, req, resp, std::move(cb));
+    };
 
 // A lost reply (the request may have been applied), or a shard that stopped taking calls
 // (CANCELLED: a stopping shard's server cancels what is left): safe to send again with

@@ -117,13 +117,13 @@ absl::StatusOr<int64_t> GrpcPsClient::PullImpl(const std::vector<DenseTensor>& t
   std::vector<Chunk> chunks = Plan(tensors);
   const std::vector<WindowUse> use =
       windows ? transport_.PrepareWindows(&chunks, worker) : std::vector<WindowUse>(num_shards());
-  std::vector<Call<v1::PullRequest, v1::PullResponse>> calls(chunks.size());
+  std::vector<Call<v1::PullRequest, wire::PullResponse>> calls(chunks.size());
   for (size_t i = 0; i < chunks.size(); ++i) {
     calls[i].request =
         DensePullRequest(chunks[i], Sender(worker),
                          min_version == kPerShard ? progress_.next(chunks[i].shard) : min_version);
   }
-  stubs_.Send(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPull);
+  stubs_.Send(calls, ShardsOf(chunks), stubs_.RpcOptions(), kWirePull);
   bool lost_window = false;
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (!calls[i].status.ok() && ForgetLostWindow(chunks[i].shard, worker, calls[i].status)) {
@@ -139,7 +139,7 @@ absl::StatusOr<int64_t> GrpcPsClient::PullImpl(const std::vector<DenseTensor>& t
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (!calls[i].status.ok()) return ShardError(chunks[i].shard, "pull", calls[i].status);
     if (absl::Status st = TakePulled(
-            chunks[i], calls[i].response, use,
+            chunks[i], calls[i].response.message, &calls[i].response.values, use,
             [](const Piece& p) { return p.tensor->data + p.begin; }, &parts, &bytes_pulled_);
         !st.ok()) {
       return st;
@@ -165,16 +165,16 @@ absl::Status GrpcPsClient::PushImpl(const std::vector<DenseTensor>& tensors, int
       return PushImpl(tensors, step, worker, /*windows=*/false);
     }
   }
-  std::vector<Call<v1::PushRequest, v1::PushResponse>> calls(chunks.size());
+  std::vector<Call<wire::PushRequest, v1::PushResponse>> calls(chunks.size());
   const int64_t sequence = NextPushSequence();
   for (size_t i = 0; i < chunks.size(); ++i) {
-    calls[i].request = DensePushRequest(
+    calls[i].request = WireDensePushRequest(
         chunks[i], Sender(worker), step == kPerShard ? progress_.pulled(chunks[i].shard) : step,
         sequence, static_cast<int>(i));
     bytes_pushed_.fetch_add(ChunkBytes(chunks[i]), std::memory_order_relaxed);
   }
-  stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kPush,
-                         ReplyMayBeLostAt<v1::PushRequest, v1::PushResponse>);
+  stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kWirePush,
+                         ReplyMayBeLostAt<wire::PushRequest, v1::PushResponse>);
   ResendLostWindows(tensors, chunks, step, worker, sequence, &calls);
   absl::Status first_error;
   std::vector<bool> shard_ok(num_shards(), true);

@@ -33,7 +33,7 @@
 namespace ps {
 namespace internal {
 
-using PushPullCalls = std::vector<Call<v1::PushPullRequest, v1::PushPullResponse>>;
+using PushPullCalls = std::vector<Call<wire::PushPullRequest, wire::PushPullResponse>>;
 
 class GrpcPsClient final : public PsClient {
  public:
@@ -132,14 +132,14 @@ class GrpcPsClient final : public PsClient {
     for (Chunk& c : Plan(tensors)) {
       if (lost[c.shard]) again.push_back(std::move(c));
     }
-    std::vector<Call<v1::PushRequest, v1::PushResponse>> resent(again.size());
+    std::vector<Call<wire::PushRequest, v1::PushResponse>> resent(again.size());
     for (size_t i = 0; i < again.size(); ++i) {
-      resent[i].request = DensePushRequest(
+      resent[i].request = WireDensePushRequest(
           again[i], Sender(worker), step == kPerShard ? progress_.pulled(again[i].shard) : step,
           sequence, static_cast<int>(chunks.size() + i));
     }
-    stubs_.SendWithRetries(resent, ShardsOf(again), stubs_.RpcOptions(), kPush,
-                           ReplyMayBeLostAt<v1::PushRequest, v1::PushResponse>);
+    stubs_.SendWithRetries(resent, ShardsOf(again), stubs_.RpcOptions(), kWirePush,
+                           ReplyMayBeLostAt<wire::PushRequest, v1::PushResponse>);
     std::vector<grpc::Status> outcome(num_shards());
     for (size_t i = 0; i < again.size(); ++i) {
       if (!resent[i].status.ok() && outcome[again[i].shard].ok()) {

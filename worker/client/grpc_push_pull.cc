@@ -1,6 +1,7 @@
 // GrpcPsClient's push-pull: a step's push and the next step's pull in one call per chunk
 // (per shard through same-host windows), and what each shard's answer means for both.
 #include <optional>
+#include <utility>
 
 #include "worker/client/grpc_ps_client_impl.h"
 
@@ -37,9 +38,9 @@ std::optional<GrpcPsClient::PushPullResult> GrpcPsClient::PushPullCombined(
   PushPullCalls calls = MakePushPullCalls(chunks, worker, min_version);
   SendPushPulls(ShardsOf(chunks), &calls);
   PushPullResult result;
-  const bool resent =
-      ResendLostWindows(grads, chunks, kPerShard, worker,
-                        calls.empty() ? 0 : calls[0].request.push().id().sequence(), &calls);
+  const bool resent = ResendLostWindows(
+      grads, chunks, kPerShard, worker,
+      calls.empty() ? 0 : calls[0].request.message.push().id().sequence(), &calls);
   if (!TakePushOutcome(chunks, calls, worker, &result.push) || resent) {
     result.pull = PullAfterRefusedPush(chunks, calls);
     return result;
@@ -55,9 +56,12 @@ PushPullCalls GrpcPsClient::MakePushPullCalls(const std::vector<Chunk>& chunks, 
   const int64_t sequence = NextPushSequence();
   for (size_t i = 0; i < chunks.size(); ++i) {
     const int64_t step = progress_.pulled(chunks[i].shard);
-    *calls[i].request.mutable_push() =
-        DensePushRequest(chunks[i], Sender(worker), step, sequence, static_cast<int>(i));
-    *calls[i].request.mutable_pull() = DensePullRequest(
+    wire::PushRequest push =
+        WireDensePushRequest(chunks[i], Sender(worker), step, sequence, static_cast<int>(i));
+    wire::PushPullRequest& request = calls[i].request;
+    *request.message.mutable_push() = std::move(push.message);
+    request.values = std::move(push.values);
+    *request.message.mutable_pull() = DensePullRequest(
         chunks[i], Sender(worker), min_version == kPerShard ? step + 1 : min_version);
     grad_bytes += ChunkBytes(chunks[i]);
   }
@@ -76,10 +80,11 @@ void GrpcPsClient::SendPushPulls(const std::vector<int>& shards, PushPullCalls* 
   };
   // Only a lost connection or a stopping shard is retried: the push is then applied
   // once (its id), and its pull is asked again.
-  stubs_.SendWithRetries(*calls, shards, send, kPushPull, [&](const PushPullCalls& c, size_t i) {
-    return c[i].status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-           CancelledByTheShard(c, shards, i, send.cancel_siblings);
-  });
+  stubs_.SendWithRetries(*calls, shards, send, kWirePushPull,
+                         [&](const PushPullCalls& c, size_t i) {
+                           return c[i].status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                                  CancelledByTheShard(c, shards, i, send.cancel_siblings);
+                         });
 }
 
 bool GrpcPsClient::TakePushOutcome(const std::vector<Chunk>& chunks, const PushPullCalls& calls,
@@ -111,11 +116,11 @@ absl::Status GrpcPsClient::PullAfterRefusedPush(const std::vector<Chunk>& chunks
   absl::Status pull = absl::UnavailableError("not pulled: a shard did not take the push-pull");
   // A version that never came stays the job's failure, as for a plain pull.
   for (size_t i = 0; i < chunks.size(); ++i) {
+    const v1::PushPullResponse& r = calls[i].response.message;
     if (calls[i].status.ok() &&
-        calls[i].response.pull_code() == static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED)) {
-      pull = ShardError(
-          chunks[i].shard, "pull",
-          grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, calls[i].response.pull_message()));
+        r.pull_code() == static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED)) {
+      pull = ShardError(chunks[i].shard, "pull",
+                        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, r.pull_message()));
     }
   }
   return pull;
@@ -128,14 +133,14 @@ absl::StatusOr<int64_t> GrpcPsClient::TakePushPulled(const std::vector<Chunk>& c
                                                      const std::vector<DenseTensor>& params) {
   PulledParts parts(num_shards());
   for (size_t i = 0; i < chunks.size(); ++i) {
-    const v1::PushPullResponse& r = calls[i].response;
+    const v1::PushPullResponse& r = calls[i].response.message;
     if (r.pull_code() != 0) {
       return ShardError(
           chunks[i].shard, "pull",
           grpc::Status(static_cast<grpc::StatusCode>(r.pull_code()), r.pull_message()));
     }
     absl::Status st = TakePulled(
-        chunks[i], r.pull(), use,
+        chunks[i], r.pull(), &calls[i].response.values, use,
         [&](const Piece& p) { return params[p.tensor - grads.data()].data + p.begin; }, &parts,
         &bytes_pulled_);
     if (!st.ok()) return st;

@@ -9,7 +9,7 @@
 
 namespace ps {
 
-absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r,
+absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r, const wire::Values* values,
                         const std::vector<WindowUse>& use,
                         const std::function<float*(const Piece&)>& dest, PulledParts* parts,
                         std::atomic<int64_t>* bytes_pulled) {
@@ -17,12 +17,17 @@ absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r,
     return absl::InternalError(absl::StrCat("shard ", chunk.shard, " answered ", r.dense_size(),
                                             " slices for ", chunk.pieces.size()));
   }
+  if (values != nullptr && values->count() != chunk.pieces.size()) {
+    return absl::InternalError(absl::StrCat("shard ", chunk.shard, " answered ", values->count(),
+                                            " slice values for ", chunk.pieces.size()));
+  }
   for (int j = 0; j < r.dense_size(); ++j) {
     const Piece& p = chunk.pieces[j];
     const v1::DenseSlice& d = r.dense(j);
+    const size_t size = values != nullptr ? values->size(j) : d.values().size();
     float* out = dest(p);
     if (p.window_offset >= 0) {
-      if (!d.has_window_offset() || d.window_offset() != p.window_offset || !d.values().empty()) {
+      if (!d.has_window_offset() || d.window_offset() != p.window_offset || size != 0) {
         return absl::InternalError(absl::StrCat("shard ", chunk.shard,
                                                 " answered a windowed pull of table '",
                                                 p.tensor->table, "' without its window"));
@@ -31,12 +36,14 @@ absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r,
           {reinterpret_cast<char*>(out),
            use[chunk.shard].pull_address + static_cast<uint64_t>(p.window_offset),
            static_cast<size_t>(p.length * 4)});
-    } else if (static_cast<int64_t>(d.values().size()) != p.length * 4) {
-      return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ", d.values().size(),
+    } else if (static_cast<int64_t>(size) != p.length * 4) {
+      return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ", size,
                                               " bytes for table '", p.tensor->table, "' slice of ",
                                               p.length));
+    } else if (values != nullptr) {
+      values->CopyTo(j, reinterpret_cast<char*>(out));
     } else {
-      std::memcpy(out, d.values().data(), d.values().size());
+      std::memcpy(out, d.values().data(), size);
     }
     bytes_pulled->fetch_add(p.length * 4, std::memory_order_relaxed);
     parts->version = std::min(parts->version, d.version());

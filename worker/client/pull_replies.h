@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/same_host.h"
+#include "common/tensor_coding.h"
 #include "proto/v1/ps.pb.h"
 #include "worker/client/request_plan.h"
 #include "worker/client/same_host_transport.h"
@@ -35,12 +36,14 @@ struct PulledParts {
   std::vector<int64_t> shard_version;  // max(): none from that shard
 };
 
-// Takes in one chunk's pulled slices: in-band values are copied to dest(piece) now,
+// Takes in one chunk's pulled slices: in-band values (those of `values`, the reply's
+// tensor bytes as they arrived, or when it is null those in the message) are copied to
+// dest(piece) now,
 // windowed ones (at use[chunk.shard].pull_address + window_offset) are queued in
 // parts->reads. Adds every slice's bytes to *bytes_pulled. INTERNAL when the reply does
 // not match the request; the slices before the mismatch are taken in.
 absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r,
-                        const std::vector<WindowUse>& use,
+                        const wire::Values* values, const std::vector<WindowUse>& use,
                         const std::function<float*(const Piece&)>& dest, PulledParts* parts,
                         std::atomic<int64_t>* bytes_pulled);
 

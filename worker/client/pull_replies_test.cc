@@ -36,7 +36,7 @@ TEST(TakePulledTest, CopiesInBandValuesAndQueuesWindowedOnes) {
   PulledParts parts(2);
   std::atomic<int64_t> bytes{0};
 
-  ASSERT_TRUE(TakePulled(chunk, r, use, Into, &parts, &bytes).ok());
+  ASSERT_TRUE(TakePulled(chunk, r, nullptr, use, Into, &parts, &bytes).ok());
   EXPECT_EQ(out[0], 4);
   EXPECT_EQ(out[1], 5);
   ASSERT_EQ(parts.reads[1].size(), 1u);
@@ -58,18 +58,18 @@ TEST(TakePulledTest, RepliesThatDoNotMatchTheRequestAreInternal) {
   std::atomic<int64_t> bytes{0};
 
   v1::PullResponse too_few;
-  EXPECT_EQ(TakePulled({0, {{&t, 0, 2}}}, too_few, use, Into, &parts, &bytes).code(),
+  EXPECT_EQ(TakePulled({0, {{&t, 0, 2}}}, too_few, nullptr, use, Into, &parts, &bytes).code(),
             absl::StatusCode::kInternal);
 
   v1::PullResponse short_values;
   short_values.add_dense()->set_values(Bytes({1}));
-  EXPECT_EQ(TakePulled({0, {{&t, 0, 2}}}, short_values, use, Into, &parts, &bytes).code(),
+  EXPECT_EQ(TakePulled({0, {{&t, 0, 2}}}, short_values, nullptr, use, Into, &parts, &bytes).code(),
             absl::StatusCode::kInternal);
 
   v1::PullResponse values_for_window;
   values_for_window.add_dense()->set_values(Bytes({1, 2}));
-  const absl::Status st = TakePulled({0, {{&t, 0, 2, /*window_offset=*/0}}}, values_for_window, use,
-                                     Into, &parts, &bytes);
+  const absl::Status st = TakePulled({0, {{&t, 0, 2, /*window_offset=*/0}}}, values_for_window,
+                                     nullptr, use, Into, &parts, &bytes);
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   EXPECT_NE(st.message().find("without its window"), absl::string_view::npos);
 }

@@ -2,6 +2,7 @@
 #include "worker/client/requests.h"
 
 #include <cstring>
+#include <utility>
 
 namespace ps {
 namespace {
@@ -28,21 +29,36 @@ v1::PullRequest DensePullRequest(const Chunk& chunk, const RequestSender& sender
   return request;
 }
 
-v1::PushRequest DensePushRequest(const Chunk& chunk, const RequestSender& sender, int64_t step,
-                                 int64_t sequence, int part) {
-  v1::PushRequest request;
+wire::PushRequest WireDensePushRequest(const Chunk& chunk, const RequestSender& sender,
+                                       int64_t step, int64_t sequence, int part) {
+  wire::PushRequest wire;
+  v1::PushRequest& request = wire.message;
   request.set_worker_index(sender.worker);
   request.set_step(step);
   request.set_clock(sender.clock);
   SetPushId(&request, sender.incarnation, sequence, part);
   for (const Piece& p : chunk.pieces) {
-    v1::DenseSlice* d = request.add_dense();
-    DescribeSlice(p, d);
+    DescribeSlice(p, request.add_dense());
     if (p.window_offset < 0) {
-      d->set_values(reinterpret_cast<const char*>(p.tensor->data + p.begin), p.length * 4);
+      wire.values.emplace_back(reinterpret_cast<const char*>(p.tensor->data + p.begin),
+                               static_cast<size_t>(p.length) * 4);
+    } else {
+      wire.values.emplace_back();
     }
   }
-  return request;
+  return wire;
+}
+
+v1::PushRequest DensePushRequest(const Chunk& chunk, const RequestSender& sender, int64_t step,
+                                 int64_t sequence, int part) {
+  wire::PushRequest wire = WireDensePushRequest(chunk, sender, step, sequence, part);
+  for (size_t i = 0; i < wire.values.size(); ++i) {
+    if (!wire.values[i].empty()) {
+      wire.message.mutable_dense(static_cast<int>(i))
+          ->set_values(wire.values[i].data(), wire.values[i].size());
+    }
+  }
+  return std::move(wire.message);
 }
 
 v1::PullRequest SparsePullRequest(const std::string& table, const SparseChunk& chunk,

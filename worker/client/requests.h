@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/tensor_coding.h"
 #include "proto/v1/ps.pb.h"
 #include "worker/client/request_plan.h"
 
@@ -34,6 +35,10 @@ v1::PullRequest DensePullRequest(const Chunk& chunk, const RequestSender& sender
 // shard's push window.
 v1::PushRequest DensePushRequest(const Chunk& chunk, const RequestSender& sender, int64_t step,
                                  int64_t sequence, int part);
+// The same push with its values left in the tensors: gRPC reads them from there
+// (common/tensor_coding.h), so the tensors must stay as they are until the call is done.
+wire::PushRequest WireDensePushRequest(const Chunk& chunk, const RequestSender& sender,
+                                       int64_t step, int64_t sequence, int part);
 
 // The pull of the rows of unique[p] for each position p of `chunk`, from `table`.
 v1::PullRequest SparsePullRequest(const std::string& table, const SparseChunk& chunk,

@@ -50,6 +50,31 @@ TEST(RequestsTest, DensePushCarriesInBandValuesAndItsId) {
   EXPECT_EQ(r.dense(1).window_offset(), 0);
 }
 
+TEST(RequestsTest, AWirePushPointsAtTheTensorInsteadOfCopyingIt) {
+  float values[3] = {1.5f, 2.5f, 3.5f};
+  DenseTensor t{"w", 3, values};
+  Chunk chunk{0, {{&t, 1, 2}, {&t, 0, 1, /*window_offset=*/0}}};
+  const wire::PushRequest r = WireDensePushRequest(chunk, {2, 42, 9}, 11, 6, 1);
+  EXPECT_EQ(r.message.step(), 11);
+  EXPECT_EQ(r.message.id().sequence(), 6);
+  ASSERT_EQ(r.message.dense_size(), 2);
+  EXPECT_TRUE(r.message.dense(0).values().empty());
+  ASSERT_EQ(r.values.size(), 2u);
+  EXPECT_EQ(r.values[0].data(), reinterpret_cast<const char*>(values + 1));
+  EXPECT_EQ(r.values[0].size(), 8u);
+  EXPECT_TRUE(r.values[1].empty());  // in the push window
+  // On the wire it is the same message DensePushRequest builds.
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(wire::Encode(r).Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  v1::PushRequest parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_EQ(parsed.SerializeAsString(),
+            DensePushRequest(chunk, {2, 42, 9}, 11, 6, 1).SerializeAsString());
+}
+
 TEST(RequestsTest, ToolsPushesCarryNoId) {
   float values[1] = {1};
   DenseTensor t{"w", 1, values};

@@ -18,10 +18,10 @@ ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOpti
   args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
   args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
   for (const std::string& address : servers_) {
-    stubs_.push_back(v1::ParameterServer::NewStub(
+    stubs_.emplace_back(
         make_channel
             ? make_channel(address, args)
-            : grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+            : grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   }
 }
 
@@ -54,7 +54,7 @@ absl::StatusOr<OpenedWindows> ShardStubs::OpenWindow(int shard, int worker, uint
   v1::OpenWindowResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  grpc::Status st = stubs_[shard]->OpenWindow(&ctx, request, &response);
+  grpc::Status st = stubs_[shard].stub->OpenWindow(&ctx, request, &response);
   if (!st.ok()) return ShardError(shard, "OpenWindow", st);
   return OpenedWindows{response.push_address(), response.pull_address(), response.bytes()};
 }

@@ -100,7 +100,7 @@ class ShardStubs {
  private:
   const std::vector<std::string> servers_;
   const ClientOptions options_;
-  std::vector<std::unique_ptr<v1::ParameterServer::Stub>> stubs_;
+  std::vector<ShardChannel> stubs_;
 };
 
 }  // namespace ps

@@ -1,0 +1,157 @@
+#include "common/tensor_coding.h"
+
+#include <grpc/slice.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace wire {
+namespace {
+
+std::string Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string out;
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+// The same bytes cut into slices of `piece` bytes (the last one shorter), with an empty
+// slice between each, as no sender would send them but a reader must take them.
+grpc::ByteBuffer Recut(const std::string& bytes, size_t piece) {
+  std::vector<grpc::Slice> slices;
+  for (size_t at = 0; at < bytes.size(); at += piece) {
+    slices.emplace_back(bytes.substr(at, piece));
+    slices.emplace_back(std::string());
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+std::string Floats(int n, float first) {
+  std::vector<float> v(n);
+  std::iota(v.begin(), v.end(), first);
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+}
+
+v1::PullResponse Reply() {
+  v1::PullResponse r;
+  for (int i = 0; i < 3; ++i) {
+    v1::DenseSlice* d = r.add_dense();
+    d->set_table(i == 1 ? "fc1.w" : "fc0.w");
+    d->set_offset(100 * i);
+    d->set_length(i == 2 ? 0 : 257 * (i + 1));
+    d->set_version(7 + i);
+    if (i != 2) d->set_values(Floats(257 * (i + 1), 0.5f + i));
+  }
+  v1::SparseRows* s = r.add_sparse();
+  s->set_table("emb");
+  s->add_keys(3);
+  s->add_keys(1 << 20);
+  s->set_values(Floats(8, -2));
+  return r;
+}
+
+TEST(TensorCodingTest, ARepliesBytesParseAsTheMessageWithProtobuf) {
+  const v1::PullResponse want = Reply();
+  v1::PullResponse moved = want;
+  const std::string bytes = Flatten(EncodeMoving(&moved));
+  EXPECT_EQ(moved.dense_size(), 0);
+  v1::PullResponse got;
+  ASSERT_TRUE(got.ParseFromString(bytes));
+  EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString());
+}
+
+TEST(TensorCodingTest, APushPullRepliesBytesParseAsTheMessageWithProtobuf) {
+  v1::PushPullResponse want;
+  *want.mutable_pull() = Reply();
+  want.mutable_push()->add_dense_versions(4);
+  want.set_pull_code(0);
+  v1::PushPullResponse moved = want;
+  v1::PushPullResponse got;
+  ASSERT_TRUE(got.ParseFromString(Flatten(EncodeMoving(&moved))));
+  EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString());
+}
+
+TEST(TensorCodingTest, DecodingKeepsTheValuesOutOfTheMessageAcrossAnySlicing) {
+  const v1::PullResponse want = Reply();
+  for (size_t piece : {size_t{1}, size_t{3}, size_t{7}, size_t{4096}, size_t{1} << 20}) {
+    PullResponse got;
+    ASSERT_TRUE(Decode(Recut(want.SerializeAsString(), piece), &got).ok()) << piece;
+    ASSERT_EQ(got.message.dense_size(), 3);
+    ASSERT_EQ(got.values.count(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(got.message.dense(i).values().empty());
+      EXPECT_EQ(got.message.dense(i).table(), want.dense(i).table());
+      EXPECT_EQ(got.message.dense(i).version(), want.dense(i).version());
+      std::string v(got.values.size(i), '\0');
+      got.values.CopyTo(i, v.data());
+      EXPECT_EQ(v, want.dense(i).values()) << "slice " << i << ", pieces of " << piece;
+    }
+    // Sparse rows are not on the path: they stay in the message.
+    EXPECT_EQ(got.message.sparse(0).SerializeAsString(), want.sparse(0).SerializeAsString());
+  }
+}
+
+TEST(TensorCodingTest, APushReadsTheTensorMemoryUntilGrpcLetsGo) {
+  const std::string grad = Floats(1000, 1);
+  PushRequest push;
+  push.message.set_worker_index(2);
+  push.message.mutable_id()->set_sequence(9);
+  v1::DenseSlice* d = push.message.add_dense();
+  d->set_table("fc0.w");
+  d->set_length(1000);
+  push.message.add_dense()->set_table("windowed");  // no values: it went through a window
+  push.values = {absl::MakeConstSpan(grad.data(), grad.size()), {}};
+  v1::PushRequest got;
+  {
+    grpc::ByteBuffer buffer = Encode(push);
+    EXPECT_EQ(push.refs->held(), 1);
+    ASSERT_TRUE(got.ParseFromString(Flatten(buffer)));
+  }
+  EXPECT_EQ(push.refs->held(), 0);
+  EXPECT_EQ(got.worker_index(), 2);
+  EXPECT_EQ(got.id().sequence(), 9);
+  ASSERT_EQ(got.dense_size(), 2);
+  EXPECT_EQ(got.dense(0).values(), grad);
+  EXPECT_TRUE(got.dense(1).values().empty());
+  EXPECT_EQ(got.dense(1).table(), "windowed");
+}
+
+TEST(TensorCodingTest, APushPullReplyDecodesItsPullsValues) {
+  v1::PushPullResponse want;
+  *want.mutable_pull() = Reply();
+  want.set_pull_code(4);
+  want.set_pull_message("late");
+  PushPullResponse got;
+  ASSERT_TRUE(Decode(Recut(want.SerializeAsString(), 5), &got).ok());
+  EXPECT_EQ(got.message.pull_code(), 4);
+  EXPECT_EQ(got.message.pull_message(), "late");
+  ASSERT_EQ(got.values.count(), 3u);
+  std::string v(got.values.size(1), '\0');
+  got.values.CopyTo(1, v.data());
+  EXPECT_EQ(v, want.pull().dense(1).values());
+  EXPECT_EQ(got.values.size(2), 0u);
+}
+
+TEST(TensorCodingTest, MalformedBytesAreInvalidArgument) {
+  const std::string good = Reply().SerializeAsString();
+  for (size_t cut : {size_t{1}, size_t{2}, size_t{5}, good.size() / 2, good.size() - 1}) {
+    PullResponse got;
+    absl::Status s = Decode(Recut(good.substr(0, cut), 3), &got);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << cut << ": " << s;
+  }
+  PullResponse got;
+  const std::string group = "\x0b";  // field 1, wire type 3 (a group): never in this protocol
+  EXPECT_EQ(Decode(Recut(group, 1), &got).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Decode(grpc::ByteBuffer(), &got).ok());
+  EXPECT_EQ(got.values.count(), 0u);
+}
+
+}  // namespace
+}  // namespace wire
+}  // namespace ps
