@@ -189,6 +189,15 @@ void Values::CopyTo(size_t i, char* dest) const {
   }
 }
 
+const char* Values::InPlace(size_t i) const {
+  const View& v = views_[i];
+  if (v.size == 0) return nullptr;
+  const size_t k = std::upper_bound(starts_.begin(), starts_.end(), v.begin) - starts_.begin() - 1;
+  if (v.begin + v.size > starts_[k] + slices_[k].size()) return nullptr;
+  const char* p = reinterpret_cast<const char*>(slices_[k].begin()) + (v.begin - starts_[k]);
+  return reinterpret_cast<uintptr_t>(p) % alignof(float) == 0 ? p : nullptr;
+}
+
 void Values::Clear() {
   slices_.clear();
   starts_.clear();
@@ -324,6 +333,49 @@ absl::Status Decode(const grpc::ByteBuffer& buffer, absl::Span<const int> path,
   if (!message->ParseFromString(skeleton)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the fields around the tensor bytes do not parse as ", message->GetTypeName()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReceivedPush::Decode(const grpc::ByteBuffer& buffer, v1::PushRequest* request) {
+  const int path[] = {v1::PushRequest::kDenseFieldNumber, v1::DenseSlice::kValuesFieldNumber};
+  if (absl::Status s = wire::Decode(buffer, path, request, &values_); !s.ok()) return s;
+  return Place(request);
+}
+
+absl::Status ReceivedPush::Decode(const grpc::ByteBuffer& buffer, v1::PushPullRequest* request) {
+  const int path[] = {v1::PushPullRequest::kPushFieldNumber, v1::PushRequest::kDenseFieldNumber,
+                      v1::DenseSlice::kValuesFieldNumber};
+  if (absl::Status s = wire::Decode(buffer, path, request, &values_); !s.ok()) return s;
+  // After parsing: parsing replaces the message's push.
+  return Place(request->mutable_push());
+}
+
+absl::Status ReceivedPush::Place(v1::PushRequest* push) {
+  dense_.clear();
+  gathered_.clear();
+  if (values_.count() != static_cast<size_t>(push->dense_size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dense values outside their slices: ", values_.count(), " values for ",
+                     push->dense_size(), " slices"));
+  }
+  dense_.assign(values_.count(), nullptr);
+  for (size_t i = 0; i < values_.count(); ++i) {
+    v1::DenseSlice* d = push->mutable_dense(static_cast<int>(i));
+    const size_t size = values_.size(i);
+    if (size == 0) continue;
+    if (d->has_window_offset() || d->length() < 0 ||
+        size != static_cast<uint64_t>(d->length()) * 4) {
+      d->mutable_values()->resize(size);
+      values_.CopyTo(i, d->mutable_values()->data());
+      continue;
+    }
+    dense_[i] = values_.InPlace(i);
+    if (dense_[i] == nullptr) {
+      gathered_.emplace_back(new float[size / 4]);  // uninitialised: CopyTo fills it
+      values_.CopyTo(i, reinterpret_cast<char*>(gathered_.back().get()));
+      dense_[i] = reinterpret_cast<const char*>(gathered_.back().get());
+    }
   }
   return absl::OkStatus();
 }

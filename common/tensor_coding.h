@@ -95,6 +95,9 @@ class Values {
   size_t size(size_t i) const { return views_[i].size; }
   // Copies value i (size(i) bytes) to `dest`.
   void CopyTo(size_t i, char* dest) const;
+  // Value i where it arrived, when it lies in one slice and starts 4-byte aligned (as a
+  // float reader needs it); else nullptr.
+  const char* InPlace(size_t i) const;
   void Clear();
 
  private:
@@ -147,6 +150,29 @@ struct PushPullResponse {
     message.Clear();
     values.Clear();
   }
+};
+
+// A push as it arrived: each dense slice's gradient is left where it lies when it can be
+// read there, else copied once into aligned memory the push owns; a slice whose bytes do
+// not match its length, or that also names a window, keeps them in the message, for the
+// shard to name the mismatch.
+class ReceivedPush {
+ public:
+  // Parses a push (alone or in a push-pull) from `buffer`; INVALID_ARGUMENT as Decode.
+  absl::Status Decode(const grpc::ByteBuffer& buffer, v1::PushRequest* request);
+  absl::Status Decode(const grpc::ByteBuffer& buffer, v1::PushPullRequest* request);
+
+  // Per dense slice of the push: its gradient, or null (in the message, or none).
+  const std::vector<const char*>& dense() const { return dense_; }
+  // How many gradients had to be copied to be read.
+  size_t gathered() const { return gathered_.size(); }
+
+ private:
+  absl::Status Place(v1::PushRequest* push);
+
+  Values values_;
+  std::vector<const char*> dense_;
+  std::vector<std::unique_ptr<float[]>> gathered_;
 };
 
 grpc::ByteBuffer Encode(const PushRequest& request);

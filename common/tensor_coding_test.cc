@@ -155,3 +155,48 @@ TEST(TensorCodingTest, MalformedBytesAreInvalidArgument) {
 }  // namespace
 }  // namespace wire
 }  // namespace ps
+
+namespace ps {
+namespace wire {
+namespace {
+
+TEST(TensorCodingTest, AReceivedPushPullKeepsItsGradientsInPlace) {
+  const std::string grad = Floats(600, 1);
+  PushPullRequest sent;
+  sent.message.mutable_push()->set_worker_index(1);
+  sent.message.mutable_pull()->set_min_version(3);
+  sent.message.mutable_pull()->add_dense()->set_table("w");
+  v1::DenseSlice* d = sent.message.mutable_push()->add_dense();
+  d->set_table("w");
+  d->set_length(600);
+  v1::DenseSlice* windowed = sent.message.mutable_push()->add_dense();
+  windowed->set_table("v");
+  windowed->set_length(5);
+  windowed->set_window_offset(0);
+  v1::DenseSlice* wrong = sent.message.mutable_push()->add_dense();
+  wrong->set_table("u");
+  wrong->set_length(3);  // but 600 floats come with it
+  sent.values = {absl::MakeConstSpan(grad.data(), grad.size()),
+                 {},
+                 absl::MakeConstSpan(grad.data(), grad.size())};
+  for (size_t piece : {size_t{7}, size_t{1} << 20}) {
+    v1::PushPullRequest got;
+    ReceivedPush push;
+    ASSERT_TRUE(push.Decode(Recut(Flatten(Encode(sent)), piece), &got).ok()) << piece;
+    EXPECT_EQ(got.pull().min_version(), 3);
+    ASSERT_EQ(got.push().dense_size(), 3);
+    ASSERT_EQ(push.dense().size(), 3u);
+    ASSERT_NE(push.dense()[0], nullptr);
+    EXPECT_EQ(std::string(push.dense()[0], grad.size()), grad);
+    EXPECT_EQ(push.dense()[1], nullptr);
+    // The mismatched slice keeps its bytes in the message, for the shard to refuse.
+    EXPECT_EQ(push.dense()[2], nullptr);
+    EXPECT_EQ(got.push().dense(2).values(), grad);
+    // Cut into 7-byte pieces the gradient had to be gathered; whole, it is read in place.
+    EXPECT_EQ(push.gathered(), piece == 7 ? 1u : 0u);
+  }
+}
+
+}  // namespace
+}  // namespace wire
+}  // namespace ps

@@ -25,6 +25,24 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const abs
   return reactor;
 }
 
+// Parses a call's request: a pull's with protobuf; a push's (alone or in a push-pull)
+// keeping its gradients where they arrived. INVALID_ARGUMENT, naming the message, when
+// the bytes are not one.
+absl::Status Parse(const grpc::ByteBuffer& bytes, v1::PullRequest* request, wire::ReceivedPush*) {
+  grpc::ByteBuffer copy = bytes;  // shares the slices; GenericDeserialize empties it
+  if (grpc::GenericDeserialize<grpc::ProtoBufferReader, v1::PullRequest>(&copy, request).ok()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("the request does not parse as ps.v1.PullRequest");
+}
+absl::Status Parse(const grpc::ByteBuffer& bytes, v1::PushPullRequest* request,
+                   wire::ReceivedPush* push) {
+  absl::Status s = push->Decode(bytes, request);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(
+      absl::StrCat("the request does not parse as ps.v1.PushPullRequest: ", s.message()));
+}
+
 // A call that may wait in the shard: its request parsed from the call's bytes, and its
 // reply coded into them (common/tensor_coding.h) when the shard's callback finishes it,
 // on whichever thread answers it. A cancelled call (client gone, deadline, server
@@ -32,26 +50,24 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const abs
 template <typename Request, typename Response>
 class WaitingCall final : public grpc::ServerUnaryReactor {
  public:
-  // `start(request, response, done)` hands the shard the call and the callback that
-  // finishes it, and returns the shard's id for it. A request that does not parse is
+  // `start(request, gradients, response, done)` hands the shard the call and the callback
+  // that finishes it, and returns the shard's id for it. A request that does not parse is
   // answered INVALID_ARGUMENT.
   template <typename Start>
   static WaitingCall* Begin(Shard* shard, const grpc::ByteBuffer* bytes, grpc::ByteBuffer* reply,
                             Start start) {
     auto* call = new WaitingCall(shard, reply);
-    grpc::ByteBuffer copy = *bytes;  // shares the slices
-    if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, Request>(&copy, &call->request_).ok()) {
-      call->Finish(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("the request does not parse as ", Request::descriptor()->full_name())));
+    if (absl::Status s = Parse(*bytes, &call->request_, &call->push_); !s.ok()) {
+      call->Finish(ToGrpcStatus(s));
       return call;
     }
     // gRPC reacts (OnCancel, OnDone) only after the method returns this reactor, so the
     // id is set before OnCancel can read it, and `call` lives until OnDone.
-    call->id_.store(start(call->request_, &call->response_, [call](absl::Status s) {
-      if (s.ok()) *call->reply_ = wire::EncodeMoving(&call->response_);
-      call->Finish(ToGrpcStatus(s));
-    }));
+    call->id_.store(
+        start(call->request_, &call->push_.dense(), &call->response_, [call](absl::Status s) {
+          if (s.ok()) *call->reply_ = wire::EncodeMoving(&call->response_);
+          call->Finish(ToGrpcStatus(s));
+        }));
     return call;
   }
 
@@ -66,6 +82,7 @@ class WaitingCall final : public grpc::ServerUnaryReactor {
   Shard* const shard_;
   grpc::ByteBuffer* const reply_;
   Request request_;
+  wire::ReceivedPush push_;  // a push-pull's gradients
   Response response_;
   std::atomic<uint64_t> id_{0};
 };
@@ -83,15 +100,28 @@ grpc::ServerUnaryReactor* ParameterServerService::Pull(grpc::CallbackServerConte
                                                        grpc::ByteBuffer* response) {
   return WaitingCall<v1::PullRequest, v1::PullResponse>::Begin(
       shard_, request, response,
-      [&](const v1::PullRequest& r, v1::PullResponse* out, Shard::Done done) {
+      [&](const v1::PullRequest& r, const std::vector<const char*>*, v1::PullResponse* out,
+          Shard::Done done) {
         return shard_->PullAsync(r, CallDeadline(context), out, std::move(done));
       });
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerContext* context,
-                                                       const v1::PushRequest* request,
-                                                       v1::PushResponse* response) {
-  return Answer(context, shard_->Push(*request, response));
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  v1::PushRequest push;
+  wire::ReceivedPush gradients;
+  if (absl::Status s = gradients.Decode(*request, &push); !s.ok()) {
+    return Answer(context, absl::InvalidArgumentError(absl::StrCat(
+                               "the request does not parse as ps.v1.PushRequest: ", s.message())));
+  }
+  v1::PushResponse reply;
+  absl::Status s = shard_->Push(push, &reply, &gradients.dense());
+  if (s.ok()) {
+    bool own = false;
+    grpc::GenericSerialize<grpc::ProtoBufferWriter, v1::PushResponse>(reply, response, &own);
+  }
+  return Answer(context, s);
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerContext* context,
@@ -99,8 +129,9 @@ grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerC
                                                            grpc::ByteBuffer* response) {
   return WaitingCall<v1::PushPullRequest, v1::PushPullResponse>::Begin(
       shard_, request, response,
-      [&](const v1::PushPullRequest& r, v1::PushPullResponse* out, Shard::Done done) {
-        return shard_->PushPullAsync(r, CallDeadline(context), out, std::move(done));
+      [&](const v1::PushPullRequest& r, const std::vector<const char*>* gradients,
+          v1::PushPullResponse* out, Shard::Done done) {
+        return shard_->PushPullAsync(r, CallDeadline(context), out, std::move(done), gradients);
       });
 }
 

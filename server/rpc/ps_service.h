@@ -1,8 +1,9 @@
 // ParameterServerService: the gRPC adapter over a Shard, on gRPC's callback API. Each
 // method converts the call's deadline, delegates to the shard, and answers with its status
-// one to one (common/status_util.h); no shard logic lives here. Pull and PushPull replies
-// are coded by common/tensor_coding.h: their tensor bytes go to the socket from the
-// strings the shard wrote them into, with no protobuf serialization copy. A pull that waits for its
+// one to one (common/status_util.h); no shard logic lives here. The tensor bytes of Push,
+// Pull and PushPull are coded by common/tensor_coding.h: a pushed gradient is applied
+// from the buffers gRPC received it in, and pulled values go to the socket from the
+// strings the shard wrote them into, with no protobuf copy either way. A pull that waits for its
 // version is parked in the shard and answered from the thread of the push that completes
 // the version: no gRPC thread waits, and a cancelled call's pull is taken out at once.
 //
@@ -15,8 +16,9 @@
 
 namespace ps {
 
-using ParameterServerServiceBase = v1::ParameterServer::WithRawCallbackMethod_Pull<
-    v1::ParameterServer::WithRawCallbackMethod_PushPull<v1::ParameterServer::CallbackService>>;
+using ParameterServerServiceBase =
+    v1::ParameterServer::WithRawCallbackMethod_Pull<v1::ParameterServer::WithRawCallbackMethod_Push<
+        v1::ParameterServer::WithRawCallbackMethod_PushPull<v1::ParameterServer::CallbackService>>>;
 
 class ParameterServerService final : public ParameterServerServiceBase {
  public:
@@ -30,8 +32,8 @@ class ParameterServerService final : public ParameterServerServiceBase {
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
-                                 const v1::PushRequest* request,
-                                 v1::PushResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;

@@ -77,6 +77,8 @@ class ParameterStore {
   absl::Status Pull(const v1::PullRequest& request, absl::Time deadline,
                     v1::PullResponse* response,
                     const std::vector<char*>* dense_out = nullptr);
+  // The most tensor bytes one push or pull request may carry.
+  int64_t max_request_bytes() const { return options_.max_request_bytes; }
   // Pulls parked now, waiting for a version or an SSP clock.
   int waiting_pulls() const { return waiters_.parked(); }
   // `dense_values`, when given, has one entry per request.dense(): a non-null entry holds

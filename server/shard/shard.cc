@@ -17,7 +17,8 @@ absl::Status LogRejected(const char* what, int worker, absl::Status s) {
   if (!s.ok() && s.code() != absl::StatusCode::kDeadlineExceeded &&
       s.code() != absl::StatusCode::kCancelled) {
     // Escaped: the message may quote what the client sent (a table name, say).
-    LOG(WARNING) << what << " from worker " << worker << " rejected: " << Printable(Describe(s), 1000);
+    LOG(WARNING) << what << " from worker " << worker
+                 << " rejected: " << Printable(Describe(s), 1000);
   }
   return s;
 }
@@ -100,8 +101,7 @@ absl::Status Shard::OpenWindow(const v1::OpenWindowRequest& request,
           "OpenWindow", worker,
           WithReason(absl::FailedPreconditionError(absl::StrCat(
                          "worker ", worker, " is not registered with shard ",
-                         options_.store.shard_index,
-                         "; register before opening transfer windows")),
+                         options_.store.shard_index, "; register before opening transfer windows")),
                      kReasonUnknownWorker));
     }
     if (absl::Status s = registry_.CheckIncarnation(worker, request.incarnation()); !s.ok()) {
@@ -126,10 +126,11 @@ absl::StatusOr<Shard::WindowedSlices> Shard::ResolveWindows(
   if (!UsesWindow(slices)) return out;
   out.hold = windows_.Get(worker, incarnation);
   if (out.hold == nullptr) {
-    return WithReason(absl::FailedPreconditionError(absl::StrCat(
-                          "worker ", worker, " sent a slice with a window offset but has no "
-                          "transfer window on shard ", options_.store.shard_index,
-                          "; call OpenWindow first")),
+    return WithReason(absl::FailedPreconditionError(
+                          absl::StrCat("worker ", worker,
+                                       " sent a slice with a window offset but has no "
+                                       "transfer window on shard ",
+                                       options_.store.shard_index, "; call OpenWindow first")),
                       kReasonWindowGone);
   }
   char* base = push ? out.hold->push.get() : out.hold->pull.get();
@@ -168,29 +169,33 @@ uint64_t Shard::PullAsync(const v1::PullRequest& request, absl::Time deadline,
     return 0;
   }
   std::vector<char*> at = std::move(out->at);
-  return store_.PullAsync(
-      request, PullDeadline(deadline), response, std::move(at),
-      [this, worker, hold = std::move(out->hold), response,
-       done = std::move(done)](absl::Status s) mutable {
-        if (s.ok()) CountBytes(response->dense(), &bytes_sent_, &window_bytes_sent_);
-        hold.reset();  // the values are in the window: it may go now
-        done(LogRejected("Pull", worker, std::move(s)));
-      });
+  return store_.PullAsync(request, PullDeadline(deadline), response, std::move(at),
+                          [this, worker, hold = std::move(out->hold), response,
+                           done = std::move(done)](absl::Status s) mutable {
+                            if (s.ok())
+                              CountBytes(response->dense(), &bytes_sent_, &window_bytes_sent_);
+                            hold.reset();  // the values are in the window: it may go now
+                            done(LogRejected("Pull", worker, std::move(s)));
+                          });
 }
 
 absl::Status Shard::Pull(const v1::PullRequest& request, absl::Time deadline,
                          v1::PullResponse* response) {
-  return WaitForAnswer(
-      [&](Done done) { PullAsync(request, deadline, response, std::move(done)); });
+  return WaitForAnswer([&](Done done) { PullAsync(request, deadline, response, std::move(done)); });
 }
 
-absl::Status Shard::Push(const v1::PushRequest& request, v1::PushResponse* response) {
+absl::Status Shard::Push(const v1::PushRequest& request, v1::PushResponse* response,
+                         const std::vector<const char*>* wire_values) {
   push_requests_.fetch_add(1, std::memory_order_relaxed);
   if (!refusal_.ok()) return refusal_;
-  return LogRejected("Push", request.worker_index(), ApplyPush(request, response));
+  return LogRejected("Push", request.worker_index(), ApplyPush(request, response, wire_values));
 }
 
-absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* response) {
+absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* response,
+                              const std::vector<const char*>* wire_values) {
+  if (wire_values != nullptr && wire_values->size() != static_cast<size_t>(request.dense_size())) {
+    return absl::InternalError("push: the gradients outside the message do not match its slices");
+  }
   const int worker = request.worker_index();
   const bool has_id = request.id().incarnation() != 0;
   if (has_id) {
@@ -218,22 +223,49 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
     return in.status();
   }
   CountBytes(request.dense(), &bytes_received_, &window_bytes_received_);
-  const std::vector<const char*> values(in->at.begin(), in->at.end());
+  std::vector<const char*> values(in->at.begin(), in->at.end());
+  if (wire_values != nullptr) {
+    values.resize(request.dense_size(), nullptr);
+    int64_t wire_bytes = 0;
+    for (int i = 0; i < request.dense_size(); ++i) {
+      if ((*wire_values)[i] == nullptr) continue;
+      if (values[i] != nullptr) {
+        if (has_id) ledger_.End(worker, request.id(), /*applied=*/false);
+        return absl::InvalidArgumentError(absl::StrCat("push: table '", request.dense(i).table(),
+                                                       "' slice at ", request.dense(i).offset(),
+                                                       " carries both values and a window offset"));
+      }
+      values[i] = (*wire_values)[i];
+      wire_bytes += request.dense(i).length() * 4;
+    }
+    bytes_received_.fetch_add(wire_bytes, std::memory_order_relaxed);
+    // The store counts only the bytes in the message against the request limit.
+    int64_t bytes = wire_bytes;
+    for (const v1::DenseSlice& d : request.dense()) bytes += d.values().size();
+    for (const v1::SparseRows& r : request.sparse()) bytes += r.values().size();
+    if (bytes > store_.max_request_bytes()) {
+      if (has_id) ledger_.End(worker, request.id(), /*applied=*/false);
+      return absl::ResourceExhaustedError(
+          absl::StrCat("push of ", bytes, " bytes exceeds the limit of ",
+                       store_.max_request_bytes(), " bytes per request; split it into chunks"));
+    }
+  }
   absl::Status s = store_.Push(request, response, values.empty() ? nullptr : &values);
   if (has_id) ledger_.End(worker, request.id(), s.ok());
   return s;
 }
 
 uint64_t Shard::PushPullAsync(const v1::PushPullRequest& request, absl::Time deadline,
-                              v1::PushPullResponse* response, Done done) {
+                              v1::PushPullResponse* response, Done done,
+                              const std::vector<const char*>* wire_values) {
   if (request.push().worker_index() != request.pull().worker_index()) {
-    done(absl::InvalidArgumentError(absl::StrCat(
-        "push-pull: the push is from worker ", request.push().worker_index(),
-        " but the pull for worker ", request.pull().worker_index())));
+    done(absl::InvalidArgumentError(
+        absl::StrCat("push-pull: the push is from worker ", request.push().worker_index(),
+                     " but the pull for worker ", request.pull().worker_index())));
     return 0;
   }
   // The call's status is the push's: a rejected push is not followed by a pull.
-  if (absl::Status s = Push(request.push(), response->mutable_push()); !s.ok()) {
+  if (absl::Status s = Push(request.push(), response->mutable_push(), wire_values); !s.ok()) {
     done(std::move(s));
     return 0;
   }

@@ -62,8 +62,7 @@ class Shard {
                         v1::RegisterWorkerResponse* response);
   absl::Status Heartbeat(const v1::HeartbeatRequest& request, v1::HeartbeatResponse* response);
   absl::Status Leave(const v1::LeaveWorkerRequest& request);
-  absl::Status OpenWindow(const v1::OpenWindowRequest& request,
-                          v1::OpenWindowResponse* response);
+  absl::Status OpenWindow(const v1::OpenWindowRequest& request, v1::OpenWindowResponse* response);
   using Done = std::function<void(absl::Status)>;
   // `deadline` is the call's own (absl::InfiniteFuture() when it has none). `done` gets
   // the result: on this thread when the pull is ready or refused, later on the thread of
@@ -71,11 +70,16 @@ class Shard {
   // `response` must stay valid until then. Returns an id for CancelPull().
   uint64_t PullAsync(const v1::PullRequest& request, absl::Time deadline,
                      v1::PullResponse* response, Done done);
-  absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response);
+  // `wire_values`, when given, has one entry per request.dense(): a non-null entry is that
+  // slice's gradient (length * 4 bytes, 4-byte aligned) where it arrived outside the
+  // message (common/tensor_coding.h); the slice's own `values` are then empty.
+  absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response,
+                    const std::vector<const char*>* wire_values = nullptr);
   // The push, then, if it was accepted, the pull; the status is the push's and the
-  // pull's outcome is in response->pull_code() / pull_message().
+  // pull's outcome is in response->pull_code() / pull_message(). `wire_values` as for Push.
   uint64_t PushPullAsync(const v1::PushPullRequest& request, absl::Time deadline,
-                         v1::PushPullResponse* response, Done done);
+                         v1::PushPullResponse* response, Done done,
+                         const std::vector<const char*>* wire_values = nullptr);
   // The caller of a waiting pull gave up: it is answered CANCELLED now.
   void CancelPull(uint64_t id) { store_.CancelPull(id); }
   // PullAsync and PushPullAsync, waited for on this thread.
@@ -122,7 +126,8 @@ class Shard {
       const google::protobuf::RepeatedPtrField<v1::DenseSlice>& slices, bool push) const;
   absl::Time PullDeadline(absl::Time call_deadline) const;
   // The push with its window and the ledger, uncounted and unlogged.
-  absl::Status ApplyPush(const v1::PushRequest& request, v1::PushResponse* response);
+  absl::Status ApplyPush(const v1::PushRequest& request, v1::PushResponse* response,
+                         const std::vector<const char*>* wire_values);
 
   const ShardOptions options_;
   const absl::Time start_;
