@@ -1,10 +1,13 @@
-// pushpull_benchmark: push and pull throughput of one dense table through PsClient,
-// one request in flight, as ps-lite's and gRPC's figures in docs/benchmarks.md were
-// measured. Start the shards first (tests/bench.sh does it all).
+// pushpull_benchmark: push, pull and push+pull throughput of one dense table through
+// PsClient, with --in_flight calls at once (threads sharing the client), as ps-lite's and
+// gRPC's figures in docs/benchmarks.md were measured. Start the shards first
+// (tests/bench.sh does it all, and runs several of these at once for NxN figures).
 //
 //   pushpull_benchmark --servers=127.0.0.1:5000 --sizes=4096,65536,1048576,16777216
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -21,6 +24,11 @@ ABSL_FLAG(std::string, servers, "127.0.0.1:50051", "Shards, in order.");
 ABSL_FLAG(std::string, sizes, "4096,65536,1048576,16777216", "Payload bytes per push/pull.");
 ABSL_FLAG(double, seconds, 2.0, "Time per measurement.");
 ABSL_FLAG(std::string, optimizer, "sgd", "sgd (the server adds the values) or adam.");
+ABSL_FLAG(int, in_flight, 1, "Calls in flight at once (each on its own thread).");
+ABSL_FLAG(int, worker_index, 0, "The worker index to register as (one per process).");
+ABSL_FLAG(std::string, ops, "push,pull,pushpull", "What to measure, in order.");
+ABSL_FLAG(bool, table_format, true,
+          "A table for people; false: one line per figure (size op GB/s p50 p99) for scripts.");
 ABSL_FLAG(bool, same_host, true,
           "Register as worker 0 and use the servers' same-host windows when offered; false: "
           "tensor bytes over gRPC.");
@@ -38,24 +46,36 @@ ps::v1::OptimizerSpec OptimizerOf(ps::v1::OptimizerSpec::Kind kind, float learni
 struct Rate {
   double gbps = 0;
   double p50_us = 0;
+  double p99_us = 0;
 };
 
+// Runs op(t) on `threads` threads (t = 0, 1, ...) at once for `seconds` (each at least 5 times); GB/s of
+// `bytes` per op over the wall time, and the latency percentiles of all calls.
 template <typename F>
-Rate Measure(F op, int64_t bytes, double seconds) {
-  std::vector<double> lat;
-  const absl::Time end = absl::Now() + absl::Seconds(seconds);
+Rate Measure(F op, int64_t bytes, double seconds, int threads) {
+  std::vector<std::vector<double>> lat(threads);
   const absl::Time start = absl::Now();
-  while (absl::Now() < end || lat.size() < 5) {
-    const absl::Time t0 = absl::Now();
-    if (absl::Status s = op(); !s.ok()) {
-      std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
-      std::exit(1);
-    }
-    lat.push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+  const absl::Time end = start + absl::Seconds(seconds);
+  std::vector<std::thread> running;
+  for (int t = 0; t < threads; ++t) {
+    running.emplace_back([&, t] {
+      while (absl::Now() < end || lat[t].size() < 5) {
+        const absl::Time t0 = absl::Now();
+        if (absl::Status s = op(t); !s.ok()) {
+          std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
+          std::exit(1);
+        }
+        lat[t].push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+      }
+    });
   }
+  for (std::thread& t : running) t.join();
   const double total = absl::ToDoubleSeconds(absl::Now() - start);
-  std::sort(lat.begin(), lat.end());
-  return {static_cast<double>(bytes) * lat.size() / total / 1e9, lat[lat.size() / 2]};
+  std::vector<double> all;
+  for (const auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  return {static_cast<double>(bytes) * all.size() / total / 1e9, all[all.size() / 2],
+          all[all.size() * 99 / 100]};
 }
 
 }  // namespace
@@ -67,17 +87,22 @@ int main(int argc, char** argv) {
   ps::ClientOptions options;
   options.same_host = absl::GetFlag(FLAGS_same_host);
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, options);
-  const int worker = 0;
+  const int worker = absl::GetFlag(FLAGS_worker_index);
   if (absl::Status s = client->RegisterWorker(worker, "pushpull_benchmark", "cpu"); !s.ok()) {
     std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("tensor bytes: %s\n", client->same_host_shards() == client->num_shards()
-                                         ? "same-host windows (cross-memory attach)"
-                                         : "gRPC messages");
+  const bool table = absl::GetFlag(FLAGS_table_format);
+  const int threads = std::max(1, absl::GetFlag(FLAGS_in_flight));
+  if (table) {
+    std::printf("tensor bytes: %s; %d in flight\n",
+                client->same_host_shards() == client->num_shards()
+                    ? "same-host windows (cross-memory attach)"
+                    : "gRPC messages",
+                threads);
+    std::printf("%-10s %-9s %10s %10s %10s\n", "payload", "op", "GB/s", "p50 us", "p99 us");
+  }
   const double seconds = absl::GetFlag(FLAGS_seconds);
-  std::printf("%-10s %12s %12s %12s %12s %14s\n", "payload", "push GB/s", "pull GB/s",
-              "push+pull", "push p50 us", "pull p50 us");
   for (absl::string_view size_text : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
     int64_t bytes = 0;
     if (!absl::SimpleAtoi(size_text, &bytes) || bytes < 4) {
@@ -98,18 +123,40 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
       return 1;
     }
-    std::vector<float> data(n, 0.001f);
-    const std::vector<ps::DenseTensor> t = {{spec.name(), n, data.data()}};
-    const Rate push = Measure([&] { return client->Push(t, 0, worker); }, bytes, seconds);
-    const Rate pull = Measure([&] { return client->Pull(t, 0, worker).status(); }, bytes, seconds);
-    const Rate both = Measure(
-        [&]() -> absl::Status {
-          if (absl::Status s = client->Push(t, 0, worker); !s.ok()) return s;
-          return client->Pull(t, 0, worker).status();
-        },
-        2 * bytes, seconds);
-    std::printf("%-10lld %12.3f %12.3f %12.3f %12.0f %14.0f\n", static_cast<long long>(bytes),
-                push.gbps, pull.gbps, both.gbps, push.p50_us, pull.p50_us);
+    // Each thread its own tensors (a push reads them while it is in flight).
+    std::vector<std::vector<float>> grads(threads, std::vector<float>(n, 0.001f));
+    std::vector<std::vector<float>> params(threads, std::vector<float>(n));
+    auto tensors = [&](std::vector<std::vector<float>>& of, int t) {
+      return std::vector<ps::DenseTensor>{{spec.name(), n, of[t].data()}};
+    };
+    for (absl::string_view op : absl::StrSplit(absl::GetFlag(FLAGS_ops), ',')) {
+      Rate r;
+      if (op == "push") {
+        r = Measure([&](int t) { return client->Push(tensors(grads, t), 0, worker); }, bytes, seconds,
+                    threads);
+      } else if (op == "pull") {
+        r = Measure([&](int t) { return client->Pull(tensors(params, t), 0, worker).status(); }, bytes,
+                    seconds, threads);
+      } else if (op == "pushpull") {
+        // One push-pull call per shard (the server applies the push, then answers the pull
+        // of the same slices); async tables: the newest values.
+        r = Measure(
+            [&](int t) -> absl::Status {
+              ps::PsClient::PushPullResult res =
+                  client->PushPull(tensors(grads, t), tensors(params, t), worker, 0);
+              if (!res.push.ok()) return res.push;
+              return res.pull.status();
+            },
+            2 * bytes, seconds, threads);
+      } else {
+        std::fprintf(stderr, "pushpull_benchmark: bad op '%s'\n", std::string(op).c_str());
+        return 2;
+      }
+      std::printf(table ? "%-10lld %-9s %10.3f %10.0f %10.0f\n" : "%lld %s %.4f %.1f %.1f\n",
+                  static_cast<long long>(bytes), std::string(op).c_str(), r.gbps, r.p50_us,
+                  r.p99_us);
+      std::fflush(stdout);
+    }
   }
   client->LeaveWorker(worker).IgnoreError();
   return 0;
