@@ -231,7 +231,7 @@ class Reader {
   }
 
   bool Skip(uint64_t n, size_t limit) {
-    if (n > limit - pos_) return false;
+    if (pos_ > limit || n > limit - pos_) return false;
     pos_ += n;
     return true;
   }
@@ -255,6 +255,35 @@ class Reader {
 
 namespace {
 
+// Skips one field's value of wire type `type` (after its tag), within `end`; a group (types
+// 3 and 4, which protobuf still parses as unknown fields) up to its end tag, at most
+// `depth` groups deep. False if the bytes end first or are not a value.
+bool SkipValue(Reader* r, int field, int type, size_t end, int depth) {
+  uint64_t value;
+  switch (type) {
+    case 0:
+      return r->ReadVarint(&value) && r->pos() <= end;
+    case 1:
+      return r->Skip(8, end);
+    case 5:
+      return r->Skip(4, end);
+    case kLengthDelimited:
+      return r->ReadVarint(&value) && r->pos() <= end && r->Skip(value, end);
+    case 3:
+      if (depth == 0) return false;
+      while (r->pos() < end) {
+        uint64_t tag;
+        if (!r->ReadVarint(&tag) || r->pos() > end) return false;
+        const int inner = static_cast<int>(tag >> 3), inner_type = static_cast<int>(tag & 7);
+        if (inner_type == 4) return inner == field;
+        if (!SkipValue(r, inner, inner_type, end, depth - 1)) return false;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
 // Reads the fields of a message that ends at byte `end`, appending all but the diverted
 // ones to *out: the rest of `path` leads to the diverted bytes field; each occurrence of
 // the message holding it opens a view in *views.
@@ -263,12 +292,14 @@ absl::Status Walk(Reader* r, size_t end, absl::Span<const int> path, std::string
   while (r->pos() < end) {
     const size_t start = r->pos();
     uint64_t tag;
-    if (!r->ReadVarint(&tag)) return absl::InvalidArgumentError("truncated field tag");
+    if (!r->ReadVarint(&tag) || r->pos() > end) {
+      return absl::InvalidArgumentError("truncated field tag");
+    }
     const int field = static_cast<int>(tag >> 3);
     const int type = static_cast<int>(tag & 7);
     if (type == kLengthDelimited && !path.empty() && field == path[0]) {
       uint64_t size;
-      if (!r->ReadVarint(&size) || size > end - r->pos()) {
+      if (!r->ReadVarint(&size) || r->pos() > end || size > end - r->pos()) {
         return absl::InvalidArgumentError(absl::StrCat("field ", field, " runs past its message"));
       }
       if (path.size() == 1) {
@@ -286,26 +317,9 @@ absl::Status Walk(Reader* r, size_t end, absl::Span<const int> path, std::string
       out->append(inner);
       continue;
     }
-    uint64_t value;
-    bool ok = true;
-    switch (type) {
-      case 0:
-        ok = r->ReadVarint(&value);
-        break;
-      case 1:
-        ok = r->Skip(8, end);
-        break;
-      case 5:
-        ok = r->Skip(4, end);
-        break;
-      case kLengthDelimited:
-        ok = r->ReadVarint(&value) && r->Skip(value, end);
-        break;
-      default:
-        return absl::InvalidArgumentError(absl::StrCat("field ", field, " has wire type ", type));
-    }
-    if (!ok || r->pos() > end) {
-      return absl::InvalidArgumentError(absl::StrCat("field ", field, " runs past its message"));
+    if (!SkipValue(r, field, type, end, /*depth=*/100) || r->pos() > end) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field ", field, " (wire type ", type, ") runs past its message"));
     }
     r->CopyFrom(start, out);
   }

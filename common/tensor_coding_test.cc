@@ -146,8 +146,25 @@ TEST(TensorCodingTest, MalformedBytesAreInvalidArgument) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << cut << ": " << s;
   }
   PullResponse got;
-  const std::string group = "\x0b";  // field 1, wire type 3 (a group): never in this protocol
-  EXPECT_EQ(Decode(Recut(group, 1), &got).code(), absl::StatusCode::kInvalidArgument);
+  // A tag that runs past the end of its message (a dense slice of 1 byte holding the first
+  // byte of a 2-byte tag of a fixed64): its 8 bytes are not the slice's to read.
+  const std::string tag_past_end = std::string("\x0a\x01\x89\x01") + std::string(8, 'x');
+  EXPECT_EQ(Decode(Recut(tag_past_end, 2), &got).code(), absl::StatusCode::kInvalidArgument);
+  // A length that runs past the end of the message holding it (a pull of 2 bytes whose
+  // dense slice's length varint goes on outside it): nothing past the buffer is read (the
+  // suite's ASan run catches a read), and the bytes are invalid.
+  PushPullResponse reply;
+  EXPECT_EQ(Decode(Recut(std::string("\x12\x02\x0a\x80\x01\x09"
+                                     "abcd"),
+                         3),
+                   &reply)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  // A group (wire types 3 and 4) is never in this protocol, but protobuf parses one as
+  // an unknown field, and so does Decode; one that never ends is invalid.
+  const std::string group = "\x0b\x10\x01\x0c";  // field 1 { field 2: 1 }
+  EXPECT_TRUE(Decode(Recut(group, 1), &got).ok());
+  EXPECT_EQ(Decode(Recut(group.substr(0, 3), 1), &got).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Decode(grpc::ByteBuffer(), &got).ok());
   EXPECT_EQ(got.values.count(), 0u);
 }

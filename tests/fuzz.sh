@@ -5,8 +5,8 @@
 #
 # builds the fuzz targets with libFuzzer, ASan and UBSan (--config=asan) and runs each for
 # RUNS inputs (default 1,000,000) from its seed corpus, keeping the inputs it finds
-# in /tmp/ps-fuzz/<target>/. TARGET is shard, checkpoint_file, mnist, libsvm or tf_config
-# (default: all). A crash leaves its input as /tmp/ps-fuzz/<target>/crash-*; replay it with
+# in /tmp/ps-fuzz/<target>/. TARGET is shard, checkpoint_file, mnist, libsvm, tf_config or
+# tensor_coding (default: all). A crash leaves its input as /tmp/ps-fuzz/<target>/crash-*; replay it with
 # bazel-out/k8-optasan/bin/<package>/<target>_fuzzer <file>.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,12 +14,12 @@ cd "$ROOT"
 RUNS=${1:-1000000}
 shift || true
 declare -A PACKAGE=([shard]=server/shard [checkpoint_file]=server/checkpoint [mnist]=worker/data
-                    [libsvm]=worker/data [tf_config]=common)
+                    [libsvm]=worker/data [tf_config]=common [tensor_coding]=common)
 declare -A CORPUS=([shard]=server/shard/fuzz_corpus [checkpoint_file]=server/checkpoint/fuzz_corpus
                    [mnist]=worker/data/fuzz_corpus/mnist [libsvm]=worker/data/fuzz_corpus/libsvm
-                   [tf_config]=common/fuzz_corpus)
+                   [tf_config]=common/fuzz_corpus [tensor_coding]=common/fuzz_corpus_tensor_coding)
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(shard checkpoint_file mnist libsvm tf_config)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(shard checkpoint_file mnist libsvm tf_config tensor_coding)
 "$ROOT/deploy/local/install_deps.sh"
 labels=()
 for t in "${TARGETS[@]}"; do labels+=("//${PACKAGE[$t]}:${t}_fuzzer"); done

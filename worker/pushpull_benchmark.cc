@@ -24,6 +24,7 @@ ABSL_FLAG(std::string, servers, "127.0.0.1:50051", "Shards, in order.");
 ABSL_FLAG(std::string, sizes, "4096,65536,1048576,16777216", "Payload bytes per push/pull.");
 ABSL_FLAG(double, seconds, 2.0, "Time per measurement.");
 ABSL_FLAG(std::string, optimizer, "sgd", "sgd (the server adds the values) or adam.");
+ABSL_FLAG(int64_t, max_chunk_bytes, 0, "ClientOptions.max_chunk_bytes (0: its default).");
 ABSL_FLAG(int, in_flight, 1, "Calls in flight at once (each on its own thread).");
 ABSL_FLAG(int, worker_index, 0, "The worker index to register as (one per process).");
 ABSL_FLAG(std::string, ops, "push,pull,pushpull", "What to measure, in order.");
@@ -49,8 +50,8 @@ struct Rate {
   double p99_us = 0;
 };
 
-// Runs op(t) on `threads` threads (t = 0, 1, ...) at once for `seconds` (each at least 5 times); GB/s of
-// `bytes` per op over the wall time, and the latency percentiles of all calls.
+// Runs op(t) on `threads` threads (t = 0, 1, ...) at once for `seconds` (each at least 5 times);
+// GB/s of `bytes` per op over the wall time, and the latency percentiles of all calls.
 template <typename F>
 Rate Measure(F op, int64_t bytes, double seconds, int threads) {
   std::vector<std::vector<double>> lat(threads);
@@ -86,6 +87,9 @@ int main(int argc, char** argv) {
   const std::vector<std::string> servers = absl::StrSplit(absl::GetFlag(FLAGS_servers), ',');
   ps::ClientOptions options;
   options.same_host = absl::GetFlag(FLAGS_same_host);
+  if (absl::GetFlag(FLAGS_max_chunk_bytes) > 0) {
+    options.max_chunk_bytes = absl::GetFlag(FLAGS_max_chunk_bytes);
+  }
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, options);
   const int worker = absl::GetFlag(FLAGS_worker_index);
   if (absl::Status s = client->RegisterWorker(worker, "pushpull_benchmark", "cpu"); !s.ok()) {
@@ -115,10 +119,10 @@ int main(int argc, char** argv) {
     spec.set_kind(ps::v1::DENSE);
     spec.add_shape(n);
     spec.set_consistency(ps::v1::ASYNC);
-    *spec.mutable_optimizer() = OptimizerOf(
-        absl::GetFlag(FLAGS_optimizer) == "adam" ? ps::v1::OptimizerSpec::ADAM
-                                                 : ps::v1::OptimizerSpec::SGD,
-        1e-6f);
+    *spec.mutable_optimizer() =
+        OptimizerOf(absl::GetFlag(FLAGS_optimizer) == "adam" ? ps::v1::OptimizerSpec::ADAM
+                                                             : ps::v1::OptimizerSpec::SGD,
+                    1e-6f);
     if (absl::Status s = client->CreateTable(spec); !s.ok()) {
       std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
       return 1;
@@ -132,11 +136,11 @@ int main(int argc, char** argv) {
     for (absl::string_view op : absl::StrSplit(absl::GetFlag(FLAGS_ops), ',')) {
       Rate r;
       if (op == "push") {
-        r = Measure([&](int t) { return client->Push(tensors(grads, t), 0, worker); }, bytes, seconds,
-                    threads);
-      } else if (op == "pull") {
-        r = Measure([&](int t) { return client->Pull(tensors(params, t), 0, worker).status(); }, bytes,
+        r = Measure([&](int t) { return client->Push(tensors(grads, t), 0, worker); }, bytes,
                     seconds, threads);
+      } else if (op == "pull") {
+        r = Measure([&](int t) { return client->Pull(tensors(params, t), 0, worker).status(); },
+                    bytes, seconds, threads);
       } else if (op == "pushpull") {
         // One push-pull call per shard (the server applies the push, then answers the pull
         // of the same slices); async tables: the newest values.
