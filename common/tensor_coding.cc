@@ -62,8 +62,13 @@ void AppendReferring(const v1::PushRequest& push, const std::vector<absl::Span<c
     Parts one;
     one.Copy(push.dense(i).SerializeAsString());
     if (static_cast<size_t>(i) < values.size() && !values[i].empty()) {
-      one.AppendBytesField(v1::DenseSlice::kValuesFieldNumber, values[i].data(), values[i].size(),
-                           refs);
+      if (refs != nullptr) {
+        one.AppendBytesField(v1::DenseSlice::kValuesFieldNumber, values[i].data(), values[i].size(),
+                             refs);
+      } else {  // a request moved from: nothing counts its slices, so copy
+        one.AppendBytesField(v1::DenseSlice::kValuesFieldNumber,
+                             std::string(values[i].data(), values[i].size()));
+      }
     }
     if (outer > 0) {
       Parts wrapped;
@@ -273,7 +278,9 @@ bool SkipValue(Reader* r, int field, int type, size_t end, int depth) {
       if (depth == 0) return false;
       while (r->pos() < end) {
         uint64_t tag;
-        if (!r->ReadVarint(&tag) || r->pos() > end) return false;
+        if (!r->ReadVarint(&tag) || r->pos() > end || tag >> 3 == 0 || tag > 0xffffffffu) {
+          return false;
+        }
         const int inner = static_cast<int>(tag >> 3), inner_type = static_cast<int>(tag & 7);
         if (inner_type == 4) return inner == field;
         if (!SkipValue(r, inner, inner_type, end, depth - 1)) return false;
@@ -294,6 +301,9 @@ absl::Status Walk(Reader* r, size_t end, absl::Span<const int> path, std::string
     uint64_t tag;
     if (!r->ReadVarint(&tag) || r->pos() > end) {
       return absl::InvalidArgumentError("truncated field tag");
+    }
+    if (tag >> 3 == 0 || tag > 0xffffffffu) {
+      return absl::InvalidArgumentError(absl::StrCat("field tag ", tag, " is not one"));
     }
     const int field = static_cast<int>(tag >> 3);
     const int type = static_cast<int>(tag & 7);
@@ -378,8 +388,8 @@ absl::Status ReceivedPush::Place(v1::PushRequest* push) {
     v1::DenseSlice* d = push->mutable_dense(static_cast<int>(i));
     const size_t size = values_.size(i);
     if (size == 0) continue;
-    if (d->has_window_offset() || d->length() < 0 ||
-        size != static_cast<uint64_t>(d->length()) * 4) {
+    if (d->has_window_offset() || d->length() < 0 || size % 4 != 0 ||
+        size / 4 != static_cast<uint64_t>(d->length())) {
       d->mutable_values()->resize(size);
       values_.CopyTo(i, d->mutable_values()->data());
       continue;

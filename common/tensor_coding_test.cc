@@ -160,6 +160,11 @@ TEST(TensorCodingTest, MalformedBytesAreInvalidArgument) {
                    &reply)
                 .code(),
             absl::StatusCode::kInvalidArgument);
+  // Field number 0, and a tag wider than 32 bits (protobuf refuses both).
+  EXPECT_EQ(Decode(Recut(std::string("\x02\x00", 2), 1), &got).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode(Recut("\x8a\x80\x80\x80\x10\x00", 2), &got).code(),
+            absl::StatusCode::kInvalidArgument);
   // A group (wire types 3 and 4) is never in this protocol, but protobuf parses one as
   // an unknown field, and so does Decode; one that never ends is invalid.
   const std::string group = "\x0b\x10\x01\x0c";  // field 1 { field 2: 1 }

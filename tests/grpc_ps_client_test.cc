@@ -1,5 +1,8 @@
 // The gRPC client against two real shards on loopback (in this process): tensors cut by
 // placement and chunked, errors naming the shard.
+#include "worker/client/grpc_ps_client.h"
+
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -7,7 +10,6 @@
 #include "server/rpc/ps_server.h"
 #include "server/table/optimizer.h"
 #include "server/table/spec_testing.h"
-#include "worker/client/grpc_ps_client.h"
 #include "worker/client/ps_client.h"
 
 namespace ps {
@@ -45,8 +47,8 @@ TEST_F(GrpcPsClientTest, ChunkedPushAndPullRoundTripLargeTensors) {
   ASSERT_TRUE(client->CreateTable(Spec("small", small, v1::ASYNC)).ok());
   std::vector<float> g_big(big), g_small(small, 2.0f);
   for (int64_t i = 0; i < big; ++i) g_big[i] = static_cast<float>(i % 7);
-  ASSERT_TRUE(client->Push({{"big", big, g_big.data()}, {"small", small, g_small.data()}}, 0, 0)
-                  .ok());
+  ASSERT_TRUE(
+      client->Push({{"big", big, g_big.data()}, {"small", small, g_small.data()}}, 0, 0).ok());
   EXPECT_EQ(client->bytes_pushed(), (big + small) * 4);
   std::vector<float> p_big(big), p_small(small);
   absl::StatusOr<int64_t> v =
@@ -142,9 +144,8 @@ TEST_F(GrpcPsClientTest, PushPullMatchesPushThenPull) {
     // Worker 1 pushes first (its pull would wait for worker 0's push of the step).
     ASSERT_TRUE(b->Push({{"w", n, gb.data()}, {"v", m, hb.data()}}, PsClient::kPerShard, 1).ok());
     const int64_t windowed = a->window_bytes();
-    PsClient::PushPullResult r =
-        a->PushPull({{"w", n, ga.data()}, {"v", m, ha.data()}},
-                    {{"w", n, pa.data()}, {"v", m, qa.data()}}, 0);
+    PsClient::PushPullResult r = a->PushPull({{"w", n, ga.data()}, {"v", m, ha.data()}},
+                                             {{"w", n, pa.data()}, {"v", m, qa.data()}}, 0);
     ASSERT_TRUE(r.push.ok()) << r.push;
     ASSERT_TRUE(r.pull.ok()) << r.pull.status();
     EXPECT_EQ(*r.pull, step + 1);
@@ -254,6 +255,27 @@ TEST_F(GrpcPsClientTest, AChunkRefusedInAPushPullFailsTheCallAtOnce) {
   PsClient::PushPullResult r = client->PushPull({{"w", n, g.data()}}, {{"w", n, p.data()}}, 0);
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   EXPECT_EQ(r.push.code(), absl::StatusCode::kResourceExhausted) << r.push;
+  EXPECT_FALSE(r.pull.ok());
+}
+
+// A push-pull whose first chunk the shard refuses (a non-finite gradient) cancels its
+// sibling chunks while they are still being sent (64 MiB in 1 MiB requests). The client
+// refers to the tensors instead of copying them (docs/wire.md), so it waits until gRPC lets
+// go of them: it must still return, with the refusal, and not wait for a cancelled
+// stream's unsent bytes.
+TEST_F(GrpcPsClientTest, APushPullCancelledMidSendReturns) {
+  ClientOptions options;
+  options.same_host = false;
+  std::unique_ptr<PsClient> client = NewGrpcPsClient({addresses_[0]}, options);
+  const int64_t n = 16 << 20;  // 64 MiB
+  ASSERT_TRUE(client->CreateTable(Spec("w", n, v1::SYNC)).ok());
+  ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());
+  std::vector<float> g(n, 1.0f), p(n);
+  g[3] = std::numeric_limits<float>::quiet_NaN();
+  const absl::Time start = absl::Now();
+  PsClient::PushPullResult r = client->PushPull({{"w", n, g.data()}}, {{"w", n, p.data()}}, 0);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(r.push.code(), absl::StatusCode::kInvalidArgument) << r.push;
   EXPECT_FALSE(r.pull.ok());
 }
 

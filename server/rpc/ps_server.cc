@@ -48,8 +48,8 @@ absl::Status ValidateOptions(const ServerOptions& options) {
         " must exceed heartbeat_interval=", absl::FormatDuration(options.heartbeat_interval)));
   }
   if (!options.peers.empty() && static_cast<int>(options.peers.size()) != options.num_shards) {
-    return absl::InvalidArgumentError(absl::StrCat("peers lists ", options.peers.size(),
-                                                   " addresses but num_shards=", options.num_shards));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "peers lists ", options.peers.size(), " addresses but num_shards=", options.num_shards));
   }
   return absl::OkStatus();
 }
@@ -150,9 +150,8 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
       if (!all.ok()) LOG(ERROR) << "interval checkpoint of every shard failed: " << all.status();
     };
   }
-  checkpoints_ = std::make_unique<CheckpointManager>(checkpoint, options_.shard_index,
-                                                     options_.num_shards, store(), registry(),
-                                                     shard_->ledger());
+  checkpoints_ = std::make_unique<CheckpointManager>(
+      checkpoint, options_.shard_index, options_.num_shards, store(), registry(), shard_->ledger());
   // Restore before listening: no call ever sees a half-restored shard, and the health
   // service cannot report SERVING before the shard holds its state.
   absl::StatusOr<std::string> restored = checkpoints_->RestoreNewest();
@@ -161,7 +160,8 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
     LOG(INFO) << "no checkpoint in " << options_.checkpoint.dir << "; starting empty";
   }
   // A file with no tables restores no state (such files are no longer written).
-  restored_ = !restored->empty() && (!store()->Tables().empty() || !store()->SparseTables().empty());
+  restored_ =
+      !restored->empty() && (!store()->Tables().empty() || !store()->SparseTables().empty());
   CheckpointManager* cm = checkpoints_.get();
   shard_->SetStatusDecorator([cm](v1::GetStatusResponse* status) {
     const std::string path = cm->latest_path();
@@ -203,6 +203,10 @@ absl::Status PsServer::Listen() {
   // gRPC turns SO_REUSEPORT on by default; then a second shard started on a port an old
   // one still holds would "serve" too and the kernel would spread connections over both.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Workers ping every 60 s, also between calls (worker/client/shard_stubs.cc); gRPC's
+  // default would answer pings more often than every 5 minutes without data with GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30 * 1000);
   builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.port),
                            grpc::InsecureServerCredentials(), &port_);
   // Room for the largest request plus framing.
@@ -225,8 +229,8 @@ absl::Status PsServer::Listen() {
 }
 
 void PsServer::ExpireLoop() {
-  const absl::Duration period =
-      std::max(absl::Milliseconds(20), std::min(absl::Milliseconds(200), options_.heartbeat_timeout / 10));
+  const absl::Duration period = std::max(
+      absl::Milliseconds(20), std::min(absl::Milliseconds(200), options_.heartbeat_timeout / 10));
   while (!stop_.WaitForNotificationWithTimeout(period)) {
     shard_->ExpireStale();
   }

@@ -51,10 +51,13 @@ struct ShardChannel {
 // One request to one shard and what came back.
 template <typename Request, typename Response>
 struct Call {
-  std::unique_ptr<grpc::ClientContext> ctx;  // new for every attempt
   Request request;
   Response response;
   grpc::Status status;
+  // New for every attempt. Declared last so that it goes first: it holds gRPC's call, whose
+  // stream holds whatever of a wire request was never sent, and a wire request waits in
+  // its destructor until gRPC lets go of its bytes (common/tensor_coding.h).
+  std::unique_ptr<grpc::ClientContext> ctx;
 };
 
 // How SendAll treats a shard that is not there.

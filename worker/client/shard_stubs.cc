@@ -17,11 +17,18 @@ ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOpti
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
   args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+  // A connection whose peer stopped reading (a stopped or partitioned shard) is closed
+  // within 80 s, even with no call left on it: a push's unsent bytes point at the worker's
+  // tensors, and the push returns only once gRPC has let go of them (docs/wire.md). The
+  // shards accept these pings (ps_server.cc).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   for (const std::string& address : servers_) {
-    stubs_.emplace_back(
-        make_channel
-            ? make_channel(address, args)
-            : grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    stubs_.emplace_back(make_channel ? make_channel(address, args)
+                                     : grpc::CreateCustomChannel(
+                                           address, grpc::InsecureChannelCredentials(), args));
   }
 }
 
