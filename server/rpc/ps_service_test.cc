@@ -15,8 +15,8 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "gmock/gmock.h"
 #include "common/process_stats_testing.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/v1/ps.grpc.pb.h"
 #include "server/rpc/ps_server.h"
@@ -203,8 +203,8 @@ TEST_F(PsServiceTest, PushPullAppliesThePushThenPullsTheNextVersion) {
   v1::RegisterWorkerResponse reg_response;
   ASSERT_TRUE(stub_->RegisterWorker(&reg_ctx, reg, &reg_response).ok());
 
-  auto push_pull = [&](int64_t step, const std::string& grad, int pull_worker,
-                       int64_t pull_length, v1::PushPullResponse* response) {
+  auto push_pull = [&](int64_t step, const std::string& grad, int pull_worker, int64_t pull_length,
+                       v1::PushPullResponse* response) {
     grpc::ClientContext ctx;
     SetDeadline(&ctx);
     v1::PushPullRequest request;
@@ -391,8 +391,7 @@ TEST_F(PsServiceTest, GetStatusReportsTablesWorkersAndCounters) {
   }
   const v1::GetStatusResponse before = GetStatus();
   ASSERT_TRUE(Push(0, 0, "dense", Encode({2, 2, 2, 2}), 4).ok());
-  EXPECT_EQ(Push(0, 0, "dense", Encode({2}), 4).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Push(0, 0, "dense", Encode({2}), 4).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   ASSERT_TRUE(Pull("dense", 4, nullptr).ok());
   const v1::GetStatusResponse after = GetStatus();
 
@@ -439,8 +438,8 @@ TEST_F(PsServiceTest, HealthServiceReportsServing) {
   grpc::ByteBuffer reply;
   grpc::Status status;
   absl::Notification done;
-  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &reply, [&](grpc::Status s) {
+  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+                    [&](grpc::Status s) {
                       status = std::move(s);
                       done.Notify();
                     });
@@ -451,6 +450,34 @@ TEST_F(PsServiceTest, HealthServiceReportsServing) {
   // HealthCheckResponse{status: SERVING (1)}: field 1, varint 1.
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()),
             std::string("\x08\x01", 2));
+}
+
+// Bytes that are not the method's request (here a tag whose length runs past the end)
+// are INVALID_ARGUMENT naming the message and the problem, and change nothing.
+TEST_F(PsServiceTest, RequestsThatDoNotDecodeAreInvalidArgument) {
+  grpc::GenericStub generic(channel_);
+  for (const char* method : {"Push", "Pull", "PushPull"}) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Slice junk(std::string("\x1a\x7f\x0a\x01", 4));  // field 3, 127 bytes: 2 follow
+    grpc::ByteBuffer request(&junk, 1);
+    grpc::ByteBuffer reply;
+    grpc::Status status;
+    absl::Notification done;
+    generic.UnaryCall(&context, std::string("/ps.v1.ParameterServer/") + method,
+                      grpc::StubOptions(), &request, &reply, [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(std::string("does not parse as ps.v1.") + method + "Request"))
+        << method;
+  }
+  ExpectTable("dense", 1.0f, 0);
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(0, 0, "dense", Encode({2, 2, 2, 2}), 4, &response).ok());  // still serving
 }
 
 TEST(PsServerStartTest, ShardIndexOutOfRangeIsInvalidArgument) {
