@@ -278,9 +278,9 @@ bool SkipValue(Reader* r, int field, int type, size_t end, int depth) {
       if (depth == 0) return false;
       while (r->pos() < end) {
         uint64_t tag;
-        if (!r->ReadVarint(&tag) || r->pos() > end || tag >> 3 == 0 || tag > 0xffffffffu) {
-          return false;
-        }
+        if (!r->ReadVarint(&tag) || r->pos() > end) return false;
+        tag &= 0xffffffffu;
+        if (tag >> 3 == 0) return false;
         const int inner = static_cast<int>(tag >> 3), inner_type = static_cast<int>(tag & 7);
         if (inner_type == 4) return inner == field;
         if (!SkipValue(r, inner, inner_type, end, depth - 1)) return false;
@@ -302,9 +302,9 @@ absl::Status Walk(Reader* r, size_t end, absl::Span<const int> path, std::string
     if (!r->ReadVarint(&tag) || r->pos() > end) {
       return absl::InvalidArgumentError("truncated field tag");
     }
-    if (tag >> 3 == 0 || tag > 0xffffffffu) {
-      return absl::InvalidArgumentError(absl::StrCat("field tag ", tag, " is not one"));
-    }
+    // As protobuf reads a tag: its low 32 bits; field number 0 is none.
+    tag &= 0xffffffffu;
+    if (tag >> 3 == 0) return absl::InvalidArgumentError("a field numbered 0");
     const int field = static_cast<int>(tag >> 3);
     const int type = static_cast<int>(tag & 7);
     if (type == kLengthDelimited && !path.empty() && field == path[0]) {
