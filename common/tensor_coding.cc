@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/value_format.h"
 
 namespace ps {
 namespace wire {
@@ -194,13 +195,13 @@ void Values::CopyTo(size_t i, char* dest) const {
   }
 }
 
-const char* Values::InPlace(size_t i) const {
+const char* Values::InPlace(size_t i, size_t alignment) const {
   const View& v = views_[i];
   if (v.size == 0) return nullptr;
   const size_t k = std::upper_bound(starts_.begin(), starts_.end(), v.begin) - starts_.begin() - 1;
   if (v.begin + v.size > starts_[k] + slices_[k].size()) return nullptr;
   const char* p = reinterpret_cast<const char*>(slices_[k].begin()) + (v.begin - starts_[k]);
-  return reinterpret_cast<uintptr_t>(p) % alignof(float) == 0 ? p : nullptr;
+  return reinterpret_cast<uintptr_t>(p) % alignment == 0 ? p : nullptr;
 }
 
 void Values::Clear() {
@@ -387,6 +388,10 @@ absl::Status ReceivedPush::Place(v1::PushRequest* push) {
   for (size_t i = 0; i < values_.count(); ++i) {
     v1::DenseSlice* d = push->mutable_dense(static_cast<int>(i));
     const size_t size = values_.size(i);
+    if (d->format() != v1::FLOAT32) {
+      if (absl::Status s = Widen(i, *d); !s.ok()) return s;
+      continue;
+    }
     if (size == 0) continue;
     if (d->has_window_offset() || d->length() < 0 || size % 4 != 0 ||
         size / 4 != static_cast<uint64_t>(d->length())) {
@@ -401,6 +406,37 @@ absl::Status ReceivedPush::Place(v1::PushRequest* push) {
       dense_[i] = reinterpret_cast<const char*>(gathered_.back().get());
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ReceivedPush::Widen(size_t i, const v1::DenseSlice& d) {
+  const size_t width = ValueBytes(d.format());
+  const size_t size = values_.size(i);
+  auto where = [&] { return absl::StrCat("push: table '", d.table(), "' slice at ", d.offset()); };
+  if (width == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where(), " names value format ", d.format(), ", none of float32, bf16, fp16"));
+  }
+  if (d.has_window_offset()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where(), " is ", ValueFormatName(d.format()), " but windowed (windows hold float32)"));
+  }
+  if (d.length() <= 0 || size != static_cast<uint64_t>(d.length()) * width) {
+    return absl::InvalidArgumentError(absl::StrCat(where(), " carries ", size, " bytes of ",
+                                                   ValueFormatName(d.format()), " but its length ",
+                                                   d.length(), " needs ", d.length() * width));
+  }
+  gathered_.emplace_back(new float[d.length()]);
+  float* out = gathered_.back().get();
+  const char* in = values_.InPlace(i, /*alignment=*/1);
+  std::unique_ptr<char[]> joined;
+  if (in == nullptr) {  // split across gRPC's slices
+    joined.reset(new char[size]);
+    values_.CopyTo(i, joined.get());
+    in = joined.get();
+  }
+  DecodeValues(d.format(), in, d.length(), out);
+  dense_[i] = reinterpret_cast<const char*>(out);
   return absl::OkStatus();
 }
 

@@ -95,9 +95,9 @@ class Values {
   size_t size(size_t i) const { return views_[i].size; }
   // Copies value i (size(i) bytes) to `dest`.
   void CopyTo(size_t i, char* dest) const;
-  // Value i where it arrived, when it lies in one slice and starts 4-byte aligned (as a
-  // float reader needs it); else nullptr.
-  const char* InPlace(size_t i) const;
+  // Value i where it arrived, when it lies in one slice and starts `alignment`-byte
+  // aligned (4: as a float reader needs it); else nullptr.
+  const char* InPlace(size_t i, size_t alignment = alignof(float)) const;
   void Clear();
 
  private:
@@ -119,9 +119,12 @@ absl::Status Decode(const grpc::ByteBuffer& buffer, absl::Span<const int> path,
 
 // A dense push whose values gRPC reads straight from the worker's tensors: `message`
 // without the dense slices' values, which are `values[i]` (empty: none, e.g. windowed).
+// Values coded in a 16-bit format lie in `coded`, which the request owns. Members are
+// destroyed in reverse order: `refs` waits for gRPC before `coded` goes.
 struct PushRequest {
   v1::PushRequest message;
   std::vector<absl::Span<const char>> values;
+  std::vector<std::unique_ptr<char[]>> coded;
   std::unique_ptr<SliceRefs> refs = std::make_unique<SliceRefs>();
 };
 
@@ -129,6 +132,7 @@ struct PushRequest {
 struct PushPullRequest {
   v1::PushPullRequest message;
   std::vector<absl::Span<const char>> values;
+  std::vector<std::unique_ptr<char[]>> coded;
   std::unique_ptr<SliceRefs> refs = std::make_unique<SliceRefs>();
 };
 
@@ -152,10 +156,11 @@ struct PushPullResponse {
   }
 };
 
-// A push as it arrived: each dense slice's gradient is left where it lies when it can be
-// read there, else copied once into aligned memory the push owns; a slice whose bytes do
-// not match its length, or that also names a window, keeps them in the message, for the
-// shard to name the mismatch.
+// A push as it arrived: each dense slice's float32 gradient is left where it lies when it
+// can be read there, else copied once into aligned memory the push owns; a 16-bit one
+// (DenseSlice.format) is widened to float32 there in one pass. A float32 slice whose bytes
+// do not match its length, or that also names a window, keeps them in the message, for
+// the shard to name the mismatch; a 16-bit one is refused here.
 class ReceivedPush {
  public:
   // Parses a push (alone or in a push-pull) from `buffer`; INVALID_ARGUMENT as Decode.
@@ -164,11 +169,13 @@ class ReceivedPush {
 
   // Per dense slice of the push: its gradient, or null (in the message, or none).
   const std::vector<const char*>& dense() const { return dense_; }
-  // How many gradients had to be copied to be read.
+  // How many gradients had to be copied (or widened) to be read.
   size_t gathered() const { return gathered_.size(); }
 
  private:
   absl::Status Place(v1::PushRequest* push);
+  // Widens slice i's 16-bit values into memory of the push.
+  absl::Status Widen(size_t i, const v1::DenseSlice& d);
 
   Values values_;
   std::vector<const char*> dense_;

@@ -81,6 +81,11 @@ ABSL_FLAG(bool, same_host, true,
           "Use the same-host transfer windows a server offers when it runs on this host "
           "(cross-memory attach instead of TCP for tensor bytes; docs/same_host.md).");
 ABSL_FLAG(int64_t, max_chunk_bytes, 1 << 20, "Largest request sent to one shard; bigger tensors move as several requests at once.");
+ABSL_FLAG(std::string, wire_format, "float32",
+          "How dense values travel over TCP, both ways: float32, bf16 or fp16 for every table, or "
+          "table=format pairs with *=format for the rest (docs/wire.md); windows stay float32.");
+ABSL_FLAG(bool, wire_error_feedback, true,
+          "16-bit gradients carry what rounding lost in earlier pushes (error feedback).");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(absl::Duration, push_retry_timeout, absl::Seconds(60),
           "How long a push is resent (same push id, applied once) while a shard restarts.");
@@ -169,11 +174,20 @@ absl::StatusOr<ps::v1::ConsistencyMode> ModeFromFlag(bool sparse_model) {
       absl::StrCat("--mode=", mode, " is unknown: want sync, async or ssp"));
 }
 
-ps::ClientOptions ClientOptionsFromFlags() {
+absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   ps::ClientOptions options;
   options.max_chunk_bytes = std::max<int64_t>(4096, absl::GetFlag(FLAGS_max_chunk_bytes));
   options.same_host = absl::GetFlag(FLAGS_same_host);
   options.push_retry_timeout = std::max(absl::ZeroDuration(), absl::GetFlag(FLAGS_push_retry_timeout));
+  absl::StatusOr<ps::WireFormats> formats = ps::ParseWireFormats(absl::GetFlag(FLAGS_wire_format));
+  if (!formats.ok()) return formats.status();
+  options.wire_formats = *std::move(formats);
+  options.wire_formats.error_feedback = absl::GetFlag(FLAGS_wire_error_feedback);
+  if (options.wire_formats.all != ps::v1::FLOAT32 || !options.wire_formats.tables.empty()) {
+    LOG(INFO) << "wire format " << options.wire_formats.ToString()
+              << (options.wire_formats.error_feedback ? ", gradients with error feedback" : "")
+              << " (TCP only; same-host windows carry float32)";
+  }
   return options;
 }
 
@@ -229,7 +243,9 @@ int RunSparse(const std::string& model_name, int worker, int workers,
     }
   }
 
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, ClientOptionsFromFlags());
+  absl::StatusOr<ps::ClientOptions> client_options = ClientOptionsFromFlags();
+  if (!client_options.ok()) return Fail(client_options.status());
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, *client_options);
   if (!eval_only) {
     for (const ps::v1::TableSpec& spec :
          model->TableSpecs(optimizer, dense_optimizer, mode, absl::GetFlag(FLAGS_staleness_bound),
@@ -338,7 +354,9 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
       ps::Mlp::Create(sizes, eval_batch, backend->get());
   if (!model.ok()) return Fail(model.status());
 
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, ClientOptionsFromFlags());
+  absl::StatusOr<ps::ClientOptions> client_options = ClientOptionsFromFlags();
+  if (!client_options.ok()) return Fail(client_options.status());
+  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, *client_options);
   if (!absl::GetFlag(FLAGS_eval_only)) {
     for (ps::v1::TableSpec spec :
          (*model)->TableSpecs(optimizer, mode, absl::GetFlag(FLAGS_seed))) {
@@ -362,10 +380,11 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
   if (!result.ok()) return Fail(result.status());
   std::printf(
       "worker %d done steps=%lld samples=%lld seconds=%.2f samples_per_sec=%.0f first_loss=%.4f "
-      "last_loss=%.4f test_accuracy=%.4f\n",
+      "last_loss=%.4f test_accuracy=%.4f pushed_bytes=%lld pulled_bytes=%lld\n",
       worker, static_cast<long long>(result->steps), static_cast<long long>(result->samples),
       result->seconds, result->samples / std::max(1e-9, result->seconds), result->first_loss,
-      result->last_loss, result->test_accuracy);
+      result->last_loss, result->test_accuracy, static_cast<long long>(client->bytes_pushed()),
+      static_cast<long long>(client->bytes_pulled()));
   return 0;
 }
 
@@ -387,7 +406,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "max_chunk_bytes", "same_host", "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
+           "buffer_mean", "resume", "overlap", "wire_format", "wire_error_feedback", "max_chunk_bytes", "same_host", "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
            "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {

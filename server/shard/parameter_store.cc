@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/error_reason.h"
 #include "common/input_checks.h"
+#include "common/value_format.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -211,8 +212,16 @@ absl::StatusOr<ParameterStore::PullPlan> ParameterStore::PlanPull(
     absl::StatusOr<DenseTable*> t = Find(slice.table());
     if (!t.ok()) return t.status();
     if (absl::Status s = (*t)->CheckSlice(slice, /*with_values=*/false); !s.ok()) return s;
+    const size_t value_bytes = ValueBytes(slice.format());
+    if (value_bytes == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("pull: table '", slice.table(),
+                                                     "' slice at ", slice.offset(), " asks for value format ",
+                                                     slice.format(), ", none of float32, bf16, fp16"));
+    }
     // Values written to a transfer window are not in the reply: the window bounds them.
-    if (dense_out == nullptr || (*dense_out)[i] == nullptr) bytes += slice.length() * 4;
+    if (dense_out == nullptr || (*dense_out)[i] == nullptr) {
+      bytes += slice.length() * static_cast<int64_t>(value_bytes);
+    }
     plan.dense.push_back(*t);
   }
   if (bytes > options_.max_request_bytes) {

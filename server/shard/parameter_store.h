@@ -150,9 +150,10 @@ class ParameterStore {
                                       v1::PullResponse* response);
   // The DEADLINE_EXCEEDED status naming what an unanswered pull still waits for.
   absl::Status PullExpired(const v1::PullRequest& request, const PullPlan& plan) const;
-  // Reads a ready slice into `window` (when not null) or the reply.
-  void ReadDense(DenseTable* t, const v1::DenseSlice& slice, char* window,
-                 v1::PullResponse* response);
+  // Reads a ready slice into `window` (when not null, float32) or the reply, coded in
+  // `format`.
+  void ReadDense(DenseTable* t, const v1::DenseSlice& slice, v1::ValueFormat format,
+                 char* window, v1::PullResponse* response);
   // Finds the push's tables and checks everything that needs no table lock: sizes,
   // ranges, finiteness, duplicate and overlapping parts.
   absl::StatusOr<PushPlan> PlanPush(const v1::PushRequest& request,

@@ -59,8 +59,8 @@ std::optional<absl::Status> ParameterStore::TryPull(const v1::PullRequest& reque
     t->CountPull();
   }
   for (size_t i = 0; i < plan.dense.size(); ++i) {
-    ReadDense(plan.dense[i], request.dense(i), dense_out.empty() ? nullptr : dense_out[i],
-              response);
+    ReadDense(plan.dense[i], request.dense(i), request.dense(i).format(),
+              dense_out.empty() ? nullptr : dense_out[i], response);
   }
   return absl::OkStatus();
 }
@@ -83,7 +83,8 @@ absl::Status ParameterStore::PullExpired(const v1::PullRequest& request,
   return absl::DeadlineExceededError("pull not answered before the deadline");
 }
 
-void ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice, char* window,
+void ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice,
+                               v1::ValueFormat format, char* window,
                                v1::PullResponse* response) {
   absl::MutexLock lock(t->mu());
   v1::DenseSlice* out = response->add_dense();
@@ -95,7 +96,8 @@ void ParameterStore::ReadDense(DenseTable* t, const v1::DenseSlice& slice, char*
     t->ReadInto(slice.offset(), slice.length(), window);
     out->set_window_offset(slice.window_offset());
   } else {
-    t->Read(slice.offset(), slice.length(), out->mutable_values());
+    t->Read(slice.offset(), slice.length(), format, out->mutable_values());
+    if (format != v1::FLOAT32) out->set_format(format);
   }
   t->CountPull();
 }

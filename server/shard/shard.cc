@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
 #include "common/input_checks.h"
+#include "common/value_format.h"
 #include "glog/logging.h"
 
 namespace ps {
@@ -236,7 +237,9 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
                                                        " carries both values and a window offset"));
       }
       values[i] = (*wire_values)[i];
-      wire_bytes += request.dense(i).length() * 4;
+      // The bytes as they came: 16-bit values were widened by the wire decoder.
+      wire_bytes += request.dense(i).length() *
+                    static_cast<int64_t>(ValueBytes(request.dense(i).format()));
     }
     bytes_received_.fetch_add(wire_bytes, std::memory_order_relaxed);
     // The store counts only the bytes in the message against the request limit.

@@ -10,6 +10,7 @@
 #include "common/input_checks.h"
 #include "common/memory_budget.h"
 #include "common/placement.h"
+#include "common/value_format.h"
 #include "glog/logging.h"
 #include "proto/v1/checkpoint.pb.h"
 #include "server/table/initializer.h"
@@ -217,6 +218,11 @@ absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_value
         ")"));
   }
   if (!with_values) return absl::OkStatus();
+  if (values == nullptr && slice.format() != v1::FLOAT32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table '", name(), "': slice at ", begin, " carries ", ValueFormatName(slice.format()),
+        " values, which only the wire decoder reads"));
+  }
   if (values != nullptr && !slice.values().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table '", name(), "': slice at ", begin, " carries both values and a window offset"));
@@ -248,9 +254,17 @@ absl::Status DenseTable::CheckSlice(const v1::DenseSlice& slice, bool with_value
   return absl::OkStatus();
 }
 
-void DenseTable::Read(int64_t offset, int64_t length, std::string* out) const {
-  // assign() copies once; resize() + memcpy would zero-fill first.
-  out->assign(reinterpret_cast<const char*>(params_.data() + (offset - offset_)), length * 4);
+void DenseTable::Read(int64_t offset, int64_t length, v1::ValueFormat format,
+                      std::string* out) const {
+  const float* from = params_.data() + (offset - offset_);
+  if (format == v1::FLOAT32) {
+    // assign() copies once; resize() + memcpy would zero-fill first.
+    out->assign(reinterpret_cast<const char*>(from), length * 4);
+    return;
+  }
+  // The 16-bit formats are coded straight from the table, in the same one pass.
+  out->resize(length * ValueBytes(format));
+  EncodeValues(format, from, length, out->data());
 }
 
 void DenseTable::ReadInto(int64_t offset, int64_t length, char* out) const {

@@ -61,13 +61,15 @@ class DenseTable {
   // Checks a slice's range (and, with values, its byte length and finiteness) against
   // this shard's part. Needs no lock: it reads only immutable fields. `values`, when not
   // null, holds the slice's length * 4 bytes in place of slice.values(), which must then
-  // be empty.
+  // be empty; the wire decoder (common/tensor_coding.h) turns 16-bit values into those,
+  // and 16-bit values in the message are refused.
   absl::Status CheckSlice(const v1::DenseSlice& slice, bool with_values,
                           const char* values = nullptr) const;
 
   int64_t version() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return version_; }
-  // Copies a checked slice's current values into `out` (length * 4 bytes).
-  void Read(int64_t offset, int64_t length, std::string* out) const
+  // Copies a checked slice's current values into `out`, coded in `format`
+  // (length * ValueBytes(format) bytes, common/value_format.h).
+  void Read(int64_t offset, int64_t length, v1::ValueFormat format, std::string* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The same into `out` (length * 4 bytes of caller memory).
   void ReadInto(int64_t offset, int64_t length, char* out) const

@@ -121,7 +121,8 @@ absl::StatusOr<int64_t> GrpcPsClient::PullImpl(const std::vector<DenseTensor>& t
   for (size_t i = 0; i < chunks.size(); ++i) {
     calls[i].request =
         DensePullRequest(chunks[i], Sender(worker),
-                         min_version == kPerShard ? progress_.next(chunks[i].shard) : min_version);
+                         min_version == kPerShard ? progress_.next(chunks[i].shard) : min_version,
+                         &options_.wire_formats);
   }
   stubs_.Send(calls, ShardsOf(chunks), stubs_.RpcOptions(), kWirePull);
   bool lost_window = false;
@@ -170,8 +171,9 @@ absl::Status GrpcPsClient::PushImpl(const std::vector<DenseTensor>& tensors, int
   for (size_t i = 0; i < chunks.size(); ++i) {
     calls[i].request = WireDensePushRequest(
         chunks[i], Sender(worker), step == kPerShard ? progress_.pulled(chunks[i].shard) : step,
-        sequence, static_cast<int>(i));
-    bytes_pushed_.fetch_add(ChunkBytes(chunks[i]), std::memory_order_relaxed);
+        sequence, static_cast<int>(i), &coder_);
+    bytes_pushed_.fetch_add(PushedBytes(chunks[i], calls[i].request.values),
+                            std::memory_order_relaxed);
   }
   stubs_.SendWithRetries(calls, ShardsOf(chunks), stubs_.RpcOptions(), kWirePush,
                          ReplyMayBeLostAt<wire::PushRequest, v1::PushResponse>);

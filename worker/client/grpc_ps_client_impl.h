@@ -40,6 +40,7 @@ class GrpcPsClient final : public PsClient {
   GrpcPsClient(const std::vector<std::string>& servers, const ClientOptions& options,
                const ChannelFactory& make_channel)
       : options_(options),
+        coder_(options.wire_formats),
         stubs_(servers, options, make_channel),
         progress_(static_cast<int>(servers.size())),
         transport_(
@@ -136,7 +137,7 @@ class GrpcPsClient final : public PsClient {
     for (size_t i = 0; i < again.size(); ++i) {
       resent[i].request = WireDensePushRequest(
           again[i], Sender(worker), step == kPerShard ? progress_.pulled(again[i].shard) : step,
-          sequence, static_cast<int>(chunks.size() + i));
+          sequence, static_cast<int>(chunks.size() + i), &coder_);
     }
     stubs_.SendWithRetries(resent, ShardsOf(again), stubs_.RpcOptions(), kWirePush,
                            ReplyMayBeLostAt<wire::PushRequest, v1::PushResponse>);
@@ -212,6 +213,7 @@ class GrpcPsClient final : public PsClient {
   RequestSender Sender(int worker) const { return {worker, incarnation(), clock()}; }
 
   const ClientOptions options_;
+  GradientCoder coder_;  // 16-bit gradients and their residuals
   ShardStubs stubs_;
   ShardProgress progress_;
   SameHostTransport transport_;

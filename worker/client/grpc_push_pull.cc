@@ -56,14 +56,16 @@ PushPullCalls GrpcPsClient::MakePushPullCalls(const std::vector<Chunk>& chunks, 
   const int64_t sequence = NextPushSequence();
   for (size_t i = 0; i < chunks.size(); ++i) {
     const int64_t step = progress_.pulled(chunks[i].shard);
-    wire::PushRequest push =
-        WireDensePushRequest(chunks[i], Sender(worker), step, sequence, static_cast<int>(i));
+    wire::PushRequest push = WireDensePushRequest(chunks[i], Sender(worker), step, sequence,
+                                                  static_cast<int>(i), &coder_);
+    grad_bytes += PushedBytes(chunks[i], push.values);
     wire::PushPullRequest& request = calls[i].request;
     *request.message.mutable_push() = std::move(push.message);
     request.values = std::move(push.values);
-    *request.message.mutable_pull() = DensePullRequest(
-        chunks[i], Sender(worker), min_version == kPerShard ? step + 1 : min_version);
-    grad_bytes += ChunkBytes(chunks[i]);
+    request.coded = std::move(push.coded);
+    *request.message.mutable_pull() =
+        DensePullRequest(chunks[i], Sender(worker),
+                         min_version == kPerShard ? step + 1 : min_version, &options_.wire_formats);
   }
   bytes_pushed_.fetch_add(grad_bytes, std::memory_order_relaxed);
   return calls;

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/v1/ps.pb.h"
+#include "worker/client/value_coding.h"
 
 namespace ps {
 
@@ -40,6 +41,8 @@ struct ClientOptions {
   // Use the same-host transfer windows a shard offers when it runs on this host
   // (docs/same_host.md); tensor bytes then skip TCP. Off: everything in the messages.
   bool same_host = true;
+  // How dense values travel in-band: float32, or 16-bit per table (value_coding.h).
+  WireFormats wire_formats;
   // Deadline for one registration, heartbeat or leave call to one shard.
   absl::Duration control_timeout = absl::Seconds(10);
   // A push request whose reply was lost or that a shard could not take while it

@@ -6,8 +6,25 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/value_format.h"
 
 namespace ps {
+namespace {
+
+// Widens value j of a reply (in `values` when not null, else `in_message`) from `format`.
+void Widen(v1::ValueFormat format, const wire::Values* values, int j,
+           const std::string& in_message, size_t size, int64_t length, float* out) {
+  const char* in = values != nullptr ? values->InPlace(j, /*alignment=*/1) : in_message.data();
+  std::string joined;
+  if (in == nullptr) {  // split across gRPC's slices
+    joined.resize(size);
+    values->CopyTo(j, joined.data());
+    in = joined.data();
+  }
+  DecodeValues(format, in, length, out);
+}
+
+}  // namespace
 
 absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r, const wire::Values* values,
                         const std::vector<WindowUse>& use,
@@ -25,6 +42,7 @@ absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r, const wir
     const Piece& p = chunk.pieces[j];
     const v1::DenseSlice& d = r.dense(j);
     const size_t size = values != nullptr ? values->size(j) : d.values().size();
+    const size_t width = ValueBytes(d.format());
     float* out = dest(p);
     if (p.window_offset >= 0) {
       if (!d.has_window_offset() || d.window_offset() != p.window_offset || size != 0) {
@@ -36,16 +54,20 @@ absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r, const wir
           {reinterpret_cast<char*>(out),
            use[chunk.shard].pull_address + static_cast<uint64_t>(p.window_offset),
            static_cast<size_t>(p.length * 4)});
-    } else if (static_cast<int64_t>(size) != p.length * 4) {
+    } else if (width == 0 || static_cast<int64_t>(size) != p.length * static_cast<int64_t>(width)) {
       return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ", size,
-                                              " bytes for table '", p.tensor->table, "' slice of ",
+                                              " bytes of ", ValueFormatName(d.format()),
+                                              " for table '", p.tensor->table, "' slice of ",
                                               p.length));
+    } else if (d.format() != v1::FLOAT32) {
+      Widen(d.format(), values, j, d.values(), size, p.length, out);
     } else if (values != nullptr) {
       values->CopyTo(j, reinterpret_cast<char*>(out));
     } else {
       std::memcpy(out, d.values().data(), size);
     }
-    bytes_pulled->fetch_add(p.length * 4, std::memory_order_relaxed);
+    bytes_pulled->fetch_add(p.window_offset >= 0 ? p.length * 4 : static_cast<int64_t>(size),
+                            std::memory_order_relaxed);
     parts->version = std::min(parts->version, d.version());
     parts->shard_version[chunk.shard] = std::min(parts->shard_version[chunk.shard], d.version());
   }

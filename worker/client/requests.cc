@@ -4,6 +4,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/value_format.h"
+
 namespace ps {
 namespace {
 
@@ -19,18 +21,23 @@ void DescribeSlice(const Piece& p, v1::DenseSlice* d) {
 }  // namespace
 
 v1::PullRequest DensePullRequest(const Chunk& chunk, const RequestSender& sender,
-                                 int64_t min_version) {
+                                 int64_t min_version, const WireFormats* formats) {
   v1::PullRequest request;
   request.set_worker_index(sender.worker);
   request.set_incarnation(sender.incarnation);
   request.set_min_version(min_version);
   request.set_clock(sender.clock);
-  for (const Piece& p : chunk.pieces) DescribeSlice(p, request.add_dense());
+  for (const Piece& p : chunk.pieces) {
+    v1::DenseSlice* d = request.add_dense();
+    DescribeSlice(p, d);
+    if (formats != nullptr && p.window_offset < 0) d->set_format(formats->Of(p.tensor->table));
+  }
   return request;
 }
 
 wire::PushRequest WireDensePushRequest(const Chunk& chunk, const RequestSender& sender,
-                                       int64_t step, int64_t sequence, int part) {
+                                       int64_t step, int64_t sequence, int part,
+                                       GradientCoder* coder) {
   wire::PushRequest wire;
   v1::PushRequest& request = wire.message;
   request.set_worker_index(sender.worker);
@@ -38,15 +45,34 @@ wire::PushRequest WireDensePushRequest(const Chunk& chunk, const RequestSender& 
   request.set_clock(sender.clock);
   SetPushId(&request, sender.incarnation, sequence, part);
   for (const Piece& p : chunk.pieces) {
-    DescribeSlice(p, request.add_dense());
-    if (p.window_offset < 0) {
+    v1::DenseSlice* d = request.add_dense();
+    DescribeSlice(p, d);
+    const v1::ValueFormat format =
+        coder != nullptr ? coder->formats().Of(p.tensor->table) : v1::FLOAT32;
+    if (p.window_offset >= 0) {
+      wire.values.emplace_back();
+    } else if (format == v1::FLOAT32) {
       wire.values.emplace_back(reinterpret_cast<const char*>(p.tensor->data + p.begin),
                                static_cast<size_t>(p.length) * 4);
     } else {
-      wire.values.emplace_back();
+      const size_t size = static_cast<size_t>(p.length) * ValueBytes(format);
+      wire.coded.emplace_back(new char[size]);
+      coder->Encode(p.tensor->table, p.tensor->data, p.tensor->num_elements, p.begin, p.length,
+                    format, wire.coded.back().get());
+      wire.values.emplace_back(wire.coded.back().get(), size);
+      d->set_format(format);
     }
   }
   return wire;
+}
+
+int64_t PushedBytes(const Chunk& chunk, const std::vector<absl::Span<const char>>& values) {
+  int64_t bytes = 0;
+  for (size_t i = 0; i < chunk.pieces.size(); ++i) {
+    const Piece& p = chunk.pieces[i];
+    bytes += p.window_offset >= 0 ? p.length * 4 : static_cast<int64_t>(values[i].size());
+  }
+  return bytes;
 }
 
 v1::PushRequest DensePushRequest(const Chunk& chunk, const RequestSender& sender, int64_t step,

@@ -14,6 +14,7 @@
 #include "common/tensor_coding.h"
 #include "proto/v1/ps.pb.h"
 #include "worker/client/request_plan.h"
+#include "worker/client/value_coding.h"
 
 namespace ps {
 
@@ -27,8 +28,9 @@ struct RequestSender {
 
 // The pull of `chunk`'s slices, waiting for `min_version`. Windowed pieces
 // (window_offset >= 0) name their place in the shard's pull window.
+// With `formats`, in-band pieces ask for their table's format.
 v1::PullRequest DensePullRequest(const Chunk& chunk, const RequestSender& sender,
-                                 int64_t min_version);
+                                 int64_t min_version, const WireFormats* formats = nullptr);
 
 // The push of `chunk`'s slices as the gradient of `step`, part `part` of push `sequence`
 // (SetPushId). In-band pieces carry their values; windowed ones name their place in the
@@ -37,8 +39,15 @@ v1::PushRequest DensePushRequest(const Chunk& chunk, const RequestSender& sender
                                  int64_t sequence, int part);
 // The same push with its values left in the tensors: gRPC reads them from there
 // (common/tensor_coding.h), so the tensors must stay as they are until the call is done.
+// With a coder, in-band pieces of tables it codes in 16 bits are coded into the request
+// instead (value_coding.h).
 wire::PushRequest WireDensePushRequest(const Chunk& chunk, const RequestSender& sender,
-                                       int64_t step, int64_t sequence, int part);
+                                       int64_t step, int64_t sequence, int part,
+                                       GradientCoder* coder = nullptr);
+
+// The tensor bytes a push of `chunk` moves: `values` (WireDensePushRequest's) in-band,
+// float32 through windows.
+int64_t PushedBytes(const Chunk& chunk, const std::vector<absl::Span<const char>>& values);
 
 // The pull of the rows of unique[p] for each position p of `chunk`, from `table`.
 v1::PullRequest SparsePullRequest(const std::string& table, const SparseChunk& chunk,
