@@ -418,8 +418,8 @@ absl::Status ReceivedPush::Widen(size_t i, const v1::DenseSlice& d) {
         absl::StrCat(where(), " names value format ", d.format(), ", none of float32, bf16, fp16"));
   }
   if (d.has_window_offset()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where(), " is ", ValueFormatName(d.format()), " but windowed (windows hold float32)"));
+    return absl::InvalidArgumentError(absl::StrCat(where(), " is ", ValueFormatName(d.format()),
+                                                   " but windowed (windows hold float32)"));
   }
   if (d.length() <= 0 || size != static_cast<uint64_t>(d.length()) * width) {
     return absl::InvalidArgumentError(absl::StrCat(where(), " carries ", size, " bytes of ",

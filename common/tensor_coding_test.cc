@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/value_format.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -221,6 +222,71 @@ TEST(TensorCodingTest, AReceivedPushPullKeepsItsGradientsInPlace) {
     EXPECT_EQ(got.push().dense(2).values(), grad);
     // Cut into 7-byte pieces the gradient had to be gathered; whole, it is read in place.
     EXPECT_EQ(push.gathered(), piece == 7 ? 1u : 0u);
+  }
+}
+
+// `n` values from `first` coded in `format`.
+std::string Coded(v1::ValueFormat format, int n, float first) {
+  const std::string f = Floats(n, first);
+  std::string out(n * ValueBytes(format), '\0');
+  EncodeValues(format, reinterpret_cast<const float*>(f.data()), n, out.data());
+  return out;
+}
+
+TEST(TensorCodingTest, AReceivedPushWidens16BitGradientsAcrossAnySlicing) {
+  const std::string bf = Coded(v1::BFLOAT16, 250, 1), fp = Coded(v1::FLOAT16, 40, -3);
+  PushRequest sent;
+  v1::DenseSlice* a = sent.message.add_dense();
+  a->set_table("w");
+  a->set_length(250);
+  a->set_format(v1::BFLOAT16);
+  v1::DenseSlice* b = sent.message.add_dense();
+  b->set_table("b");
+  b->set_length(40);
+  b->set_format(v1::FLOAT16);
+  sent.values = {absl::MakeConstSpan(bf.data(), bf.size()),
+                 absl::MakeConstSpan(fp.data(), fp.size())};
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{1} << 20}) {
+    v1::PushRequest got;
+    ReceivedPush push;
+    ASSERT_TRUE(push.Decode(Recut(Flatten(Encode(sent)), piece), &got).ok()) << piece;
+    ASSERT_EQ(push.dense().size(), 2u);
+    // Integers to 256 are exact in both formats: the widened floats are the originals.
+    EXPECT_TRUE(std::string(push.dense()[0], 250 * 4) == Floats(250, 1)) << piece;
+    EXPECT_TRUE(std::string(push.dense()[1], 40 * 4) == Floats(40, -3)) << piece;
+    EXPECT_EQ(push.gathered(), 2u);
+    // The slice still says how it came (the shard counts the bytes as they came).
+    EXPECT_EQ(got.dense(0).format(), v1::BFLOAT16);
+  }
+}
+
+TEST(TensorCodingTest, A16BitGradientThatDoesNotFitItsSliceIsRefusedByName) {
+  const std::string bf = Coded(v1::BFLOAT16, 10, 1);
+  struct Case {
+    int64_t length;
+    int format;
+    bool windowed;
+    const char* want;
+  };
+  for (const Case& c :
+       {Case{11, v1::BFLOAT16, false, "carries 20 bytes of bf16 but its length 11 needs 22"},
+        Case{5, v1::FLOAT16, false, "carries 20 bytes of fp16 but its length 5 needs 10"},
+        Case{10, 7, false, "names value format 7, none of float32, bf16, fp16"},
+        Case{10, v1::BFLOAT16, true, "is bf16 but windowed"}}) {
+    PushRequest sent;
+    v1::DenseSlice* d = sent.message.add_dense();
+    d->set_table("fc0.w");
+    d->set_offset(64);
+    d->set_length(c.length);
+    d->set_format(static_cast<v1::ValueFormat>(c.format));
+    if (c.windowed) d->set_window_offset(0);
+    sent.values = {absl::MakeConstSpan(bf.data(), bf.size())};
+    v1::PushRequest got;
+    ReceivedPush push;
+    const absl::Status s = push.Decode(Encode(sent), &got);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.want;
+    EXPECT_NE(s.message().find("push: table 'fc0.w' slice at 64"), std::string::npos) << s;
+    EXPECT_NE(s.message().find(c.want), std::string::npos) << s;
   }
 }
 

@@ -4,8 +4,10 @@
 
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "common/value_format.h"
 #include "gtest/gtest.h"
 #include "server/rpc/ps_server.h"
 #include "server/table/optimizer.h"
@@ -61,6 +63,55 @@ TEST_F(GrpcPsClientTest, ChunkedPushAndPullRoundTripLargeTensors) {
   // Not registered: the shards made no same-host offer, so every byte went in-band.
   EXPECT_EQ(client->same_host_shards(), 0);
   EXPECT_EQ(client->window_bytes(), 0);
+}
+
+// Per-table wire formats: bf16 and fp16 tables move half the bytes both ways, and what
+// arrives is what the formats' rounding makes of the float32 values; a float32 table is
+// exact. The second push carries the first one's rounding residual (error feedback).
+TEST_F(GrpcPsClientTest, SixteenBitWireFormatsHalveTheBytesBothWays) {
+  ClientOptions options;
+  options.max_chunk_bytes = 4096;  // many chunks, each coded on its own
+  options.wire_formats = *ParseWireFormats("big=bf16,mid=fp16");
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_, options);
+  const int64_t big = 30001, mid = 5003, exact = 7;
+  for (auto [name, n] : {std::pair{"big", big}, {"mid", mid}, {"exact", exact}}) {
+    ASSERT_TRUE(client->CreateTable(Spec(name, n, v1::ASYNC)).ok());
+  }
+  std::vector<float> g_big(big), g_mid(mid), g_exact(exact, 0.0123f);
+  for (int64_t i = 0; i < big; ++i) g_big[i] = 0.001f * static_cast<float>(i % 101);
+  for (int64_t i = 0; i < mid; ++i) g_mid[i] = -0.01f * static_cast<float>(i % 13) + 0.3f;
+  const std::vector<DenseTensor> grads = {
+      {"big", big, g_big.data()}, {"mid", mid, g_mid.data()}, {"exact", exact, g_exact.data()}};
+  ASSERT_TRUE(client->Push(grads, 0, -1).ok());
+  EXPECT_EQ(client->bytes_pushed(), (big + mid) * 2 + exact * 4);
+  std::vector<float> p_big(big), p_mid(mid), p_exact(exact);
+  const std::vector<DenseTensor> params = {
+      {"big", big, p_big.data()}, {"mid", mid, p_mid.data()}, {"exact", exact, p_exact.data()}};
+  absl::StatusOr<int64_t> v = client->Pull(params, 0, -1);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(client->bytes_pulled(), (big + mid) * 2 + exact * 4);
+  // The shard applied the rounded gradient in float32; the pull rounded the result.
+  for (int64_t i = 0; i < big; ++i) {
+    const float on_shard = 1.0f - 0.5f * Bfloat16ToFloat(FloatToBfloat16(g_big[i]));
+    ASSERT_EQ(p_big[i], Bfloat16ToFloat(FloatToBfloat16(on_shard))) << i;
+  }
+  for (int64_t i = 0; i < mid; ++i) {
+    const float on_shard = 1.0f - 0.5f * Float16ToFloat(FloatToFloat16(g_mid[i]));
+    ASSERT_EQ(p_mid[i], Float16ToFloat(FloatToFloat16(on_shard))) << i;
+  }
+  for (float x : p_exact) EXPECT_EQ(x, 1.0f - 0.5f * 0.0123f);
+  // A push-pull: the same formats, and the second gradient carries the first's residual,
+  // so after both pushes the shard is within one rounding of 1 - 0.5 * 2g.
+  PsClient::PushPullResult r = client->PushPull(grads, params, -1, 0);
+  ASSERT_TRUE(r.push.ok()) << r.push;
+  ASSERT_TRUE(r.pull.ok()) << r.pull.status();
+  EXPECT_EQ(client->bytes_pushed(), 2 * ((big + mid) * 2 + exact * 4));
+  EXPECT_EQ(client->bytes_pulled(), 2 * ((big + mid) * 2 + exact * 4));
+  for (int64_t i = 0; i < big; ++i) {
+    ASSERT_NEAR(p_big[i], 1.0f - g_big[i], 4e-3f) << i;  // bf16: 8 bits near 1
+  }
+  for (int64_t i = 0; i < mid; ++i) ASSERT_NEAR(p_mid[i], 1.0f - g_mid[i], 1e-3f) << i;
+  for (float x : p_exact) EXPECT_FLOAT_EQ(x, 1.0f - 0.0123f);
 }
 
 // One worker moves its bytes through same-host windows, the other in the messages; the

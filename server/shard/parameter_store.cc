@@ -214,9 +214,9 @@ absl::StatusOr<ParameterStore::PullPlan> ParameterStore::PlanPull(
     if (absl::Status s = (*t)->CheckSlice(slice, /*with_values=*/false); !s.ok()) return s;
     const size_t value_bytes = ValueBytes(slice.format());
     if (value_bytes == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("pull: table '", slice.table(),
-                                                     "' slice at ", slice.offset(), " asks for value format ",
-                                                     slice.format(), ", none of float32, bf16, fp16"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pull: table '", slice.table(), "' slice at ", slice.offset(),
+                       " asks for value format ", slice.format(), ", none of float32, bf16, fp16"));
     }
     // Values written to a transfer window are not in the reply: the window bounds them.
     if (dense_out == nullptr || (*dense_out)[i] == nullptr) {

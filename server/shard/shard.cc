@@ -238,8 +238,8 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
       }
       values[i] = (*wire_values)[i];
       // The bytes as they came: 16-bit values were widened by the wire decoder.
-      wire_bytes += request.dense(i).length() *
-                    static_cast<int64_t>(ValueBytes(request.dense(i).format()));
+      wire_bytes +=
+          request.dense(i).length() * static_cast<int64_t>(ValueBytes(request.dense(i).format()));
     }
     bytes_received_.fetch_add(wire_bytes, std::memory_order_relaxed);
     // The store counts only the bytes in the message against the request limit.

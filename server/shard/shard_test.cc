@@ -7,6 +7,7 @@
 
 #include "absl/time/clock.h"
 #include "common/error_reason.h"
+#include "common/value_format.h"
 #include "gtest/gtest.h"
 #include "server/table/spec_testing.h"
 #include "server/table/tensor_bytes_testing.h"
@@ -301,6 +302,64 @@ TEST_F(ShardTest, APushFromAnotherIncarnationOfARegisteredWorkerIsRefused) {
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   EXPECT_TRUE(HasReason(s, kReasonWorkerReplaced)) << s;
   EXPECT_EQ(Values("w", 4), std::vector<float>({1, 1, 1, 1}));
+}
+
+TEST_F(ShardTest, APullCodesItsReplyInTheFormatEachSliceAsksFor) {
+  Create(::ps::testing::OnesSgdSpec("w", 6, v1::ASYNC));
+  v1::PushResponse pushed;
+  // 1 - 0.5 * 0.0123 = 0.99385, which neither 16-bit format holds exactly.
+  ASSERT_TRUE(shard_.Push(DensePush(-1, 0, "w", 0, std::vector<float>(6, 0.0123f)), &pushed).ok());
+  const float exact = 1.0f - 0.5f * 0.0123f;
+  v1::PullRequest request;
+  for (v1::ValueFormat f : {v1::FLOAT32, v1::BFLOAT16, v1::FLOAT16}) {
+    v1::DenseSlice* d = request.add_dense();
+    d->set_table("w");
+    d->set_offset(2 * static_cast<int>(f));
+    d->set_length(2);
+    d->set_format(f);
+  }
+  v1::PullResponse response;
+  ASSERT_TRUE(shard_.Pull(request, absl::Now() + absl::Seconds(5), &response).ok());
+  ASSERT_EQ(response.dense_size(), 3);
+  EXPECT_EQ(Decode(response.dense(0).values()), std::vector<float>(2, exact));
+  for (int i : {1, 2}) {
+    const v1::DenseSlice& d = response.dense(i);
+    ASSERT_EQ(d.values().size(), 4u) << i;
+    EXPECT_EQ(d.format(), i == 1 ? v1::BFLOAT16 : v1::FLOAT16);
+    float got[2];
+    DecodeValues(d.format(), d.values().data(), 2, got);
+    const float want =
+        i == 1 ? Bfloat16ToFloat(FloatToBfloat16(exact)) : Float16ToFloat(FloatToFloat16(exact));
+    EXPECT_EQ(got[0], want) << i;
+    EXPECT_EQ(got[1], want) << i;
+  }
+}
+
+TEST_F(ShardTest, UnknownFormatsAnd16BitValuesInTheMessageAreRefusedAndChangeNothing) {
+  Create(::ps::testing::OnesSgdSpec("w", 4, v1::ASYNC));
+  v1::PullRequest pull;
+  v1::DenseSlice* d = pull.add_dense();
+  d->set_table("w");
+  d->set_length(4);
+  d->set_format(static_cast<v1::ValueFormat>(5));
+  v1::PullResponse pulled;
+  absl::Status s = shard_.Pull(pull, absl::Now() + absl::Seconds(5), &pulled);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("table 'w' slice at 0 asks for value format 5"), std::string::npos)
+      << s;
+  // 16-bit values reach a shard only through the wire decoder, which widens them.
+  v1::PushRequest push = DensePush(-1, 0, "w", 0, {1, 1});
+  push.mutable_dense(0)->set_length(4);
+  push.mutable_dense(0)->set_format(v1::BFLOAT16);
+  v1::PushResponse pushed;
+  s = shard_.Push(push, &pushed);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("carries bf16 values, which only the wire decoder reads"),
+            std::string::npos)
+      << s;
+  pull.mutable_dense(0)->set_format(v1::FLOAT32);
+  ASSERT_TRUE(shard_.Pull(pull, absl::Now() + absl::Seconds(5), &pulled).ok());
+  EXPECT_EQ(Decode(pulled.dense(0).values()), std::vector<float>(4, 1.0f));
 }
 
 }  // namespace

@@ -12,8 +12,8 @@ namespace ps {
 namespace {
 
 // Widens value j of a reply (in `values` when not null, else `in_message`) from `format`.
-void Widen(v1::ValueFormat format, const wire::Values* values, int j,
-           const std::string& in_message, size_t size, int64_t length, float* out) {
+void Widen(v1::ValueFormat format, const wire::Values* values, int j, const std::string& in_message,
+           size_t size, int64_t length, float* out) {
   const char* in = values != nullptr ? values->InPlace(j, /*alignment=*/1) : in_message.data();
   std::string joined;
   if (in == nullptr) {  // split across gRPC's slices
@@ -55,10 +55,9 @@ absl::Status TakePulled(const Chunk& chunk, const v1::PullResponse& r, const wir
            use[chunk.shard].pull_address + static_cast<uint64_t>(p.window_offset),
            static_cast<size_t>(p.length * 4)});
     } else if (width == 0 || static_cast<int64_t>(size) != p.length * static_cast<int64_t>(width)) {
-      return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ", size,
-                                              " bytes of ", ValueFormatName(d.format()),
-                                              " for table '", p.tensor->table, "' slice of ",
-                                              p.length));
+      return absl::InternalError(absl::StrCat("shard ", chunk.shard, " sent ", size, " bytes of ",
+                                              ValueFormatName(d.format()), " for table '",
+                                              p.tensor->table, "' slice of ", p.length));
     } else if (d.format() != v1::FLOAT32) {
       Widen(d.format(), values, j, d.values(), size, p.length, out);
     } else if (values != nullptr) {
