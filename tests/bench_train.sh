@@ -124,7 +124,7 @@ run_setup() {
       sed -n 's/.* done .*samples=\([0-9]*\) seconds=\([0-9.]*\).*/\1 \2/p' |
       awk '{ n += $1; if ($2 > t) t = $2 } END { if (t > 0) printf "%d", n / t }')"
     pushed="$(cat "$dir"/worker-*.log 2>/dev/null | sed -n 's/.* done .*pushed_bytes=\([0-9]*\).*/\1/p' |
-      awk '{ n += $1 } END { if (n > 0) printf "%d", n }')"
+      awk '{ n += $1 } END { if (n > 0) printf "%.0f", n }')"
   fi
   if [ "$rc" -ne 0 ] || [ -z "$rate" ] || [ -z "$acc" ]; then
     echo "round $round, $setup: failed (exit $rc); see $log" >&2

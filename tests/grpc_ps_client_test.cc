@@ -2,8 +2,11 @@
 // placement and chunked, errors naming the shard.
 #include "worker/client/grpc_ps_client.h"
 
+#include <fstream>
 #include <limits>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -63,6 +66,48 @@ TEST_F(GrpcPsClientTest, ChunkedPushAndPullRoundTripLargeTensors) {
   // Not registered: the shards made no same-host offer, so every byte went in-band.
   EXPECT_EQ(client->same_host_shards(), 0);
   EXPECT_EQ(client->window_bytes(), 0);
+}
+
+// Established TCP connections to `port`, from /proc/net/tcp and tcp6 (gRPC's sockets may
+// be IPv6 ones holding IPv4-mapped addresses). Client side: the remote port is the
+// server's.
+int ConnectionsTo(int port) {
+  int n = 0;
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      const unsigned remote_port = std::stoul(remote.substr(remote.find(':') + 1), nullptr, 16);
+      if (remote_port == static_cast<unsigned>(port) && state == "01") ++n;
+    }
+  }
+  return n;
+}
+
+// Each lane is a connection of its own, and a call's chunks take turns on them.
+TEST_F(GrpcPsClientTest, EveryLaneToAShardIsAConnectionOfItsOwn) {
+  for (int lanes : {1, 3}) {
+    ServerOptions o;
+    o.host = "127.0.0.1";
+    auto server = PsServer::Start(o);
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::string address = (*server)->address();
+    const int port = std::stoi(address.substr(address.rfind(':') + 1));
+    ClientOptions options;
+    options.channels_per_shard = lanes;
+    options.max_chunk_bytes = 4096;
+    std::unique_ptr<PsClient> client = NewGrpcPsClient({address}, options);
+    ASSERT_TRUE(client->CreateTable(Spec("w", 3072, v1::ASYNC)).ok());  // 3 chunks
+    std::vector<float> g(3072, 1.0f), p(3072);
+    ASSERT_TRUE(client->Push({{"w", 3072, g.data()}}, 0, -1).ok());
+    ASSERT_TRUE(client->Pull({{"w", 3072, p.data()}}, 0, -1).ok());
+    for (float x : p) ASSERT_EQ(x, 0.5f);
+    EXPECT_EQ(ConnectionsTo(port), lanes) << address;
+  }
 }
 
 // Per-table wire formats: bf16 and fp16 tables move half the bytes both ways, and what

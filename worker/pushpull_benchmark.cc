@@ -25,6 +25,9 @@ ABSL_FLAG(std::string, sizes, "4096,65536,1048576,16777216", "Payload bytes per 
 ABSL_FLAG(double, seconds, 2.0, "Time per measurement.");
 ABSL_FLAG(std::string, optimizer, "sgd", "sgd (the server adds the values) or adam.");
 ABSL_FLAG(int64_t, max_chunk_bytes, 0, "ClientOptions.max_chunk_bytes (0: its default).");
+ABSL_FLAG(int, channels_per_shard, 2, "ClientOptions.channels_per_shard: connections per shard.");
+ABSL_FLAG(std::string, wire_format, "float32",
+          "ClientOptions.wire_formats: float32, bf16 or fp16.");
 ABSL_FLAG(int, in_flight, 1, "Calls in flight at once (each on its own thread).");
 ABSL_FLAG(int, worker_index, 0, "The worker index to register as (one per process).");
 ABSL_FLAG(std::string, ops, "push,pull,pushpull", "What to measure, in order.");
@@ -90,6 +93,14 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_max_chunk_bytes) > 0) {
     options.max_chunk_bytes = absl::GetFlag(FLAGS_max_chunk_bytes);
   }
+  options.channels_per_shard = absl::GetFlag(FLAGS_channels_per_shard);
+  absl::StatusOr<ps::WireFormats> formats = ps::ParseWireFormats(absl::GetFlag(FLAGS_wire_format));
+  if (!formats.ok()) {
+    std::fprintf(stderr, "pushpull_benchmark: %s\n",
+                 std::string(formats.status().message()).c_str());
+    return 2;
+  }
+  options.wire_formats = *formats;
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, options);
   const int worker = absl::GetFlag(FLAGS_worker_index);
   if (absl::Status s = client->RegisterWorker(worker, "pushpull_benchmark", "cpu"); !s.ok()) {

@@ -81,6 +81,8 @@ ABSL_FLAG(bool, same_host, true,
           "Use the same-host transfer windows a server offers when it runs on this host "
           "(cross-memory attach instead of TCP for tensor bytes; docs/same_host.md).");
 ABSL_FLAG(int64_t, max_chunk_bytes, 1 << 20, "Largest request sent to one shard; bigger tensors move as several requests at once.");
+ABSL_FLAG(int, channels_per_shard, 2,
+          "TCP connections to each shard; a call's chunks take turns on them (docs/wire.md).");
 ABSL_FLAG(std::string, wire_format, "float32",
           "How dense values travel over TCP, both ways: float32, bf16 or fp16 for every table, or "
           "table=format pairs with *=format for the rest (docs/wire.md); windows stay float32.");
@@ -178,6 +180,7 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   ps::ClientOptions options;
   options.max_chunk_bytes = std::max<int64_t>(4096, absl::GetFlag(FLAGS_max_chunk_bytes));
   options.same_host = absl::GetFlag(FLAGS_same_host);
+  options.channels_per_shard = std::max(1, absl::GetFlag(FLAGS_channels_per_shard));
   options.push_retry_timeout = std::max(absl::ZeroDuration(), absl::GetFlag(FLAGS_push_retry_timeout));
   absl::StatusOr<ps::WireFormats> formats = ps::ParseWireFormats(absl::GetFlag(FLAGS_wire_format));
   if (!formats.ok()) return formats.status();
@@ -406,7 +409,7 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "wire_format", "wire_error_feedback", "max_chunk_bytes", "same_host", "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
+           "buffer_mean", "resume", "overlap", "wire_format", "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host", "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
            "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
            "ctr_hidden", "l1", "l2"});
       !s.ok()) {

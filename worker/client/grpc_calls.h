@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -30,22 +31,36 @@ namespace ps {
 
 // One shard's stubs: the service's, and gRPC's generic ones for the dense pulls, pushes
 // and push-pulls, whose tensor bytes common/tensor_coding.h codes without protobuf copies.
+// The generic stubs come once per lane: each lane is a channel of its own (its own TCP
+// connection), and dense calls take turns on them, so that the chunks of a large push
+// travel and are read by the shard in parallel rather than one after another on one
+// connection.
 struct ShardChannel {
-  explicit ShardChannel(const std::shared_ptr<grpc::Channel>& channel)
-      : stub(v1::ParameterServer::NewStub(channel)),
-        push(channel),
-        pull(channel),
-        push_pull(channel) {}
+  struct Lane {
+    explicit Lane(const std::shared_ptr<grpc::Channel>& channel)
+        : push(channel), pull(channel), push_pull(channel) {}
+    grpc::TemplatedGenericStub<wire::PushRequest, v1::PushResponse> push;
+    grpc::TemplatedGenericStub<v1::PullRequest, wire::PullResponse> pull;
+    grpc::TemplatedGenericStub<wire::PushPullRequest, wire::PushPullResponse> push_pull;
+  };
+
+  // channels[0] also carries the service's (control) calls.
+  explicit ShardChannel(const std::vector<std::shared_ptr<grpc::Channel>>& channels)
+      : stub(v1::ParameterServer::NewStub(channels.at(0))) {
+    for (const auto& c : channels) lanes.push_back(std::make_unique<Lane>(c));
+  }
 
   // The full name gRPC routes `method` of the service by.
   static std::string Method(const char* method) {
     return absl::StrCat("/", v1::ParameterServer::service_full_name(), "/", method);
   }
 
+  // The lane for the next dense call (thread-safe).
+  Lane& NextLane() { return *lanes[next->fetch_add(1, std::memory_order_relaxed) % lanes.size()]; }
+
   std::unique_ptr<v1::ParameterServer::Stub> stub;
-  grpc::TemplatedGenericStub<wire::PushRequest, v1::PushResponse> push;
-  grpc::TemplatedGenericStub<v1::PullRequest, wire::PullResponse> pull;
-  grpc::TemplatedGenericStub<wire::PushPullRequest, wire::PushPullResponse> push_pull;
+  std::vector<std::unique_ptr<Lane>> lanes;
+  std::unique_ptr<std::atomic<uint64_t>> next = std::make_unique<std::atomic<uint64_t>>(0);
 };
 
 // One request to one shard and what came back.
@@ -158,19 +173,19 @@ inline constexpr auto kWirePull = [](ShardChannel& s, grpc::ClientContext* ctx,
                                      const v1::PullRequest* req, wire::PullResponse* resp,
                                      std::function<void(grpc::Status)> cb) {
   static const std::string* const method = new std::string(ShardChannel::Method("Pull"));
-  s.pull.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
+  s.NextLane().pull.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
 };
 inline constexpr auto kWirePush = [](ShardChannel& s, grpc::ClientContext* ctx,
                                      const wire::PushRequest* req, v1::PushResponse* resp,
                                      std::function<void(grpc::Status)> cb) {
   static const std::string* const method = new std::string(ShardChannel::Method("Push"));
-  s.push.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
+  s.NextLane().push.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
 };
 inline constexpr auto kWirePushPull =
     [](ShardChannel& s, grpc::ClientContext* ctx, const wire::PushPullRequest* req,
        wire::PushPullResponse* resp, std::function<void(grpc::Status)> cb) {
       static const std::string* const method = new std::string(ShardChannel::Method("PushPull"));
-      s.push_pull.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
+      s.NextLane().push_pull.UnaryCall(ctx, *method, {}, req, resp, std::move(cb));
     };
 inline constexpr auto kPull = [](ShardChannel& s, grpc::ClientContext* ctx,
                                  const v1::PullRequest* req, v1::PullResponse* resp,

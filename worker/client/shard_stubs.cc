@@ -1,7 +1,9 @@
 // The stubs of one client, and the calls that need no template.
 #include "worker/client/shard_stubs.h"
 
+#include <algorithm>
 #include <limits>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -25,10 +27,20 @@ ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOpti
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  const int lanes = std::max(1, options.channels_per_shard);
   for (const std::string& address : servers_) {
-    stubs_.emplace_back(make_channel ? make_channel(address, args)
-                                     : grpc::CreateCustomChannel(
-                                           address, grpc::InsecureChannelCredentials(), args));
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    for (int lane = 0; lane < lanes; ++lane) {
+      // Channels with equal arguments share one connection: the lane's number tells
+      // them apart.
+      grpc::ChannelArguments lane_args = args;
+      lane_args.SetInt("ps.lane", lane);
+      channels.push_back(
+          make_channel
+              ? make_channel(address, lane_args)
+              : grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), lane_args));
+    }
+    stubs_.emplace_back(channels);
   }
 }
 
