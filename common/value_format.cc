@@ -43,12 +43,57 @@ constexpr uint32_t kAbsMask = 0x7fffffffu;
 constexpr uint32_t kInfinity = 0x7f800000u;
 constexpr uint32_t kHalfMaxBits = 0x477fe000u;  // 65504.0f, float16's largest finite value
 
+// The per-element codings, here so that the loops inline them: with -fPIC the exported
+// functions below may be interposed, so GCC calls them instead (a tenth of the speed).
+inline uint16_t ToBfloat16(float f) {
+  const uint32_t u = Bits(f);
+  // Adding 0x7fff plus the lowest kept bit rounds to nearest, ties to even; a carry
+  // into the exponent is the right result.
+  uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t a = u & kAbsMask;
+  // A finite value that rounds past the largest finite one saturates there.
+  rounded =
+      a < kInfinity && (rounded & 0x7fffu) == 0x7f80u ? (rounded & 0x8000u) | 0x7f7fu : rounded;
+  // A NaN must stay one: its payload may lie only in the dropped bits.
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>(a > kInfinity ? quiet_nan : rounded);
+}
+
+inline float FromBfloat16(uint16_t h) { return FromBits(static_cast<uint32_t>(h) << 16); }
+
+inline uint16_t ToFloat16(float f) {
+  const uint32_t u = Bits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t a = u & kAbsMask;
+  // Below 2^-14 the result is subnormal: adding 0.5f lines the float's last mantissa
+  // bit up with float16's 2^-24, so the FPU's own rounding (to nearest even) does it.
+  const uint32_t subnormal = Bits(FromBits(a) + 0.5f) - Bits(0.5f);
+  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to even.
+  const uint32_t normal =
+      (a + (static_cast<uint32_t>(15 - 127) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+  uint32_t h = a < (113u << 23) ? subnormal : normal;
+  h = a >= kHalfMaxBits ? 0x7bffu : h;  // finite but too large: saturate
+  h = a == kInfinity ? 0x7c00u : h;
+  h = a > kInfinity ? 0x7e00u : h;
+  return static_cast<uint16_t>(h | sign);
+}
+
+inline float FromFloat16(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  // The exponent and mantissa, shifted into a float's place, are the value times 2^-112
+  // (subnormals included); the multiply restores it. Float16's infinities and NaNs
+  // come out at 2^16 or more and get float32's all-ones exponent.
+  const float scaled = FromBits(static_cast<uint32_t>(h & 0x7fffu) << 13) * 0x1p112f;
+  const uint32_t special = scaled >= 65536.0f ? kInfinity : 0u;
+  return FromBits(Bits(scaled) | special | sign);
+}
+
 void EncodeBfloat16(const float* __restrict in, size_t n, char* __restrict out) {
-  for (size_t i = 0; i < n; ++i) Store16(FloatToBfloat16(in[i]), out + 2 * i);
+  for (size_t i = 0; i < n; ++i) Store16(ToBfloat16(in[i]), out + 2 * i);
 }
 
 void DecodeBfloat16(const char* __restrict in, size_t n, float* __restrict out) {
-  for (size_t i = 0; i < n; ++i) out[i] = Bfloat16ToFloat(Load16(in + 2 * i));
+  for (size_t i = 0; i < n; ++i) out[i] = FromBfloat16(Load16(in + 2 * i));
 }
 
 void EncodeFloat16(const float* __restrict in, size_t n, char* __restrict out) {
@@ -68,7 +113,7 @@ void EncodeFloat16(const float* __restrict in, size_t n, char* __restrict out) {
                      _mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
 #endif
-  for (; i < n; ++i) Store16(FloatToFloat16(in[i]), out + 2 * i);
+  for (; i < n; ++i) Store16(ToFloat16(in[i]), out + 2 * i);
 }
 
 void DecodeFloat16(const char* __restrict in, size_t n, float* __restrict out) {
@@ -79,53 +124,15 @@ void DecodeFloat16(const char* __restrict in, size_t n, float* __restrict out) {
     _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
   }
 #endif
-  for (; i < n; ++i) out[i] = Float16ToFloat(Load16(in + 2 * i));
+  for (; i < n; ++i) out[i] = FromFloat16(Load16(in + 2 * i));
 }
 
 }  // namespace
 
-uint16_t FloatToBfloat16(float f) {
-  const uint32_t u = Bits(f);
-  // Adding 0x7fff plus the lowest kept bit rounds to nearest, ties to even; a carry
-  // into the exponent is the right result.
-  uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t a = u & kAbsMask;
-  // A finite value that rounds past the largest finite one saturates there.
-  rounded =
-      a < kInfinity && (rounded & 0x7fffu) == 0x7f80u ? (rounded & 0x8000u) | 0x7f7fu : rounded;
-  // A NaN must stay one: its payload may lie only in the dropped bits.
-  const uint32_t quiet_nan = (u >> 16) | 0x40u;
-  return static_cast<uint16_t>(a > kInfinity ? quiet_nan : rounded);
-}
-
-float Bfloat16ToFloat(uint16_t h) { return FromBits(static_cast<uint32_t>(h) << 16); }
-
-uint16_t FloatToFloat16(float f) {
-  const uint32_t u = Bits(f);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t a = u & kAbsMask;
-  // Below 2^-14 the result is subnormal: adding 0.5f lines the float's last mantissa
-  // bit up with float16's 2^-24, so the FPU's own rounding (to nearest even) does it.
-  const uint32_t subnormal = Bits(FromBits(a) + 0.5f) - Bits(0.5f);
-  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to even.
-  const uint32_t normal =
-      (a + (static_cast<uint32_t>(15 - 127) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
-  uint32_t h = a < (113u << 23) ? subnormal : normal;
-  h = a >= kHalfMaxBits ? 0x7bffu : h;  // finite but too large: saturate
-  h = a == kInfinity ? 0x7c00u : h;
-  h = a > kInfinity ? 0x7e00u : h;
-  return static_cast<uint16_t>(h | sign);
-}
-
-float Float16ToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  // The exponent and mantissa, shifted into a float's place, are the value times 2^-112
-  // (subnormals included); the multiply restores it. Float16's infinities and NaNs
-  // come out at 2^16 or more and get float32's all-ones exponent.
-  const float scaled = FromBits(static_cast<uint32_t>(h & 0x7fffu) << 13) * 0x1p112f;
-  const uint32_t special = scaled >= 65536.0f ? kInfinity : 0u;
-  return FromBits(Bits(scaled) | special | sign);
-}
+uint16_t FloatToBfloat16(float f) { return ToBfloat16(f); }
+float Bfloat16ToFloat(uint16_t h) { return FromBfloat16(h); }
+uint16_t FloatToFloat16(float f) { return ToFloat16(f); }
+float Float16ToFloat(uint16_t h) { return FromFloat16(h); }
 
 size_t ValueBytes(v1::ValueFormat format) {
   switch (format) {
@@ -197,9 +204,9 @@ void EncodeValuesWithFeedback(v1::ValueFormat format, const float* in, float* re
     // One pass: bfloat16 reads back with a shift.
     for (size_t i = 0; i < n; ++i) {
       const float want = in[i] + residual[i];
-      const uint16_t h = FloatToBfloat16(want);
+      const uint16_t h = ToBfloat16(want);
       Store16(h, out + 2 * i);
-      const float lost = want - Bfloat16ToFloat(h);
+      const float lost = want - FromBfloat16(h);
       // A non-finite gradient is sent as it is (the shard refuses it); its residual
       // must not poison later pushes.
       residual[i] = (Bits(lost) & kAbsMask) < kInfinity ? lost : 0.0f;
