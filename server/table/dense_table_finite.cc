@@ -76,11 +76,22 @@ absl::Status DenseTable::CheckFiniteStep(int worker, const std::vector<const v1:
           values[i] != nullptr ? values[i] : slices[i]->values().data());
       std::memcpy(g + (from - begin), src + (from - sb), (to - from) * 4);
     }
+    // Branch-free, so that it vectorises (it ran scalar at 6% of both cores in a sync
+    // job's profile); the element is looked up only when the flag says one is bad. Inv is
+    // positive and at most 1: the mean is finite exactly when the sum is.
+    const float* sum_so_far = step_sum_empty_ ? nullptr : step_sum_.data() + begin;
+    uint32_t non_finite = 0;
     for (int64_t j = 0; j < m; ++j) {
-      const float sum = step_sum_empty_ ? g[j] : step_sum_[begin + j] + g[j];
+      const float sum = sum_so_far == nullptr ? g[j] : sum_so_far[j] + g[j];
       g[j] = sum * inv;
-      if (!std::isfinite(sum)) {
-        return NonFiniteError(name(), offset_ + begin + j, {j, -1, sum},
+      uint32_t bits;
+      std::memcpy(&bits, &sum, 4);
+      non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (non_finite != 0) {
+      for (int64_t j = 0; j < m; ++j) {
+        if (std::isfinite(g[j])) continue;
+        return NonFiniteError(name(), offset_ + begin + j, {j, -1, g[j] / inv},
                               absl::StrCat("the sum of step ", version_, "'s gradients"));
       }
     }

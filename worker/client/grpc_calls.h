@@ -1,6 +1,7 @@
 // How GrpcPsClient sends a batch of requests to its shards: one Call per request, all
-// of them at once on gRPC's callback API (SendAll), and those whose reply may have been
-// lost again with backoff (SendWithRetries). The kPull, kPush, ... adapters let one
+// of them at once on gRPC's callback API up to a credit per shard (SendAll), and those
+// whose reply may have been lost again with backoff (SendWithRetries). The kPull, kPush,
+// ... adapters let one
 // template send any method of the service.
 //
 // Thread safety: SendAll and SendWithRetries block until every call they started has
@@ -14,13 +15,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/tensor_coding.h"
@@ -75,7 +80,7 @@ struct Call {
   std::unique_ptr<grpc::ClientContext> ctx;
 };
 
-// How SendAll treats a shard that is not there.
+// How SendAll treats a shard that is not there, and how many calls it lets a shard have.
 struct SendOptions {
   absl::Duration timeout;
   // Wait (up to `timeout`) for a shard that is down or restarting instead of failing at
@@ -84,10 +89,15 @@ struct SendOptions {
   // With it, a call that fails with a status it accepts cancels the other calls to the
   // same shard (for requests that wait on each other there).
   std::function<bool(const grpc::Status&)> cancel_siblings;
+  // The credit: at most this many calls in flight to one shard (0: no limit); the next
+  // call to a shard starts when one of its calls finishes. Not for calls that wait on
+  // each other at the shard (a sync push-pull's chunks).
+  int max_in_flight_per_shard = 0;
 };
 
 // Sends calls[i] to shard shards[i] (only those in `subset`, when given), all at once
-// (gRPC's callback API), and returns when every one has finished.
+// (gRPC's callback API) up to the credit per shard, and returns when every one has
+// finished.
 template <typename Request, typename Response, typename Method>
 void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>& shards,
              std::vector<ShardChannel>& stubs, const SendOptions& options, Method method,
@@ -105,10 +115,24 @@ void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>
     c.ctx->set_wait_for_ready(options.wait_for_ready);
     c.response.Clear();
   }
+  // Per shard, the calls the credit holds back, in order.
+  absl::Mutex mu;
+  absl::flat_hash_map<int, std::deque<size_t>> waiting;
+  std::vector<size_t> first;
+  absl::flat_hash_map<int, int> started;
   for (size_t i : *subset) {
+    const int shard = shards[i];
+    if (options.max_in_flight_per_shard > 0 && started[shard] >= options.max_in_flight_per_shard) {
+      waiting[shard].push_back(i);
+    } else {
+      ++started[shard];
+      first.push_back(i);
+    }
+  }
+  std::function<void(size_t)> start = [&](size_t i) {
     Call<Request, Response>& c = calls[i];
     method(stubs[shards[i]], c.ctx.get(), &c.request, &c.response,
-           [&calls, &shards, &done, &options, subset, i](grpc::Status s) {
+           [&calls, &shards, &done, &options, &mu, &waiting, &start, subset, i](grpc::Status s) {
              if (options.cancel_siblings && !s.ok() && options.cancel_siblings(s)) {
                // TryCancel is thread-safe, a no-op on a finished call, and cancels a call
                // not started yet when it starts.
@@ -117,9 +141,22 @@ void SendAll(std::vector<Call<Request, Response>>& calls, const std::vector<int>
                }
              }
              calls[i].status = std::move(s);
+             // The next call to this shard starts before this one counts as done: once
+             // the last one does, SendAll returns and everything here is gone.
+             std::optional<size_t> next;
+             {
+               absl::MutexLock lock(&mu);
+               auto it = waiting.find(shards[i]);
+               if (it != waiting.end() && !it->second.empty()) {
+                 next = it->second.front();
+                 it->second.pop_front();
+               }
+             }
+             if (next.has_value()) start(*next);
              done.DecrementCount();
            });
-  }
+  };
+  for (size_t i : first) start(i);
   done.Wait();
 }
 

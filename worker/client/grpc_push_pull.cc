@@ -75,6 +75,7 @@ void GrpcPsClient::SendPushPulls(const std::vector<int>& shards, PushPullCalls* 
   // A shard that refuses one chunk's push never reaches the version the other chunks'
   // pulls wait for there: cancel them rather than wait out the deadline.
   SendOptions send = stubs_.RpcOptions();
+  send.max_in_flight_per_shard = 0;  // every chunk's push before any chunk's pull is answered
   send.cancel_siblings = [](const grpc::Status& st) {
     return st.error_code() != grpc::StatusCode::ALREADY_EXISTS &&
            st.error_code() != grpc::StatusCode::UNAVAILABLE &&

@@ -36,6 +36,11 @@ struct ClientOptions {
   // of one call travel in parallel (16 MiB pushes over loopback: 1.05-1.08 GB/s with one,
   // 1.10-1.21 with two, 1.25-1.28 with four; docs/benchmarks.md).
   int channels_per_shard = 2;
+  // The credit: at most this many pull or push requests of one call in flight to one
+  // shard (0: no limit), so that a huge tensor does not land on a shard all at once.
+  // A sync push-pull sends all its chunks at once: each chunk's pull waits for the
+  // step that the others' pushes complete.
+  int max_calls_in_flight_per_shard = 16;
   // Sparse keys per request (a server rejects more than its --max_sparse_keys).
   int64_t max_sparse_keys_per_request = 1 << 16;
   // Deadline for one pull or push (a sync pull waits for the slowest worker).

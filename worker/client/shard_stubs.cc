@@ -61,6 +61,7 @@ absl::Status ShardStubs::ShardError(int shard, const char* what, const grpc::Sta
 SendOptions ShardStubs::RpcOptions() const {
   SendOptions send;
   send.timeout = options_.rpc_timeout;
+  send.max_in_flight_per_shard = options_.max_calls_in_flight_per_shard;
   return send;
 }
 
