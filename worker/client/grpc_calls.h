@@ -1,8 +1,7 @@
 // How GrpcPsClient sends a batch of requests to its shards: one Call per request, all
 // of them at once on gRPC's callback API up to a credit per shard (SendAll), and those
 // whose reply may have been lost again with backoff (SendWithRetries). The kPull, kPush,
-// ... adapters let one
-// template send any method of the service.
+// ... adapters let one template send any method of the service.
 //
 // Thread safety: SendAll and SendWithRetries block until every call they started has
 // finished; while they run, no other thread may touch `calls`. The stubs are gRPC's and
