@@ -15,8 +15,10 @@ namespace ps {
 namespace testing {
 namespace {
 
-// `same_host`: the workers' --same_host (the servers always offer windows).
-void TrainAndCheck(const std::string& mode, int steps, bool same_host) {
+// `same_host`: the workers' --same_host (the servers always offer windows);
+// `wire_format`: their --wire_format (over TCP).
+void TrainAndCheck(const std::string& mode, int steps, bool same_host,
+                   const std::string& wire_format = "float32") {
   const std::string dir = TempDir("train-" + mode);
   ServerCluster servers;
   ASSERT_TRUE(servers.Start(2, dir).ok());
@@ -27,7 +29,8 @@ void TrainAndCheck(const std::string& mode, int steps, bool same_host) {
          absl::StrCat("--worker_index=", w), "--num_workers=2", "--mode=" + mode,
          "--device=cpu", absl::StrCat("--max_steps=", steps), "--log_every=50",
          "--optimizer=momentum", "--learning_rate=0.02",
-         absl::StrCat("--same_host=", same_host ? "true" : "false")},
+         absl::StrCat("--same_host=", same_host ? "true" : "false"),
+         "--wire_format=" + wire_format},
         absl::StrCat(dir, "/worker-", w, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
     workers.push_back(*std::move(p));
@@ -47,10 +50,13 @@ void TrainAndCheck(const std::string& mode, int steps, bool same_host) {
   absl::StatusOr<std::vector<v1::GetStatusResponse>> status = client->GetStatus();
   ASSERT_TRUE(status.ok()) << status.status();
   int tables = 0;
+  const int64_t value_bytes = wire_format == "float32" ? 4 : 2;
   for (const v1::GetStatusResponse& shard : *status) {
+    int64_t elements = 0;
     for (const v1::TableStatus& t : shard.tables()) {
       if (t.elements_on_shard() == 0) continue;
       ++tables;
+      elements += t.elements_on_shard();
       if (mode == "sync") {
         EXPECT_EQ(t.version(), steps) << t.spec().name();
       } else {
@@ -66,6 +72,8 @@ void TrainAndCheck(const std::string& mode, int steps, bool same_host) {
     } else {
       EXPECT_EQ(shard.window_bytes_received(), 0);
       EXPECT_EQ(shard.window_bytes_sent(), 0);
+      // Every step, each worker pushed all of the shard's elements, in the wire's format.
+      EXPECT_EQ(shard.bytes_received(), steps * 2 * elements * value_bytes);
     }
     EXPECT_EQ(shard.workers_size(), 2);
     for (const v1::WorkerStatus& w : shard.workers()) EXPECT_FALSE(w.live());  // both left
@@ -79,6 +87,11 @@ TEST(TrainMultiprocessTest, SyncTwoServersTwoWorkersLossFalls) {
 
 TEST(TrainMultiprocessTest, SyncOverTcpOnlyLossFalls) {
   TrainAndCheck("sync", 300, /*same_host=*/false);
+}
+
+// 16-bit values over TCP: the loss falls as with float32, in half the bytes.
+TEST(TrainMultiprocessTest, SyncOverTcpWithABfloat16WireLossFallsInHalfTheBytes) {
+  TrainAndCheck("sync", 300, /*same_host=*/false, "bf16");
 }
 
 TEST(TrainMultiprocessTest, AsyncTwoServersTwoWorkersLossFalls) {
