@@ -421,10 +421,14 @@ absl::Status ReceivedPush::Widen(size_t i, const v1::DenseSlice& d) {
     return absl::InvalidArgumentError(absl::StrCat(where(), " is ", ValueFormatName(d.format()),
                                                    " but windowed (windows hold float32)"));
   }
-  if (d.length() <= 0 || size != static_cast<uint64_t>(d.length()) * width) {
-    return absl::InvalidArgumentError(absl::StrCat(where(), " carries ", size, " bytes of ",
-                                                   ValueFormatName(d.format()), " but its length ",
-                                                   d.length(), " needs ", d.length() * width));
+  if (d.length() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(where(), " is empty (length ", d.length(), ")"));
+  }
+  // (Divided, not multiplied: a length near 2^63 must not overflow.)
+  if (size % width != 0 || size / width != static_cast<uint64_t>(d.length())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where(), " carries ", size, " bytes of ", ValueFormatName(d.format()),
+                     " but its length ", d.length(), " needs ", width, " bytes per element"));
   }
   gathered_.emplace_back(new float[d.length()]);
   float* out = gathered_.back().get();

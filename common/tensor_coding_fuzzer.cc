@@ -53,8 +53,8 @@ bool SixteenBitSlicesFit(const ps::v1::PushRequest& push) {
   for (const ps::v1::DenseSlice& d : push.dense()) {
     if (d.format() == ps::v1::FLOAT32) continue;
     const size_t width = ps::ValueBytes(d.format());
-    if (width == 0 || d.has_window_offset() || d.length() <= 0 ||
-        d.values().size() != static_cast<uint64_t>(d.length()) * width) {
+    if (width == 0 || d.has_window_offset() || d.length() <= 0 || d.values().size() % width != 0 ||
+        d.values().size() / width != static_cast<uint64_t>(d.length())) {
       return false;
     }
   }

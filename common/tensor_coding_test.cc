@@ -269,10 +269,13 @@ TEST(TensorCodingTest, A16BitGradientThatDoesNotFitItsSliceIsRefusedByName) {
     const char* want;
   };
   for (const Case& c :
-       {Case{11, v1::BFLOAT16, false, "carries 20 bytes of bf16 but its length 11 needs 22"},
-        Case{5, v1::FLOAT16, false, "carries 20 bytes of fp16 but its length 5 needs 10"},
+       {Case{11, v1::BFLOAT16, false,
+             "carries 20 bytes of bf16 but its length 11 needs 2 bytes per element"},
+        Case{5, v1::FLOAT16, false,
+             "carries 20 bytes of fp16 but its length 5 needs 2 bytes per element"},
         Case{10, 7, false, "names value format 7, none of float32, bf16, fp16"},
-        Case{10, v1::BFLOAT16, true, "is bf16 but windowed"}}) {
+        Case{10, v1::BFLOAT16, true, "is bf16 but windowed"},
+        Case{0, v1::BFLOAT16, false, "is empty (length 0)"}}) {
     PushRequest sent;
     v1::DenseSlice* d = sent.message.add_dense();
     d->set_table("fc0.w");

@@ -176,8 +176,11 @@ void EncodeValues(v1::ValueFormat format, const float* in, size_t n, char* out) 
     case v1::FLOAT16:
       EncodeFloat16(in, n, out);
       return;
-    default:
+    case v1::FLOAT32:
       std::memcpy(out, in, n * 4);
+      return;
+    default:  // ValueBytes() is 0: nothing to write (callers refuse such formats first)
+      return;
   }
 }
 
@@ -189,14 +192,17 @@ void DecodeValues(v1::ValueFormat format, const char* in, size_t n, float* out) 
     case v1::FLOAT16:
       DecodeFloat16(in, n, out);
       return;
-    default:
+    case v1::FLOAT32:
       std::memcpy(out, in, n * 4);
+      return;
+    default:  // nothing was coded: leave `out` as it is (callers refuse such formats first)
+      return;
   }
 }
 
 void EncodeValuesWithFeedback(v1::ValueFormat format, const float* in, float* residual, size_t n,
                               char* out) {
-  if (format == v1::FLOAT32) {
+  if (format != v1::BFLOAT16 && format != v1::FLOAT16) {
     EncodeValues(format, in, n, out);
     return;
   }

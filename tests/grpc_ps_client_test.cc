@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -110,6 +111,37 @@ TEST_F(GrpcPsClientTest, EveryLaneToAShardIsAConnectionOfItsOwn) {
   }
 }
 
+// Two threads push for one worker at once, each push many chunks held back by the credit:
+// every part of every push is applied (a shard takes a push older than the newest it has
+// seen from a worker for a copy, so the client sends a worker's pushes one at a time).
+TEST_F(GrpcPsClientTest, AWorkersConcurrentPushesAreAllApplied) {
+  ClientOptions options;
+  options.max_chunk_bytes = 4096;
+  options.max_calls_in_flight_per_shard = 1;
+  options.same_host = false;
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_, options);
+  const int64_t n = 8192;  // 8 chunks over 2 shards
+  ASSERT_TRUE(client->CreateTable(Spec("w", n, v1::ASYNC)).ok());
+  ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());
+  constexpr int kPushes = 20;
+  std::vector<std::vector<float>> grads(2, std::vector<float>(n, 1.0f));
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> failures(2);
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < kPushes; ++k) {
+        absl::Status s = client->Push({{"w", n, grads[t].data()}}, 0, 0);
+        if (!s.ok()) failures[t] = s;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const absl::Status& s : failures) EXPECT_TRUE(s.ok()) << s;
+  std::vector<float> p(n);
+  ASSERT_TRUE(client->Pull({{"w", n, p.data()}}, 0, 0).ok());
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(p[i], 1.0f - 0.5f * 2 * kPushes) << i;
+}
+
 // Per-table wire formats: bf16 and fp16 tables move half the bytes both ways, and what
 // arrives is what the formats' rounding makes of the float32 values; a float32 table is
 // exact. The second push carries the first one's rounding residual (error feedback).
@@ -117,6 +149,7 @@ TEST_F(GrpcPsClientTest, SixteenBitWireFormatsHalveTheBytesBothWays) {
   ClientOptions options;
   options.max_chunk_bytes = 4096;  // many chunks, each coded on its own
   options.wire_formats = *ParseWireFormats("big=bf16,mid=fp16");
+  options.same_host = false;  // windows carry float32
   std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_, options);
   const int64_t big = 30001, mid = 5003, exact = 7;
   for (auto [name, n] : {std::pair{"big", big}, {"mid", mid}, {"exact", exact}}) {
@@ -145,18 +178,32 @@ TEST_F(GrpcPsClientTest, SixteenBitWireFormatsHalveTheBytesBothWays) {
     ASSERT_EQ(p_mid[i], Float16ToFloat(FloatToFloat16(on_shard))) << i;
   }
   for (float x : p_exact) EXPECT_EQ(x, 1.0f - 0.5f * 0.0123f);
-  // A push-pull: the same formats, and the second gradient carries the first's residual,
-  // so after both pushes the shard is within one rounding of 1 - 0.5 * 2g.
-  PsClient::PushPullResult r = client->PushPull(grads, params, -1, 0);
+  // A push-pull (the combined call: a registered worker): the same formats, and the
+  // second gradient carries the first one's rounding residual. A float32 reader sees the
+  // shard's values exactly: 1 - 0.5 q1 - 0.5 q2, q2 the coding of g + (g - q1).
+  ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());
+  PsClient::PushPullResult r = client->PushPull(grads, params, 0, 0);
   ASSERT_TRUE(r.push.ok()) << r.push;
   ASSERT_TRUE(r.pull.ok()) << r.pull.status();
   EXPECT_EQ(client->bytes_pushed(), 2 * ((big + mid) * 2 + exact * 4));
   EXPECT_EQ(client->bytes_pulled(), 2 * ((big + mid) * 2 + exact * 4));
-  for (int64_t i = 0; i < big; ++i) {
-    ASSERT_NEAR(p_big[i], 1.0f - g_big[i], 4e-3f) << i;  // bf16: 8 bits near 1
-  }
-  for (int64_t i = 0; i < mid; ++i) ASSERT_NEAR(p_mid[i], 1.0f - g_mid[i], 1e-3f) << i;
-  for (float x : p_exact) EXPECT_FLOAT_EQ(x, 1.0f - 0.0123f);
+  ClientOptions float32;
+  float32.same_host = false;
+  std::unique_ptr<PsClient> reader = NewGrpcPsClient(addresses_, float32);
+  ASSERT_TRUE(reader->Pull(params, 0, -1).ok());
+  auto twice = [](float g, auto code) {
+    const float q1 = code(g), q2 = code(g + (g - q1));
+    const float p1 = 1.0f - 0.5f * q1;
+    return p1 - 0.5f * q2;
+  };
+  const auto bf16 = [](float x) { return Bfloat16ToFloat(FloatToBfloat16(x)); };
+  const auto fp16 = [](float x) { return Float16ToFloat(FloatToFloat16(x)); };
+  for (int64_t i = 0; i < big; ++i) ASSERT_EQ(p_big[i], twice(g_big[i], bf16)) << i;
+  for (int64_t i = 0; i < mid; ++i) ASSERT_EQ(p_mid[i], twice(g_mid[i], fp16)) << i;
+  for (float x : p_exact) EXPECT_EQ(x, (1.0f - 0.5f * 0.0123f) - 0.5f * 0.0123f);
+  // What feedback buys: g = 0.001 * 37 is not a bfloat16; without its residual the
+  // second push would repeat the first one's rounding error instead of correcting it.
+  EXPECT_NE(twice(g_big[37], bf16), 1.0f - 0.5f * bf16(g_big[37]) - 0.5f * bf16(g_big[37]));
 }
 
 // One worker moves its bytes through same-host windows, the other in the messages; the

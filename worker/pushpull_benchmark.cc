@@ -101,14 +101,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.wire_formats = *formats;
-  std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, options);
-  const int worker = absl::GetFlag(FLAGS_worker_index);
-  if (absl::Status s = client->RegisterWorker(worker, "pushpull_benchmark", "cpu"); !s.ok()) {
-    std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
   const bool table = absl::GetFlag(FLAGS_table_format);
   const int threads = std::max(1, absl::GetFlag(FLAGS_in_flight));
+  // A client per thread, each its own worker (index * threads + thread): one worker's
+  // pushes go one after another (ps_client.h), so calls in flight at once need workers.
+  std::vector<std::unique_ptr<ps::PsClient>> clients;
+  std::vector<int> workers;
+  for (int t = 0; t < threads; ++t) {
+    clients.push_back(ps::NewGrpcPsClient(servers, options));
+    workers.push_back(absl::GetFlag(FLAGS_worker_index) * threads + t);
+    if (absl::Status s = clients[t]->RegisterWorker(workers[t], "pushpull_benchmark", "cpu");
+        !s.ok()) {
+      std::fprintf(stderr, "pushpull_benchmark: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  ps::PsClient* client = clients[0].get();
   if (table) {
     std::printf("tensor bytes: %s; %d in flight\n",
                 client->same_host_shards() == client->num_shards()
@@ -147,18 +155,19 @@ int main(int argc, char** argv) {
     for (absl::string_view op : absl::StrSplit(absl::GetFlag(FLAGS_ops), ',')) {
       Rate r;
       if (op == "push") {
-        r = Measure([&](int t) { return client->Push(tensors(grads, t), 0, worker); }, bytes,
-                    seconds, threads);
-      } else if (op == "pull") {
-        r = Measure([&](int t) { return client->Pull(tensors(params, t), 0, worker).status(); },
+        r = Measure([&](int t) { return clients[t]->Push(tensors(grads, t), 0, workers[t]); },
                     bytes, seconds, threads);
+      } else if (op == "pull") {
+        r = Measure(
+            [&](int t) { return clients[t]->Pull(tensors(params, t), 0, workers[t]).status(); },
+            bytes, seconds, threads);
       } else if (op == "pushpull") {
         // One push-pull call per shard (the server applies the push, then answers the pull
         // of the same slices); async tables: the newest values.
         r = Measure(
             [&](int t) -> absl::Status {
               ps::PsClient::PushPullResult res =
-                  client->PushPull(tensors(grads, t), tensors(params, t), worker, 0);
+                  clients[t]->PushPull(tensors(grads, t), tensors(params, t), workers[t], 0);
               if (!res.push.ok()) return res.push;
               return res.pull.status();
             },
@@ -173,6 +182,6 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  client->LeaveWorker(worker).IgnoreError();
+  for (int t = 0; t < threads; ++t) clients[t]->LeaveWorker(workers[t]).IgnoreError();
   return 0;
 }

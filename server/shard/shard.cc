@@ -227,7 +227,7 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
   std::vector<const char*> values(in->at.begin(), in->at.end());
   if (wire_values != nullptr) {
     values.resize(request.dense_size(), nullptr);
-    int64_t wire_bytes = 0;
+    int64_t wire_bytes = 0, float_bytes = 0;
     for (int i = 0; i < request.dense_size(); ++i) {
       if ((*wire_values)[i] == nullptr) continue;
       if (values[i] != nullptr) {
@@ -240,10 +240,12 @@ absl::Status Shard::ApplyPush(const v1::PushRequest& request, v1::PushResponse* 
       // The bytes as they came: 16-bit values were widened by the wire decoder.
       wire_bytes +=
           request.dense(i).length() * static_cast<int64_t>(ValueBytes(request.dense(i).format()));
+      float_bytes += request.dense(i).length() * 4;
     }
     bytes_received_.fetch_add(wire_bytes, std::memory_order_relaxed);
-    // The store counts only the bytes in the message against the request limit.
-    int64_t bytes = wire_bytes;
+    // The store counts only the bytes in the message against the request limit; these
+    // count as the float32 the shard holds them in (a 16-bit push was widened to it).
+    int64_t bytes = float_bytes;
     for (const v1::DenseSlice& d : request.dense()) bytes += d.values().size();
     for (const v1::SparseRows& r : request.sparse()) bytes += r.values().size();
     if (bytes > store_.max_request_bytes()) {

@@ -2,6 +2,8 @@
 // calls finish; no network (the method completes calls when the test says so).
 #include "worker/client/grpc_calls.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <thread>
 #include <utility>
@@ -39,7 +41,8 @@ std::vector<int> MostInFlight(PullCalls* calls, const std::vector<int>& shards, 
   send.max_in_flight_per_shard = credit;
   std::thread sender([&] { SendAll(*calls, shards, stubs, send, method); });
   const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  for (size_t finished = 0; finished < calls->size() && absl::Now() < give_up;) {
+  size_t finished = 0;
+  while (finished < calls->size() && absl::Now() < give_up) {
     std::function<void(grpc::Status)> done;
     {
       absl::MutexLock lock(&mu);
@@ -55,6 +58,11 @@ std::vector<int> MostInFlight(PullCalls* calls, const std::vector<int>& shards, 
     }
     done(grpc::Status::OK);  // may start the shard's next call
     ++finished;
+  }
+  if (finished < calls->size()) {
+    // A call held back and never started: SendAll would wait for it forever.
+    std::fprintf(stderr, "SendAll left calls unstarted or unfinished after 20 s\n");
+    std::abort();
   }
   sender.join();
   return most;

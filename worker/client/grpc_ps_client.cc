@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "worker/client/grpc_ps_client_impl.h"
@@ -54,6 +55,8 @@ absl::StatusOr<int64_t> GrpcPsClient::Pull(const std::vector<DenseTensor>& tenso
 }
 
 absl::Status GrpcPsClient::Push(const std::vector<DenseTensor>& tensors, int64_t step, int worker) {
+  std::optional<absl::MutexLock> one_at_a_time;
+  if (worker >= 0) one_at_a_time.emplace(&push_order_mu_);
   if (worker >= 0 && push_window_mu_.TryLock()) {
     absl::Status s = PushImpl(tensors, step, worker, /*windows=*/true);
     push_window_mu_.Unlock();
@@ -92,6 +95,8 @@ absl::StatusOr<int64_t> GrpcPsClient::PullSparse(const std::string& table,
 absl::Status GrpcPsClient::PushSparse(const std::string& table, const std::vector<int64_t>& keys,
                                       int width, const float* grads, int64_t step, int worker) {
   if (width <= 0) return absl::InvalidArgumentError(absl::StrCat("row width ", width, " <= 0"));
+  std::optional<absl::MutexLock> one_at_a_time;
+  if (worker >= 0) one_at_a_time.emplace(&push_order_mu_);
   std::vector<float> summed;
   const std::vector<int64_t> unique = SumDuplicateKeys(keys, width, grads, &summed);
   // Every shard hears from every push, even without keys for it, so SSP clocks advance

@@ -220,6 +220,10 @@ class GrpcPsClient final : public PsClient {
   // One windowed pull and one windowed push at a time (each lays out the whole window).
   absl::Mutex pull_window_mu_;
   absl::Mutex push_window_mu_;
+  // A worker's pushes go one after another (push, push-pull, sparse push): shards take a
+  // push older than the newest they have seen from the worker for a copy of one already
+  // answered (server/shard/push_ledger.h), so two at once could lose one's later parts.
+  absl::Mutex push_order_mu_;
 };
 
 }  // namespace internal

@@ -12,16 +12,20 @@ GrpcPsClient::PushPullResult GrpcPsClient::PushPull(const std::vector<DenseTenso
                                                     const std::vector<DenseTensor>& params,
                                                     int worker, int64_t min_version) {
   std::optional<PushPullResult> r;
-  if (worker >= 0 && push_window_mu_.TryLock()) {
-    if (pull_window_mu_.TryLock()) {
-      r = PushPullCombined(grads, params, worker, min_version, /*windows=*/true);
-      pull_window_mu_.Unlock();
+  if (worker >= 0) {
+    // Released before the fallback below, whose Push takes it again.
+    absl::MutexLock one_at_a_time(&push_order_mu_);
+    if (push_window_mu_.TryLock()) {
+      if (pull_window_mu_.TryLock()) {
+        r = PushPullCombined(grads, params, worker, min_version, /*windows=*/true);
+        pull_window_mu_.Unlock();
+      } else {
+        r = PushPullCombined(grads, params, worker, min_version, /*windows=*/false);
+      }
+      push_window_mu_.Unlock();
     } else {
       r = PushPullCombined(grads, params, worker, min_version, /*windows=*/false);
     }
-    push_window_mu_.Unlock();
-  } else if (worker >= 0) {
-    r = PushPullCombined(grads, params, worker, min_version, /*windows=*/false);
   }
   if (r.has_value()) return *std::move(r);
   return PsClient::PushPull(grads, params, worker, min_version);

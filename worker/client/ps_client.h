@@ -1,11 +1,13 @@
 // PsClient: how a worker talks to the parameter servers.
 //
 // Calls take whole tensors; the client cuts them by placement (common/placement.h) into
-// per-shard slices, splits those into chunks of at most `max_chunk_bytes`, and sends
-// every chunk to every shard at once, so a large tensor never meets gRPC's message limit
-// and all shards work in parallel. Errors keep their gRPC code and name the shard.
+// per-shard slices, splits those into chunks of at most `max_chunk_bytes`, and sends the
+// chunks to all shards at once (up to a credit per shard), so a large tensor never meets
+// gRPC's message limit and all shards work in parallel. Errors keep their gRPC code and
+// name the shard.
 //
-// Thread safety: methods may be called concurrently; counters are atomic.
+// Thread safety: methods may be called concurrently; counters are atomic. A worker's
+// pushes (worker >= 0) are applied in order: concurrent ones wait for each other.
 #ifndef PS_WORKER_CLIENT_PS_CLIENT_H_
 #define PS_WORKER_CLIENT_PS_CLIENT_H_
 
