@@ -272,24 +272,21 @@ class EpochLog:
 
 # ---- Launching processes ----
 
-def positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{s}' is not an integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+def int_at_least(minimum):
+    """An argparse type: an integer of at least `minimum`."""
+    def parse(s):
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{s}' is not an integer")
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{v} must be at least {minimum}")
+        return v
+    return parse
 
 
-def non_negative_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{s}' is not an integer")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 0")
-    return v
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def positive_float(s):
