@@ -4,9 +4,10 @@
 # peers doing the same job on the same machine. R rounds, interleaved, of:
 #   1. demo TCP:     deploy/local/demo.sh, sync, 2 servers x 2 workers, -- --same_host=false
 #   2. demo TCP bf16: the same with 16-bit values on the wire (--wire_format=bf16)
-#   3. demo windows: the same through same-host windows (--same_host=true)
-#   4. DDP:          tests/peers/torch_ddp.py (DistributedDataParallel, gloo, 2 processes)
-#   5. RPC PS sync:  tests/peers/torch_rpc_ps.py --mode sync (1 PS, 2 trainers)
+#   3. demo TCP layers: demo TCP with each layer pushed as backward produces it (--layer_overlap)
+#   4. demo windows: the same through same-host windows (--same_host=true)
+#   5. DDP:          tests/peers/torch_ddp.py (DistributedDataParallel, gloo, 2 processes)
+#   6. RPC PS sync:  tests/peers/torch_rpc_ps.py --mode sync (1 PS, 2 trainers)
 # then one markdown table: each round's samples/s and test accuracy, the medians, and the
 # ratios the goals use: demo TCP / DDP and demo windows / RPC PS sync (medians, this run),
 # and what bf16 on the wire changes: speed, accuracy, and the bytes the workers pushed.
@@ -59,14 +60,7 @@ torch_python() {
 }
 if ! PY="$(torch_python)"; then
   echo "tests/bench_train.sh: installing python3-torch (the PyTorch peers)"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "need root (or sudo) to install python3-torch" >&2; exit 1; }
-    SUDO="sudo"
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -qq python3-torch >/dev/null ||
-    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-torch >/dev/null; }
+  "$ROOT/deploy/local/install_deps.sh" python3-torch
   PY="$(torch_python)" || { echo "tests/bench_train.sh: python3-torch installed but 'import torch' fails" >&2; exit 1; }
 fi
 echo "building ps_server, ps_worker and psctl ..."
@@ -86,10 +80,11 @@ REBUILT=0
 
 DEMO=(./deploy/local/demo.sh --mode sync --servers 2 --workers 2 --batch_size 64
       --optimizer sgd --learning_rate 0.1 --epochs "$EPOCHS" "${DEMO_FLAGS[@]+"${DEMO_FLAGS[@]}"}")
-SETUPS=(demo_tcp demo_tcp_bf16 demo_windows ddp rpc_ps_sync)
+SETUPS=(demo_tcp demo_tcp_bf16 demo_tcp_layers demo_windows ddp rpc_ps_sync)
 declare -A LABEL=(
   [demo_tcp]="this project, demo, sync, TCP only"
   [demo_tcp_bf16]="this project, demo, sync, TCP only, bf16 wire"
+  [demo_tcp_layers]="this project, demo, sync, TCP only, layer overlap"
   [demo_windows]="this project, demo, sync, same-host windows"
   [ddp]="PyTorch DistributedDataParallel, gloo, 2 processes"
   [rpc_ps_sync]="PyTorch RPC parameter server, 2 trainers, sync"
@@ -102,6 +97,7 @@ run_setup() {
   case "$setup" in
     demo_tcp) cmd=("${DEMO[@]}" -- --same_host=false "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     demo_tcp_bf16) cmd=("${DEMO[@]}" -- --same_host=false --wire_format=bf16 "${EXTRA[@]+"${EXTRA[@]}"}") ;;
+    demo_tcp_layers) cmd=("${DEMO[@]}" -- --same_host=false --layer_overlap "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     demo_windows) cmd=("${DEMO[@]}" -- --same_host=true "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     ddp) cmd=("$PY" tests/peers/torch_ddp.py --processes 2 --batch_size 64 --lr 0.1 --epochs "$EPOCHS") ;;
     rpc_ps_sync) cmd=("$PY" tests/peers/torch_rpc_ps.py --mode sync --trainers 2 --batch_size 64
@@ -180,6 +176,8 @@ print()
 fmt = lambda x: "-" if x is None else f"{x:.0f}"
 for num, den, name in (("demo_tcp", "ddp", "demo TCP / DDP"),
                        ("demo_tcp_bf16", "ddp", "demo TCP with bf16 / DDP"),
+                       ("demo_tcp_layers", "ddp", "demo TCP with layer overlap / DDP"),
+                       ("demo_tcp_layers", "demo_tcp", "demo TCP: layer overlap / whole step"),
                        ("demo_windows", "rpc_ps_sync", "demo windows / RPC PS sync")):
     for i, what in ((0, "samples/s"), (2, "samples/s, training only")):
         a, b = median(num, i, int), median(den, i, int)

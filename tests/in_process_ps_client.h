@@ -23,7 +23,7 @@
 namespace ps {
 namespace testing {
 
-class InProcessPsClient final : public PsClient {
+class InProcessPsClient : public PsClient {
  public:
   // Starts `num_shards` shards of a job (ShardOptions::store's shard index and count
   // are set here) and a client of them.

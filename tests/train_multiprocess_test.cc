@@ -16,22 +16,26 @@ namespace testing {
 namespace {
 
 // `same_host`: the workers' --same_host (the servers always offer windows);
-// `wire_format`: their --wire_format (over TCP).
+// `wire_format`: their --wire_format (over TCP); `extra`: further worker flags. Each
+// worker's final loss goes to `last_losses` when given.
 void TrainAndCheck(const std::string& mode, int steps, bool same_host,
-                   const std::string& wire_format = "float32") {
+                   const std::string& wire_format = "float32",
+                   const std::vector<std::string>& extra = {},
+                   std::vector<double>* last_losses = nullptr) {
   const std::string dir = TempDir("train-" + mode);
   ServerCluster servers;
   ASSERT_TRUE(servers.Start(2, dir).ok());
   std::vector<Process> workers;
   for (int w = 0; w < 2; ++w) {
-    absl::StatusOr<Process> p = Process::Start(
-        {RunfilePath("worker/ps_worker"), "--servers=" + servers.servers_flag(),
-         absl::StrCat("--worker_index=", w), "--num_workers=2", "--mode=" + mode,
-         "--device=cpu", absl::StrCat("--max_steps=", steps), "--log_every=50",
-         "--optimizer=momentum", "--learning_rate=0.02",
-         absl::StrCat("--same_host=", same_host ? "true" : "false"),
-         "--wire_format=" + wire_format},
-        absl::StrCat(dir, "/worker-", w, ".log"));
+    std::vector<std::string> args = {
+        RunfilePath("worker/ps_worker"), "--servers=" + servers.servers_flag(),
+        absl::StrCat("--worker_index=", w), "--num_workers=2", "--mode=" + mode,
+        "--device=cpu", absl::StrCat("--max_steps=", steps), "--log_every=50",
+        "--optimizer=momentum", "--learning_rate=0.02",
+        absl::StrCat("--same_host=", same_host ? "true" : "false"),
+        "--wire_format=" + wire_format};
+    args.insert(args.end(), extra.begin(), extra.end());
+    absl::StatusOr<Process> p = Process::Start(args, absl::StrCat(dir, "/worker-", w, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
     workers.push_back(*std::move(p));
   }
@@ -44,6 +48,7 @@ void TrainAndCheck(const std::string& mode, int steps, bool same_host,
     const double first = DoneField(log, "first_loss"), last = DoneField(log, "last_loss");
     EXPECT_GT(first, 0.6) << log;   // an untrained 10-class model starts near ln(10)
     EXPECT_LT(last, 0.65 * first) << log;
+    if (last_losses != nullptr) last_losses->push_back(last);
   }
   // Each shard applied the steps: sync exactly one update per step, async one per push.
   std::unique_ptr<PsClient> client = NewGrpcPsClient(servers.addresses());
@@ -92,6 +97,17 @@ TEST(TrainMultiprocessTest, SyncOverTcpOnlyLossFalls) {
 // 16-bit values over TCP: the loss falls as with float32, in half the bytes.
 TEST(TrainMultiprocessTest, SyncOverTcpWithABfloat16WireLossFallsInHalfTheBytes) {
   TrainAndCheck("sync", 300, /*same_host=*/false, "bf16");
+}
+
+// Layer overlap: each layer's push-pull leaves as backward completes it. Sync steps are
+// the same sums and updates either way, so the run is exactly the whole-step run's,
+// with the same bytes and one update per step on every table.
+TEST(TrainMultiprocessTest, SyncOverTcpWithLayerOverlapTrainsExactlyAsWholeSteps) {
+  std::vector<double> whole, layered;
+  TrainAndCheck("sync", 200, /*same_host=*/false, "float32", {}, &whole);
+  TrainAndCheck("sync", 200, /*same_host=*/false, "float32", {"--layer_overlap"}, &layered);
+  ASSERT_EQ(whole.size(), 2u);
+  EXPECT_EQ(layered, whole);
 }
 
 TEST(TrainMultiprocessTest, AsyncTwoServersTwoWorkersLossFalls) {

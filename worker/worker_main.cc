@@ -88,6 +88,9 @@ ABSL_FLAG(std::string, wire_format, "float32",
           "table=format pairs with *=format for the rest (docs/wire.md); windows stay float32.");
 ABSL_FLAG(bool, wire_error_feedback, true,
           "16-bit gradients carry what rounding lost in earlier pushes (error feedback).");
+ABSL_FLAG(bool, layer_overlap, false,
+          "Sync/async over TCP: push each layer's gradient (with the pull of its next values) as "
+          "soon as backward has produced it, while backward goes on (docs/wire.md).");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
 ABSL_FLAG(absl::Duration, push_retry_timeout, absl::Seconds(60),
           "How long a push is resent (same push id, applied once) while a shard restarts.");
@@ -320,6 +323,7 @@ absl::StatusOr<ps::TrainerOptions> TrainerOptionsFromFlags(int worker, int worke
   options.buffer_mean = absl::GetFlag(FLAGS_buffer_mean);
   options.resume = absl::GetFlag(FLAGS_resume);
   options.overlap = absl::GetFlag(FLAGS_overlap);
+  options.layer_overlap = absl::GetFlag(FLAGS_layer_overlap);
   // With backup workers a slow worker's late steps are refused by design, any number in
   // a row: no limit then.
   if (absl::GetFlag(FLAGS_backup_workers) > 0) options.max_refused_steps = 0;
@@ -409,9 +413,11 @@ int main(int argc, char** argv) {
           {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
            "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "wire_format", "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host", "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size", "lr_gamma",
-           "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model", "train_file", "test_file", "staleness_bound", "embedding_dim",
-           "ctr_hidden", "l1", "l2"});
+           "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
+           "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
+           "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
+           "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
+           "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"});
       !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
     return 2;

@@ -10,6 +10,7 @@
 # OPTIMIZER, LEARNING_RATE, BATCH_SIZE, DEVICE, STALENESS_BOUND, BUFFER_STEPS.
 # --mode ssp is bounded staleness (default bound 2); --buffer_steps K pushes once every
 # K local steps (buffered gradients).
+# PS_BIN=<dir> runs <dir>/server/ps_server and <dir>/worker/ps_worker instead of building.
 # It installs missing packages, builds, streams progress, stops every daemon it started
 # (also on Ctrl-C or failure) and ends with one line:
 #   final test_accuracy=... samples_per_sec=... mode=... servers=... workers=... epochs=...
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --staleness_bound) STALENESS_BOUND="$2"; shift 2 ;;
     --buffer_steps) BUFFER_STEPS="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,10 +64,17 @@ fi
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 "$ROOT/deploy/local/install_deps.sh"
-echo "building ps_server and ps_worker ..."
-bazel build --noshow_progress //server:ps_server //worker:ps_worker //psctl:psctl 2>&1 | grep -E "ERROR|error:" || true
-BIN="$(bazel info bazel-bin 2>/dev/null)"
-[ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] || { echo "demo.sh: build failed" >&2; exit 1; }
+if [ -n "${PS_BIN:-}" ]; then
+  # Binaries built before (tests/bench_link.sh runs the demo where bazel cannot).
+  BIN="$PS_BIN"
+  [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] ||
+    { echo "demo.sh: PS_BIN=$BIN holds no server/ps_server and worker/ps_worker" >&2; exit 1; }
+else
+  echo "building ps_server and ps_worker ..."
+  bazel build --noshow_progress //server:ps_server //worker:ps_worker //psctl:psctl 2>&1 | grep -E "ERROR|error:" || true
+  BIN="$(bazel info bazel-bin 2>/dev/null)"
+  [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] || { echo "demo.sh: build failed" >&2; exit 1; }
+fi
 
 RUN_DIR="$(mktemp -d /tmp/ps-demo.XXXXXX)"
 PIDS=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing and the demo need, if any are
-# missing. Safe to run again: it does nothing when everything is present.
+# missing, and any packages named as arguments (tests/bench_train.sh adds python3-torch).
+# Safe to run again: it does nothing when everything is present.
 set -euo pipefail
 
 PACKAGES=(
@@ -11,6 +12,7 @@ PACKAGES=(
   dataset-fashion-mnist
   python3 python3-grpcio python3-yaml curl iproute2 kubectl
   clang-14 libclang-rt-14-dev lld-14  # tests/run.sh --sanitizers: ASan, UBSan, TSan, libFuzzer
+  "$@"
 )
 
 missing=()

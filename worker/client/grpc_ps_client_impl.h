@@ -87,6 +87,10 @@ class GrpcPsClient final : public PsClient {
                           const std::vector<DenseTensor>& params, int worker,
                           int64_t min_version) override;
 
+  // Over TCP, the parts go out as they come (grpc_push_pull.cc); with same-host windows,
+  // which carry a whole step in one call per shard, as one PushPull at Finish.
+  std::unique_ptr<PushPullParts> StartPushPull(int worker, int64_t min_version) override;
+
   void ResetProgress() override { progress_.Reset(); }
 
   absl::Status Push(const std::vector<DenseTensor>& tensors, int64_t step, int worker) override;
@@ -153,10 +157,12 @@ class GrpcPsClient final : public PsClient {
     return true;
   }
 
-  // One push-pull request per chunk, its push numbered as one push; counts the gradient
-  // bytes as pushed.
-  PushPullCalls MakePushPullCalls(const std::vector<Chunk>& chunks, int worker,
-                                  int64_t min_version);
+  class Parts;  // StartPushPull's, over TCP
+
+  // One push-pull request per chunk, their pushes the parts first_part, first_part + 1,
+  // ... of push `sequence`; counts the gradient bytes as pushed.
+  PushPullCalls MakePushPullCalls(const std::vector<Chunk>& chunks, int worker, int64_t min_version,
+                                  int64_t sequence, int first_part = 0);
 
   void SendPushPulls(const std::vector<int>& shards, PushPullCalls* calls);
 

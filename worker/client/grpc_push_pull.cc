@@ -39,7 +39,7 @@ std::optional<GrpcPsClient::PushPullResult> GrpcPsClient::PushPullCombined(
   const std::vector<WindowUse> use =
       windows ? transport_.PrepareWindows(&chunks, worker) : std::vector<WindowUse>(num_shards());
   if (!transport_.WriteToPushWindows(chunks, use)) return std::nullopt;
-  PushPullCalls calls = MakePushPullCalls(chunks, worker, min_version);
+  PushPullCalls calls = MakePushPullCalls(chunks, worker, min_version, NextPushSequence());
   SendPushPulls(ShardsOf(chunks), &calls);
   PushPullResult result;
   const bool resent = ResendLostWindows(
@@ -54,14 +54,14 @@ std::optional<GrpcPsClient::PushPullResult> GrpcPsClient::PushPullCombined(
 }
 
 PushPullCalls GrpcPsClient::MakePushPullCalls(const std::vector<Chunk>& chunks, int worker,
-                                              int64_t min_version) {
+                                              int64_t min_version, int64_t sequence,
+                                              int first_part) {
   PushPullCalls calls(chunks.size());
   int64_t grad_bytes = 0;
-  const int64_t sequence = NextPushSequence();
   for (size_t i = 0; i < chunks.size(); ++i) {
     const int64_t step = progress_.pulled(chunks[i].shard);
     wire::PushRequest push = WireDensePushRequest(chunks[i], Sender(worker), step, sequence,
-                                                  static_cast<int>(i), &coder_);
+                                                  first_part + static_cast<int>(i), &coder_);
     grad_bytes += PushedBytes(chunks[i], push.values);
     wire::PushPullRequest& request = calls[i].request;
     *request.message.mutable_push() = std::move(push.message);

@@ -2,6 +2,8 @@
 // followed by a pull for transports that have nothing better.
 #include "worker/client/ps_client.h"
 
+#include <utility>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 
@@ -44,6 +46,37 @@ PsClient::PushPullResult PsClient::PushPull(const std::vector<DenseTensor>& grad
   }
   r.pull = Pull(params, min_version, worker);
   return r;
+}
+
+namespace {
+
+// PushPullParts for a transport without anything better: the parts are collected and
+// sent as one PushPull.
+class CollectedPushPull final : public PsClient::PushPullParts {
+ public:
+  CollectedPushPull(PsClient* client, int worker, int64_t min_version)
+      : client_(client), worker_(worker), min_version_(min_version) {}
+
+  void Send(std::vector<DenseTensor> grads, std::vector<DenseTensor> params) override {
+    for (DenseTensor& t : grads) grads_.push_back(std::move(t));
+    for (DenseTensor& t : params) params_.push_back(std::move(t));
+  }
+
+  PsClient::PushPullResult Finish() override {
+    return client_->PushPull(grads_, params_, worker_, min_version_);
+  }
+
+ private:
+  PsClient* const client_;
+  const int worker_;
+  const int64_t min_version_;
+  std::vector<DenseTensor> grads_, params_;
+};
+
+}  // namespace
+
+std::unique_ptr<PsClient::PushPullParts> PsClient::StartPushPull(int worker, int64_t min_version) {
+  return std::make_unique<CollectedPushPull>(this, worker, min_version);
 }
 
 }  // namespace ps

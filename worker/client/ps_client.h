@@ -124,6 +124,25 @@ class PsClient {
   virtual PushPullResult PushPull(const std::vector<DenseTensor>& grads,
                                   const std::vector<DenseTensor>& params, int worker,
                                   int64_t min_version = kPerShard);
+  // A PushPull sent in parts as the step's gradients become ready (a layer's as soon as
+  // backward has produced it): each Send pushes some of the step's tables and asks for
+  // the same tables' next values, and returns without waiting; Finish waits for every
+  // part and reports as PushPull does. The parts are one push (one id), so a shard
+  // applies them as one, and a sync step's pull of a table waits only for that table.
+  // The tensors' memory must stay valid until Finish returns; a part's params may be
+  // written any time before. Destroying it unfinished waits for the parts in flight.
+  class PushPullParts {
+   public:
+    virtual ~PushPullParts() = default;
+    // `grads` and `params` name the same tables in the same order, none sent before in
+    // this push.
+    virtual void Send(std::vector<DenseTensor> grads, std::vector<DenseTensor> params) = 0;
+    virtual PushPullResult Finish() = 0;
+  };
+  // One at a time per worker, like a push: other pushes of `worker` wait until the
+  // returned object is finished or destroyed. This default sends everything at Finish
+  // as one PushPull (no overlap).
+  virtual std::unique_ptr<PushPullParts> StartPushPull(int worker, int64_t min_version = kPerShard);
   // Forgets the per-shard versions, so the next kPerShard pull takes what each shard has
   // (after this worker was dropped, or a shard restarted behind it).
   virtual void ResetProgress() {}

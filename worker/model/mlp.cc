@@ -133,9 +133,18 @@ absl::Status Mlp::Upload() {
   return backend_->CopyToDevice(host_params_buf_.data(), params_.data(), num_params_);
 }
 
-absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Forward(const float* x,
-                                                                 const int32_t* y, int batch,
-                                                                 bool backward, bool accumulate) {
+std::vector<DenseTensor> Mlp::LayerParams(int layer) const {
+  return {host_params_.at(2 * layer), host_params_.at(2 * layer + 1)};
+}
+
+std::vector<DenseTensor> Mlp::LayerGrads(int layer) const {
+  return {host_grads_.at(2 * layer), host_grads_.at(2 * layer + 1)};
+}
+
+absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Forward(const float* x, const int32_t* y,
+                                                                 int batch, bool backward,
+                                                                 bool accumulate,
+                                                                 const LayerReady& layer_ready) {
   if (batch <= 0 || batch > max_batch_) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch ", batch, " outside [1, ", max_batch_, "]"));
@@ -169,14 +178,15 @@ absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Forward(const float* x,
       PS_RETURN_IF_ERROR(backend_->ReluBackward(act_[i].data(), dprev,
                                                 static_cast<int64_t>(batch) * sizes_[i]));
     }
+    if (layer_ready) layer_ready(i);
   }
   return loss;
 }
 
-absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::TrainStep(const float* x,
-                                                                   const int32_t* y, int batch,
-                                                                   bool accumulate) {
-  return Forward(x, y, batch, /*backward=*/true, accumulate);
+absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::TrainStep(const float* x, const int32_t* y,
+                                                                   int batch, bool accumulate,
+                                                                   const LayerReady& layer_ready) {
+  return Forward(x, y, batch, /*backward=*/true, accumulate, layer_ready);
 }
 
 absl::Status Mlp::DownloadGrads(float scale) {
@@ -185,13 +195,22 @@ absl::Status Mlp::DownloadGrads(float scale) {
   return backend_->CopyToHost(grads_.data(), host_grads_buf_.data(), num_params_);
 }
 
+absl::Status Mlp::DownloadLayerGrads(int layer) {
+  if (!backend_->is_gpu()) return absl::OkStatus();
+  // A layer's weights and bias lie side by side, on the device as on the host.
+  const DenseTensor& w = host_grads_.at(2 * layer);
+  return backend_->CopyToHost(dw_.at(layer), w.data,
+                              w.num_elements + host_grads_.at(2 * layer + 1).num_elements);
+}
+
 absl::StatusOr<kernels::ComputeBackend::LossResult> Mlp::Evaluate(const float* x,
                                                                   const int32_t* y, int64_t n) {
   kernels::ComputeBackend::LossResult total;
   for (int64_t at = 0; at < n; at += max_batch_) {
     const int b = static_cast<int>(std::min<int64_t>(max_batch_, n - at));
     absl::StatusOr<kernels::ComputeBackend::LossResult> r =
-        Forward(x + at * sizes_[0], y + at, b, /*backward=*/false, /*accumulate=*/false);
+        Forward(x + at * sizes_[0], y + at, b, /*backward=*/false, /*accumulate=*/false,
+                /*layer_ready=*/nullptr);
     if (!r.ok()) return r.status();
     total.loss_sum += r->loss_sum;
     total.correct += r->correct;

@@ -10,6 +10,7 @@
 #ifndef PS_WORKER_MODEL_MLP_H_
 #define PS_WORKER_MODEL_MLP_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,16 +39,29 @@ class Mlp {
   const std::vector<DenseTensor>& host_grads() const { return host_grads_; }
   int64_t num_parameters() const { return num_params_; }
 
+  // Layers, and the host views of layer i's tables (weights, then bias): a part of
+  // host_params() and host_grads().
+  int num_layers() const { return static_cast<int>(sizes_.size()) - 1; }
+  std::vector<DenseTensor> LayerParams(int layer) const;
+  std::vector<DenseTensor> LayerGrads(int layer) const;
+
   // Copies host_params() to the backend (no-op on the CPU).
   absl::Status Upload();
+  // Called during backward with each layer, last first, once that layer's gradient is
+  // complete and the step no longer reads its parameters: from then on the layer's
+  // host gradient and parameters may be sent and overwritten (after
+  // DownloadLayerGrads on a GPU) while backward goes on.
+  using LayerReady = std::function<void(int layer)>;
   // Forward and backward on `batch` rows. The mean gradient over the batch replaces the
   // backend's gradient buffer, or is added to it with `accumulate` (buffered gradients
   // stay on the device until DownloadGrads).
-  absl::StatusOr<kernels::ComputeBackend::LossResult> TrainStep(const float* x,
-                                                                const int32_t* y, int batch,
-                                                                bool accumulate = false);
+  absl::StatusOr<kernels::ComputeBackend::LossResult> TrainStep(
+      const float* x, const int32_t* y, int batch, bool accumulate = false,
+      const LayerReady& layer_ready = nullptr);
   // Scales the gradient buffer by `scale` and makes it visible in host_grads().
   absl::Status DownloadGrads(float scale = 1.0f);
+  // Makes layer i's gradient visible in LayerGrads(i), unscaled (no-op on the CPU).
+  absl::Status DownloadLayerGrads(int layer);
   // Forward only, in batches of at most max_batch; returns summed loss and correct count.
   absl::StatusOr<kernels::ComputeBackend::LossResult> Evaluate(const float* x,
                                                                const int32_t* y, int64_t n);
@@ -59,7 +73,8 @@ class Mlp {
   absl::Status Init();
   absl::StatusOr<kernels::ComputeBackend::LossResult> Forward(const float* x, const int32_t* y,
                                                               int batch, bool backward,
-                                                              bool accumulate);
+                                                              bool accumulate,
+                                                              const LayerReady& layer_ready);
 
   const std::vector<int> sizes_;
   const int max_batch_;

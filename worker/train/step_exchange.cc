@@ -15,6 +15,7 @@ StepExchange::StepExchange(const StepExchangeOptions& options, PsClient* client,
     : options_(options),
       sync_(options.mode == v1::SYNC),
       overlap_(!sync_ && options.overlap),
+      layer_overlap_(options.layer_overlap && options.mode != v1::SSP && !overlap_),
       client_(client),
       model_(model) {
   if (!overlap_) return;
@@ -91,26 +92,55 @@ absl::Status StepExchange::PullNow() {
   return Pulled(*version);
 }
 
+Mlp::LayerReady StepExchange::StartLayers() {
+  if (!layer_overlap_) return nullptr;
+  parts_ = client_->StartPushPull(options_.worker, min_version());
+  layer_error_ = absl::OkStatus();
+  return [this](int layer) {
+    if (absl::Status s = model_->DownloadLayerGrads(layer); !s.ok()) {
+      if (layer_error_.ok()) layer_error_ = s;
+      return;
+    }
+    parts_->Send(model_->LayerGrads(layer), model_->LayerParams(layer));
+  };
+}
+
+absl::StatusOr<std::optional<int64_t>> StepExchange::PulledWithPush(
+    const PsClient::PushPullResult& pp) {
+  if (!pp.push.ok()) return std::nullopt;
+  switch (RecoveryFor(Call::kPushPullPull, options_.mode, pp.pull.status())) {
+    case Recovery::kProceed:
+      return std::optional<int64_t>(*pp.pull);
+    case Recovery::kPullAgain:
+      return std::nullopt;  // the next step pulls
+    default:
+      return pp.pull.status();
+  }
+}
+
 absl::StatusOr<StepExchange::PushReport> StepExchange::Push(bool last_of_epoch) {
   if (overlap_) return PushInBackground();
   absl::Status pushed;
   std::optional<int64_t> pulled_next;
-  if (!last_of_epoch && options_.mode != v1::SSP) {
+  if (parts_ != nullptr) {
+    // Sent layer by layer during backward: wait for the parts.
+    PsClient::PushPullResult pp = parts_->Finish();
+    parts_.reset();
+    // A layer that could not be handed over is the job's failure (a GPU copy); the
+    // parts that went are one incomplete push, which a sync shard holds apart.
+    if (!layer_error_.ok()) return layer_error_;
+    pushed = pp.push;
+    absl::StatusOr<std::optional<int64_t>> next = PulledWithPush(pp);
+    if (!next.ok()) return next.status();
+    pulled_next = *next;
+  } else if (!last_of_epoch && options_.mode != v1::SSP) {
     // The push and the next step's pull in one call per shard where possible.
     PsClient::PushPullResult pp = client_->PushPull(model_->host_grads(), model_->host_params(),
                                                     options_.worker, min_version());
     pushed = pp.push;
-    if (pushed.ok()) {
-      switch (RecoveryFor(Call::kPushPullPull, options_.mode, pp.pull.status())) {
-        case Recovery::kProceed:
-          pulled_next = *pp.pull;
-          break;
-        case Recovery::kPullAgain:
-          break;  // the next step pulls
-        default:
-          return pp.pull.status();
-      }
-    }
+    absl::StatusOr<std::optional<int64_t>> next = PulledWithPush(pp);
+    if (!next.ok()) return next.status();
+    pulled_next = *next;
   } else {
     pushed = client_->Push(model_->host_grads(), PsClient::kPerShard, options_.worker);
   }

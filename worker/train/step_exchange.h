@@ -12,6 +12,10 @@
 //   pushed in the background while a step computes: one step more staleness, none of
 //   the waiting. The push of one step is finished before the next is sent, so gradients
 //   leave in order.
+// - With layer overlap (SYNC/ASYNC, a step that pushes and is not the last of an epoch),
+//   backward hands each layer over as soon as its gradient is complete: its push and its
+//   next values' pull go out at once (PsClient::StartPushPull) while backward computes
+//   the layers below, and Push waits for them all.
 //
 // What a failed call leads to (rejoin and retry, drop the gradient, fail) is decided by
 // RecoveryFor (recovery.h); the exchange carries it out. Its clock for SSP is the
@@ -24,6 +28,7 @@
 
 #include <cstdint>
 #include <future>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +48,9 @@ struct StepExchangeOptions {
   v1::ConsistencyMode mode = v1::SYNC;
   // Background pulls and pushes; ignored for SYNC (TrainerOptions::overlap).
   bool overlap = false;
+  // Push-pulls sent layer by layer during backward; ignored for SSP and with `overlap`
+  // (TrainerOptions::layer_overlap).
+  bool layer_overlap = false;
   // How long a pull keeps rejoining and retrying while a shard is down or restarting.
   absl::Duration retry_timeout = absl::Minutes(2);
   // Sync: this many steps refused in a row (each rejoined and pulled again) end the job:
@@ -65,6 +73,13 @@ class StepExchange {
   // `prefetch_next` (this step is the last of a push, not of an epoch) the next step's
   // pull starts in the background.
   absl::Status PrepareStep(bool prefetch_next);
+
+  // Layer overlap for a step that will push (not accumulating) and is not the last of
+  // its epoch: returns the callback to give Mlp::TrainStep, which sends each layer's
+  // gradient as backward completes it; null when layer overlap is off. Push then
+  // finishes what was sent (the host gradients are already there: no DownloadGrads).
+  Mlp::LayerReady StartLayers();
+  bool sending_layers() const { return parts_ != nullptr; }
 
   // What became of a push.
   struct PushReport {
@@ -92,6 +107,8 @@ class StepExchange {
   absl::Status TakePrefetched();
   absl::Status PullNow();
   absl::StatusOr<PushReport> PushInBackground();
+  // Push-pull's outcome (sent whole, or in parts by layer) as Settle takes it.
+  absl::StatusOr<std::optional<int64_t>> PulledWithPush(const PsClient::PushPullResult& pp);
   // Waits for the background push, dropping its gradient where RecoveryFor says so.
   absl::Status FinishBackgroundPush();
   // Acts on RecoveryFor(kPush) for `pushed`; `pulled_next`: parameters that came with it.
@@ -101,6 +118,7 @@ class StepExchange {
   const StepExchangeOptions options_;
   const bool sync_;
   const bool overlap_;
+  const bool layer_overlap_;
   PsClient* const client_;
   Mlp* const model_;
   bool need_pull_ = true;
@@ -114,6 +132,10 @@ class StepExchange {
   // Declared after the buffers they use, so they are waited for first.
   std::future<absl::StatusOr<int64_t>> prefetch_;
   std::future<absl::Status> pending_push_;
+  // Layer overlap: this step's push-pull being sent, and the first error in handing a
+  // layer over.
+  std::unique_ptr<PsClient::PushPullParts> parts_;
+  absl::Status layer_error_;
 };
 
 }  // namespace ps

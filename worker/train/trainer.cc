@@ -21,6 +21,7 @@ StepExchangeOptions ExchangeOptions(const TrainerOptions& o, const std::string& 
   e.device = device;
   e.mode = o.mode;
   e.overlap = o.overlap;
+  e.layer_overlap = o.layer_overlap;
   e.retry_timeout = o.retry_timeout;
   e.max_refused_steps = o.max_refused_steps;
   return e;
@@ -170,8 +171,14 @@ absl::Status Trainer::RunStep(int epoch, int64_t step, Loop* loop) {
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<kernels::ComputeBackend::LossResult> loss =
-      model_->TrainStep(loop->x.data(), loop->y.data(), batch.size, loop->buffer.accumulating());
+  // A step that replaces the buffer and fills it pushes for sure: its layers may go as
+  // backward produces them.
+  Mlp::LayerReady layer_ready;
+  if (!last_of_epoch && !loop->buffer.accumulating() && loop->buffer.NextStepFills()) {
+    layer_ready = loop->exchange.StartLayers();
+  }
+  absl::StatusOr<kernels::ComputeBackend::LossResult> loss = model_->TrainStep(
+      loop->x.data(), loop->y.data(), batch.size, loop->buffer.accumulating(), layer_ready);
   if (!loss.ok()) return loss.status();
   loop->buffer.Add();
   if (loop->buffer.Full(last_of_epoch, absl::Now())) {
@@ -189,7 +196,9 @@ absl::Status Trainer::RunStep(int epoch, int64_t step, Loop* loop) {
 }
 
 absl::Status Trainer::Flush(bool last_of_epoch, Loop* loop) {
-  if (absl::Status s = model_->DownloadGrads(loop->buffer.scale()); !s.ok()) return s;
+  if (!loop->exchange.sending_layers()) {
+    if (absl::Status s = model_->DownloadGrads(loop->buffer.scale()); !s.ok()) return s;
+  }
   absl::StatusOr<StepExchange::PushReport> pushed = loop->exchange.Push(last_of_epoch);
   if (!pushed.ok()) return pushed.status();
   // The time limit counts from when the push returned, accepted or not.

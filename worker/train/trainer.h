@@ -56,6 +56,11 @@ struct TrainerOptions {
   // servers and workers it measured slower (9.2k vs 10.1k samples/s, docs/benchmarks.md)
   // and the extra step of staleness cost accuracy.
   bool overlap = false;
+  // Sync/async: push each layer's gradient, with the pull of its next values, as soon
+  // as backward has produced it, while backward computes the layers below (steps that
+  // push and are not the last of an epoch; not with buffered steps, SSP or `overlap`).
+  // Over TCP only: same-host windows carry the step in one call per shard.
+  bool layer_overlap = false;
   // How long a pull keeps retrying while a shard is down or restarting.
   absl::Duration retry_timeout = absl::Minutes(2);
   // Sync: steps refused in a row that end the job (0: no limit; StepExchangeOptions).

@@ -3,7 +3,11 @@
 // and training still learns.
 #include "worker/train/trainer.h"
 
+#include <memory>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/in_process_ps_client.h"
@@ -43,8 +47,46 @@ struct RunFigures {
   int64_t params;
 };
 
-RunFigures Train(const TrainerOptions& options) {
-  auto client = std::make_unique<testing::InProcessPsClient>(1);
+// Records the tables of each part of each push-pull sent in parts (the parts then go as
+// one PushPull at Finish, PsClient's default).
+class PartsRecordingClient : public testing::InProcessPsClient {
+ public:
+  PartsRecordingClient() : InProcessPsClient(1) {}
+
+  std::unique_ptr<PushPullParts> StartPushPull(int worker, int64_t min_version) override {
+    class Recording final : public PushPullParts {
+     public:
+      Recording(std::unique_ptr<PushPullParts> inner, std::vector<std::vector<std::string>>* log)
+          : inner_(std::move(inner)), log_(log) {}
+      void Send(std::vector<DenseTensor> grads, std::vector<DenseTensor> params) override {
+        std::vector<std::string> tables;
+        for (const DenseTensor& t : grads) tables.push_back(t.table);
+        log_->push_back(std::move(tables));
+        inner_->Send(std::move(grads), std::move(params));
+      }
+      PushPullResult Finish() override {
+        log_->push_back({"finish"});
+        return inner_->Finish();
+      }
+
+     private:
+      std::unique_ptr<PushPullParts> inner_;
+      std::vector<std::vector<std::string>>* log_;
+    };
+    return std::make_unique<Recording>(InProcessPsClient::StartPushPull(worker, min_version),
+                                       &parts);
+  }
+
+  std::vector<std::vector<std::string>> parts;
+};
+
+// Through `client` when given (it must be new), else a client of its own.
+RunFigures Train(const TrainerOptions& options, testing::InProcessPsClient* client = nullptr) {
+  std::unique_ptr<testing::InProcessPsClient> own;
+  if (client == nullptr) {
+    own = std::make_unique<testing::InProcessPsClient>(1);
+    client = own.get();
+  }
   auto backend = kernels::NewCpuBackend();
   auto model = Mlp::Create({4, 8, 2}, 64, backend.get());
   EXPECT_TRUE(model.ok());
@@ -53,7 +95,7 @@ RunFigures Train(const TrainerOptions& options) {
     EXPECT_TRUE(client->CreateTable(spec).ok());
   }
   const Dataset train = Blobs(256, 1), test = Blobs(200, 2);
-  Trainer trainer(options, client.get(), model->get(), &train, &test, "cpu");
+  Trainer trainer(options, client, model->get(), &train, &test, "cpu");
   absl::StatusOr<TrainResult> r = trainer.Run();
   EXPECT_TRUE(r.ok()) << r.status();
   return {r.ok() ? *r : TrainResult(), client->bytes_pushed(), client->bytes_pulled(),
@@ -100,6 +142,44 @@ TEST(TrainerTest, OverlappedTransfersMoveTheSameBytesAndLearn) {
   // Nine of the twelve training pulls ran in the background; none was wasted.
   EXPECT_EQ(run.bytes_pulled, (12 + 3) * run.params * 4);
   EXPECT_GE(run.result.test_accuracy, 0.95);
+}
+
+// Layer overlap hands each layer's gradient over as backward completes it, last layer
+// first, and trains exactly as whole-step pushes do (sync: the same sums, the same
+// updates).
+TEST(TrainerTest, LayerOverlapSendsEachLayerAndTrainsExactlyAsWholeSteps) {
+  for (v1::ConsistencyMode mode : {v1::SYNC, v1::ASYNC}) {
+    SCOPED_TRACE(v1::ConsistencyMode_Name(mode));
+    const RunFigures whole = Train(Options(mode));
+    TrainerOptions o = Options(mode);
+    o.layer_overlap = true;
+    PartsRecordingClient recorder;
+    const RunFigures layered = Train(o, &recorder);
+    EXPECT_EQ(layered.result.pushes, 48);
+    EXPECT_EQ(layered.result.last_loss, whole.result.last_loss);
+    EXPECT_EQ(layered.result.test_accuracy, whole.result.test_accuracy);
+    EXPECT_EQ(layered.bytes_pushed, whole.bytes_pushed);
+    EXPECT_EQ(layered.bytes_pulled, whole.bytes_pulled);
+    // Every step but each epoch's last (which pulls nothing after it) went in parts.
+    const std::vector<std::vector<std::string>> step = {
+        {"fc1.w", "fc1.b"}, {"fc0.w", "fc0.b"}, {"finish"}};
+    ASSERT_EQ(recorder.parts.size(), 3 * 15 * step.size());
+    for (size_t i = 0; i < recorder.parts.size(); ++i) {
+      ASSERT_EQ(recorder.parts[i], step[i % step.size()]) << i;
+    }
+  }
+}
+
+// Steps that accumulate into a buffer push as a whole: only a buffer's last step could
+// go in parts, and its buffer is scaled first.
+TEST(TrainerTest, LayerOverlapLeavesBufferedStepsWhole) {
+  TrainerOptions o = Options(v1::SYNC);
+  o.layer_overlap = true;
+  o.buffer_steps = 2;
+  PartsRecordingClient recorder;
+  const RunFigures run = Train(o, &recorder);
+  EXPECT_EQ(run.result.pushes, 24);
+  EXPECT_TRUE(recorder.parts.empty());
 }
 
 TEST(TrainerTest, ByteLimitFlushesAndEpochEndsFlush) {
