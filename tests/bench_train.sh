@@ -5,7 +5,7 @@
 #   1. demo TCP:     deploy/local/demo.sh, sync, 2 servers x 2 workers, -- --same_host=false
 #   2. demo TCP bf16: the same with 16-bit values on the wire (--wire_format=bf16)
 #   3. demo TCP layers: demo TCP with each layer pushed as backward produces it (--layer_overlap)
-#   4. demo windows: the same through same-host windows (--same_host=true)
+#   4. demo windows: demo TCP's job through same-host windows (--same_host=true)
 #   5. DDP:          tests/peers/torch_ddp.py (DistributedDataParallel, gloo, 2 processes)
 #   6. RPC PS sync:  tests/peers/torch_rpc_ps.py --mode sync (1 PS, 2 trainers)
 # then one markdown table: each round's samples/s and test accuracy, the medians, and the

@@ -1,5 +1,6 @@
 // 2 ps_server and 2 ps_worker processes on loopback train a few hundred steps of the
 // Fashion-MNIST MLP; the loss must fall and the servers must have applied every step.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ void TrainAndCheck(const std::string& mode, int steps, bool same_host,
     EXPECT_GT(first, 0.6) << log;   // an untrained 10-class model starts near ln(10)
     EXPECT_LT(last, 0.65 * first) << log;
     if (last_losses != nullptr) last_losses->push_back(last);
+    // Layer overlap sends every step but the last (nothing is pulled after it) in parts.
+    const bool layered = std::find(extra.begin(), extra.end(), "--layer_overlap") != extra.end();
+    EXPECT_EQ(DoneField(log, "layered_pushes"), layered ? steps - 1 : 0) << log;
   }
   // Each shard applied the steps: sync exactly one update per step, async one per push.
   std::unique_ptr<PsClient> client = NewGrpcPsClient(servers.addresses());

@@ -387,11 +387,13 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
   if (!result.ok()) return Fail(result.status());
   std::printf(
       "worker %d done steps=%lld samples=%lld seconds=%.2f samples_per_sec=%.0f first_loss=%.4f "
-      "last_loss=%.4f test_accuracy=%.4f pushed_bytes=%lld pulled_bytes=%lld\n",
+      "last_loss=%.4f test_accuracy=%.4f pushed_bytes=%lld pulled_bytes=%lld "
+      "layered_pushes=%lld\n",
       worker, static_cast<long long>(result->steps), static_cast<long long>(result->samples),
       result->seconds, result->samples / std::max(1e-9, result->seconds), result->first_loss,
       result->last_loss, result->test_accuracy, static_cast<long long>(client->bytes_pushed()),
-      static_cast<long long>(client->bytes_pulled()));
+      static_cast<long long>(client->bytes_pulled()),
+      static_cast<long long>(result->layered_pushes));
   return 0;
 }
 
@@ -441,6 +443,10 @@ int main(int argc, char** argv) {
         absl::StrCat("--model=", model_name, " is unknown: want mlp, logreg or ctr")));
   }
   const bool sparse_model = model_name != "mlp";
+  if (sparse_model && absl::GetFlag(FLAGS_layer_overlap)) {
+    LOG(WARNING) << "--layer_overlap is for --model=mlp; --model=" << model_name
+                 << " pushes each step whole";
+  }
   absl::StatusOr<ps::v1::ConsistencyMode> mode = ModeFromFlag(sparse_model);
   if (!mode.ok()) return Fail(mode.status());
   if (absl::GetFlag(FLAGS_batch_size) <= 0) {

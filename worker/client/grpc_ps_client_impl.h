@@ -2,8 +2,9 @@
 // plans each call (request_plan.h), lays it out in same-host windows where it can
 // (same_host_transport.h), builds its requests (requests.h), sends them to every shard at
 // once (shard_stubs.h), takes in the replies (pull_replies.h), and keeps the per-shard
-// versions (shard_progress.h). Its methods are defined in grpc_ps_client.cc, and the
-// push-pull (a step's push and next pull in one call per shard) in grpc_push_pull.cc.
+// versions (shard_progress.h). Its methods are defined in grpc_ps_client.cc, the
+// push-pull (a step's push and next pull in one call per shard) in grpc_push_pull.cc, and
+// the push-pull in parts (StartPushPull) in grpc_push_pull_parts.cc.
 // Internal to worker/client.
 //
 // Thread-safe, as PsClient.
@@ -87,7 +88,7 @@ class GrpcPsClient final : public PsClient {
                           const std::vector<DenseTensor>& params, int worker,
                           int64_t min_version) override;
 
-  // Over TCP, the parts go out as they come (grpc_push_pull.cc); with same-host windows,
+  // Over TCP, the parts go out as they come (grpc_push_pull_parts.cc); with same-host windows,
   // which carry a whole step in one call per shard, as one PushPull at Finish.
   std::unique_ptr<PushPullParts> StartPushPull(int worker, int64_t min_version) override;
 

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "glog/logging.h"
 #include "worker/client/grpc_ps_client_impl.h"
 
 namespace ps {
@@ -30,13 +31,11 @@ class GrpcPsClient::Parts final : public PsClient::PushPullParts {
   ~Parts() override { WaitForParts(); }
 
   void Send(std::vector<DenseTensor> grads, std::vector<DenseTensor> params) override {
+    // A caller's mistake, and parts sent before were taken: no way to undo them.
+    CHECK(PushPullPairs(grads, params)) << "a push-pull part's gradients and parameters differ";
     Part& part = parts_.emplace_back();
     part.grads = std::move(grads);
     part.params = std::move(params);
-    if (!PushPullPairs(part.grads, part.params)) {
-      unpaired_ = true;  // a caller's mistake: nothing of this part is sent
-      return;
-    }
     part.chunks = client_->Plan(part.grads);
     part.calls =
         client_->MakePushPullCalls(part.chunks, worker_, min_version_, sequence_, next_part_);
@@ -47,12 +46,6 @@ class GrpcPsClient::Parts final : public PsClient::PushPullParts {
   PushPullResult Finish() override {
     WaitForParts();
     PushPullResult result;
-    if (unpaired_) {
-      result.push = absl::InternalError("a push-pull part's gradients and parameters differ");
-      result.pull = result.push;
-      order_.reset();
-      return result;
-    }
     std::vector<Chunk> chunks;
     PushPullCalls calls;
     for (Part& part : parts_) {
@@ -137,13 +130,13 @@ class GrpcPsClient::Parts final : public PsClient::PushPullParts {
   std::optional<absl::MutexLock> order_;  // push_order_mu_, until finished
   int64_t sequence_ = 0;
   int next_part_ = 0;
-  bool unpaired_ = false;
   std::deque<Part> parts_;  // stable: the parts' threads hold pointers
 };
 
 std::unique_ptr<PsClient::PushPullParts> GrpcPsClient::StartPushPull(int worker,
                                                                      int64_t min_version) {
   if (worker < 0 || transport_.usable_shards() > 0) {
+    LOG_FIRST_N(INFO, 1) << "layer overlap: steps go whole through the same-host windows";
     return PsClient::StartPushPull(worker, min_version);
   }
   return std::make_unique<Parts>(this, worker, min_version);

@@ -139,9 +139,9 @@ class PsClient {
     virtual void Send(std::vector<DenseTensor> grads, std::vector<DenseTensor> params) = 0;
     virtual PushPullResult Finish() = 0;
   };
-  // One at a time per worker, like a push: other pushes of `worker` wait until the
-  // returned object is finished or destroyed. This default sends everything at Finish
-  // as one PushPull (no overlap).
+  // One at a time per worker, like a push (GrpcPsClient: other pushes of `worker` wait
+  // until the returned object is finished or destroyed). This default sends everything
+  // at Finish as one PushPull (no overlap).
   virtual std::unique_ptr<PushPullParts> StartPushPull(int worker, int64_t min_version = kPerShard);
   // Forgets the per-shard versions, so the next kPerShard pull takes what each shard has
   // (after this worker was dropped, or a shard restarted behind it).

@@ -94,11 +94,14 @@ absl::Status StepExchange::PullNow() {
 
 Mlp::LayerReady StepExchange::StartLayers() {
   if (!layer_overlap_) return nullptr;
+  // Finished (or dropped) before the next starts: it holds the client's push order.
+  parts_.reset();
   parts_ = client_->StartPushPull(options_.worker, min_version());
   layer_error_ = absl::OkStatus();
   return [this](int layer) {
+    if (!layer_error_.ok()) return;  // the step fails at Push; send no more of it
     if (absl::Status s = model_->DownloadLayerGrads(layer); !s.ok()) {
-      if (layer_error_.ok()) layer_error_ = s;
+      layer_error_ = s;
       return;
     }
     parts_->Send(model_->LayerGrads(layer), model_->LayerParams(layer));
@@ -129,6 +132,7 @@ absl::StatusOr<StepExchange::PushReport> StepExchange::Push(bool last_of_epoch) 
     // A layer that could not be handed over is the job's failure (a GPU copy); the
     // parts that went are one incomplete push, which a sync shard holds apart.
     if (!layer_error_.ok()) return layer_error_;
+    ++layered_pushes_;
     pushed = pp.push;
     absl::StatusOr<std::optional<int64_t>> next = PulledWithPush(pp);
     if (!next.ok()) return next.status();

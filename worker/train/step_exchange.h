@@ -78,6 +78,8 @@ class StepExchange {
   // its epoch: returns the callback to give Mlp::TrainStep, which sends each layer's
   // gradient as backward completes it; null when layer overlap is off. Push then
   // finishes what was sent (the host gradients are already there: no DownloadGrads).
+  // A step that fails before its Push leaves the parts sent to be waited for when the
+  // exchange is destroyed (in sync, until the other workers complete those tables).
   Mlp::LayerReady StartLayers();
   bool sending_layers() const { return parts_ != nullptr; }
 
@@ -94,8 +96,9 @@ class StepExchange {
   // prefetched pull is discarded and the next step pulls again.
   absl::Status Drain();
 
-  // Accepted pushes so far.
+  // Accepted pushes so far, and how many of them went layer by layer.
   int64_t pushes() const { return pushes_; }
+  int64_t layered_pushes() const { return layered_pushes_; }
   // The version the model's parameters came from (the smallest over the shards).
   int64_t pulled_version() const { return pulled_version_; }
 
@@ -124,6 +127,7 @@ class StepExchange {
   bool need_pull_ = true;
   int64_t pulled_version_ = 0;
   int64_t pushes_ = 0;
+  int64_t layered_pushes_ = 0;
   int refused_in_a_row_ = 0;  // sync steps refused since the last accepted one
   // Overlap: copies of the parameters and gradients that background calls fill and
   // send, so the model's own buffers are free for the step computing meanwhile.

@@ -138,6 +138,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   TrainResult result = loop.result;
   result.resumed_steps = loop.resume;
   result.pushes = loop.exchange.pushes();
+  result.layered_pushes = loop.exchange.layered_pushes();
   result.seconds = absl::ToDoubleSeconds(absl::Now() - loop.start);
   result.first_loss = loop.progress.first_loss();
   result.last_loss = loop.progress.last_loss();

@@ -73,6 +73,7 @@ struct TrainResult {
   int64_t resumed_steps = 0;  // steps skipped because a previous run had done them
   int64_t steps = 0;   // local steps (mini-batches computed) by this run
   int64_t pushes = 0;  // gradient pushes (steps / buffer size)
+  int64_t layered_pushes = 0;  // of those, sent layer by layer (layer_overlap)
   int64_t samples = 0;
   double seconds = 0;
   double first_loss = 0;  // mean loss over the first log window
