@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/channel_credentials.h"
 
 namespace ps {
 namespace psctl {
@@ -19,10 +20,11 @@ absl::StatusCode ToAbsl(grpc::StatusCode code) { return static_cast<absl::Status
 
 }  // namespace
 
-AdminClient::AdminClient(std::vector<std::string> servers, absl::Duration timeout)
+AdminClient::AdminClient(std::vector<std::string> servers, absl::Duration timeout,
+                         const std::string& token)
     : servers_(std::move(servers)), timeout_(timeout) {
   for (const std::string& address : servers_) {
-    channels_.push_back(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    channels_.push_back(NewChannel(address, ChannelCredentials{token}));
     stubs_.push_back(v1::Admin::NewStub(channels_.back()));
   }
 }

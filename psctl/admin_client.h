@@ -25,8 +25,9 @@ namespace psctl {
 class AdminClient {
  public:
   // `servers`: host:port of the shards, tried in order. `timeout` bounds each unary call
-  // to one server.
-  AdminClient(std::vector<std::string> servers, absl::Duration timeout);
+  // to one server. `token`: presented on every call (empty: none).
+  AdminClient(std::vector<std::string> servers, absl::Duration timeout,
+              const std::string& token = "");
 
   // The job's status from the first server that answers.
   absl::StatusOr<v1::ClusterStatusResponse> ClusterStatus();

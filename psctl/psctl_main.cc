@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/channel_credentials.h"
 #include "common/flags_env.h"
 #include "psctl/admin_client.h"
 #include "psctl/format.h"
@@ -25,6 +26,8 @@
 ABSL_FLAG(std::string, servers, "",
           "Comma-separated host:port of the shards (any one answers for all); or PS_SERVERS.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(3), "Deadline of each call to a server.");
+ABSL_FLAG(std::string, token_file, "",
+          "The operator's (or a monitor's) token, in a file; unset: $PS_TOKEN, else none.");
 ABSL_FLAG(bool, json, false, "Print the answer as JSON (the proto's JSON mapping).");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "watch: time between updates (>= 100ms).");
 ABSL_FLAG(int64_t, count, 0, "watch: stop after this many updates; 0 runs until interrupted.");
@@ -51,6 +54,7 @@ commands:
 flags:
   --servers=host:port,...  the shards (or PS_SERVERS); the first that answers is asked
   --timeout=3s             deadline of each call
+  --token_file=PATH        the token to present (or PS_TOKEN_FILE; or the token in PS_TOKEN)
   --json                   machine-readable output (status, tables, workers, watch, checkpoint)
   --interval=1s --count=N  watch
   --at_version=N --checkpoint_timeout=2m  checkpoint
@@ -197,7 +201,7 @@ int Checkpoint(ps::psctl::AdminClient& client, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (absl::Status s = ps::SetFlagsFromEnv({"servers", "timeout"}); !s.ok()) {
+  if (absl::Status s = ps::SetFlagsFromEnv({"servers", "timeout", "token_file"}); !s.ok()) {
     PrintError(s.message());
     return kUsage;
   }
@@ -228,7 +232,12 @@ int main(int argc, char** argv) {
     PrintError("--timeout must be positive and --count not negative");
     return kUsage;
   }
-  ps::psctl::AdminClient client(std::move(servers), absl::GetFlag(FLAGS_timeout));
+  absl::StatusOr<std::string> token = ps::LoadToken(absl::GetFlag(FLAGS_token_file));
+  if (!token.ok()) {
+    PrintError(token.status().message());
+    return kUsage;
+  }
+  ps::psctl::AdminClient client(std::move(servers), absl::GetFlag(FLAGS_timeout), *token);
   const bool json = absl::GetFlag(FLAGS_json);
   if (command == "status") return ShowStatus(client, View::kStatus, json);
   if (command == "tables") return ShowStatus(client, View::kTables, json);

@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/channel_credentials.h"
 #include "common/flags_env.h"
 #include "common/malloc_tuning.h"
 #include "common/memory_budget.h"
@@ -20,10 +21,20 @@
 #include "glog/logging.h"
 #include "server/rpc/ps_server.h"
 
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to listen on (gRPC and metrics): this machine only unless told otherwise; "
+          "0.0.0.0 for every interface. In a container, the pod's address (docs/security.md).");
 ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free one (see --port_file).");
 ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here once serving.");
 ABSL_FLAG(int, shard_index, 0, "This shard's index in --servers.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "Tokens and their roles, one \"<role> <token>\" per line (worker, operator, monitor); "
+          "calls without a listed token are refused, and the file is read again when it "
+          "changes (docs/security.md). Empty: no authorization.");
+ABSL_FLAG(bool, open_monitoring, false,
+          "With --auth_tokens_file: GetStatus, ClusterStatus and Watch need no token.");
+ABSL_FLAG(std::string, token_file, "",
+          "The token this shard presents to its peers (an operator's); unset: $PS_TOKEN.");
 ABSL_FLAG(std::string, servers, "", "Comma-separated host:port of every shard; its length is the shard count.");
 ABSL_FLAG(int, num_shards, 0, "Shard count, when --servers is not given.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1), "How often workers should heartbeat.");
@@ -122,6 +133,14 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
   }
   options.peers = Servers();
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.auth.tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  options.auth.open_monitoring = absl::GetFlag(FLAGS_open_monitoring);
+  absl::StatusOr<std::string> token = ps::LoadToken(absl::GetFlag(FLAGS_token_file));
+  if (!token.ok()) {
+    LOG(ERROR) << token.status().message();
+    return token.status();
+  }
+  options.peer_credentials.token = *token;
   return options;
 }
 
@@ -144,7 +163,8 @@ int main(int argc, char** argv) {
                                             "checkpoint_every_steps", "checkpoint_interval",
                                             "checkpoint_keep", "max_sparse_keys", "max_tables", "check_finite_updates", "memory_budget_mb",
                                             "same_host_windows", "shutdown_timeout",
-                                            "allow_start_without_state"});
+                                            "allow_start_without_state", "auth_tokens_file",
+                                            "open_monitoring", "token_file"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;

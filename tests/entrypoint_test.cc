@@ -30,9 +30,12 @@ class EntrypointTest : public ::testing::Test {
     dir_ = TempDir("entrypoint");
     for (const char* name : {"ps_server", "ps_worker", "psctl"}) {
       const std::string path = absl::StrCat(dir_, "/", name);
+      // The addresses it was told go to <name>.hosts.
       std::ofstream(path) << "#!/bin/sh\necho \"" << name
                           << " shard=${PS_SHARD_INDEX-unset} worker=${PS_WORKER_INDEX-unset} "
-                             "args=$*\"\n";
+                             "args=$*\"\n"
+                          << "echo \"host=${PS_HOST-unset} health_host=${PS_HEALTH_HOST-unset}\" "
+                             ">\"$0.hosts\"\n";
       chmod(path.c_str(), 0755);
     }
   }
@@ -55,6 +58,14 @@ class EntrypointTest : public ::testing::Test {
     return {code.value_or(-1), p->Log()};
   }
 
+  // What the stand-in `name` was told to listen on in its last run.
+  std::string Hosts(const std::string& name) {
+    std::ifstream in(absl::StrCat(dir_, "/", name, ".hosts"));
+    std::string line;
+    std::getline(in, line);
+    return line;
+  }
+
   std::string dir_;
 };
 
@@ -74,6 +85,20 @@ TEST_F(EntrypointTest, LoneServerMayHaveAnyHostNameButSeveralMayNot) {
   r = Run({{"PS_ROLE", "server"}, {"HOSTNAME", "3f9a2c"}, {"PS_SERVERS", "a:1,b:1"}});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.output, HasSubstr("host name '3f9a2c' does not end in -<ordinal>"));
+}
+
+// The daemons listen on 127.0.0.1 unless told otherwise; a container is reached from
+// outside, so the entry point makes it every interface there, unless the pod's address
+// (or any other) is given.
+TEST_F(EntrypointTest, AContainerListensOnEveryInterfaceUnlessGivenAnAddress) {
+  EXPECT_EQ(Run({{"PS_ROLE", "server"}, {"HOSTNAME", "ps-0"}}).code, 0);
+  EXPECT_EQ(Hosts("ps_server"), "host=0.0.0.0 health_host=unset");
+  EXPECT_EQ(Run({{"PS_ROLE", "server"}, {"HOSTNAME", "ps-0"}, {"PS_HOST", "10.1.2.3"}}).code, 0);
+  EXPECT_EQ(Hosts("ps_server"), "host=10.1.2.3 health_host=unset");
+  EXPECT_EQ(Run({{"PS_ROLE", "worker"}, {"JOB_COMPLETION_INDEX", "0"}}).code, 0);
+  EXPECT_EQ(Hosts("ps_worker"), "host=unset health_host=0.0.0.0");
+  EXPECT_EQ(Run({{"PS_ROLE", "worker"}, {"PS_HEALTH_HOST", "fd00::7"}}).code, 0);
+  EXPECT_EQ(Hosts("ps_worker"), "host=unset health_host=fd00::7");
 }
 
 TEST_F(EntrypointTest, WorkerTakesIndexFromIndexedJob) {

@@ -217,6 +217,18 @@ def check_overlay(docs, flags_by_binary, device, p):
     check_env_flags(where_sts, server_env, flags_by_binary, p)
     check_env_flags(where_job, worker_env, flags_by_binary, p)
 
+    # Hardened pods, each daemon on its pod's address, and who may reach whom.
+    check_hardening(where_sts, sts["spec"]["template"], p)
+    check_hardening(where_job, job["spec"]["template"], p)
+    p.check(field_ref(server, "PS_HOST") == "status.podIP",
+            "%s: PS_HOST is not the pod's address (valueFrom status.podIP)" % where_sts)
+    p.check(field_ref(worker, "PS_HEALTH_HOST") == "status.podIP",
+            "%s: PS_HEALTH_HOST is not the pod's address (valueFrom status.podIP)" % where_job)
+    check_network_policies(docs, server_labels, worker_labels, p)
+    check_token_files(where_sts, sts["spec"]["template"], server, server_env,
+                      ("PS_AUTH_TOKENS_FILE", "PS_TOKEN_FILE"), p)
+    check_token_files(where_job, job["spec"]["template"], worker, worker_env, ("PS_TOKEN_FILE",), p)
+
     # Workers serve the gRPC health service on PS_HEALTH_PORT, which their probes call.
     health = worker_env.get("PS_HEALTH_PORT")
     if p.check(health is not None and str(health).isdigit(),
@@ -315,6 +327,105 @@ def check_overlay(docs, flags_by_binary, device, p):
                 p.check("cpu" in res.get("requests", {}), "%s: no CPU request" % where)
 
 
+def field_ref(container, name):
+    """The fieldPath the variable `name` comes from (downward API), or None."""
+    for e in container.get("env", []):
+        if e.get("name") == name:
+            return e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    return None
+
+
+def check_hardening(where, template, p):
+    """docs/security.md: no privilege, no writable image, no API token, in every pod."""
+    spec = template["spec"]
+    pod_sc = spec.get("securityContext", {})
+    p.check(pod_sc.get("runAsNonRoot") is True, "%s: pod securityContext.runAsNonRoot is not "
+            "true" % where)
+    p.check(pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+            "%s: pod seccompProfile is not RuntimeDefault" % where)
+    p.check(spec.get("automountServiceAccountToken") is False,
+            "%s: automountServiceAccountToken is not false (the daemons call no Kubernetes "
+            "API)" % where)
+    for c in spec.get("containers", []):
+        cw = "%s container %s" % (where, c.get("name"))
+        sc = c.get("securityContext", {})
+        p.check(sc.get("allowPrivilegeEscalation") is False,
+                "%s: allowPrivilegeEscalation is not false" % cw)
+        p.check(sc.get("readOnlyRootFilesystem") is True,
+                "%s: readOnlyRootFilesystem is not true" % cw)
+        p.check(sc.get("capabilities", {}).get("drop") == ["ALL"],
+                "%s: capabilities.drop is not [ALL]" % cw)
+        p.check(sc.get("privileged") is not True, "%s: privileged" % cw)
+        p.check(not sc.get("capabilities", {}).get("add"), "%s: adds capabilities" % cw)
+        # A read-only root: what the daemons write goes to volumes.
+        mounts = {m.get("mountPath") for m in c.get("volumeMounts", [])}
+        p.check("/tmp" in mounts, "%s: no volume at /tmp under a read-only root" % cw)
+
+
+def secret_mounts(template, container):
+    """mountPath -> Secret name for the container's Secret volumes."""
+    secrets = {v["name"]: v["secret"].get("secretName")
+               for v in template["spec"].get("volumes", []) if "secret" in v}
+    return {m["mountPath"]: secrets[m["name"]]
+            for m in container.get("volumeMounts", []) if m.get("name") in secrets}
+
+
+def check_token_files(where, template, container, env, names, p):
+    """Each of `names` is a file on a Secret volume (tokens never in the manifest)."""
+    mounts = secret_mounts(template, container)
+    for name in names:
+        path = env.get(name)
+        if not p.check(bool(path) and path != "<valueFrom>", "%s: no %s" % (where, name)):
+            continue
+        p.check(any(path.startswith(m.rstrip("/") + "/") for m in mounts),
+                "%s: %s=%s is not on a Secret volume (mounted: %s)" % (where, name, path, mounts))
+    for name, value in env.items():
+        p.check("TOKEN" not in name or name.endswith("_FILE"),
+                "%s: %s puts a token in the manifest; mount it from a Secret" % (where, name))
+
+
+def labels_select(selector, labels):
+    match = selector.get("matchLabels", {})
+    return bool(match) and match.items() <= labels.items()
+
+
+def check_network_policies(docs, server_labels, worker_labels, p):
+    """Only workers, psctl and the shards reach the shards' gRPC port; nothing the workers."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    psctl_labels = dict(worker_labels, **{"app.kubernetes.io/component": "psctl"})
+    allowed = (server_labels, worker_labels, psctl_labels)
+    for labels, what in ((server_labels, "shards"), (worker_labels, "workers")):
+        mine = [d for d in policies if labels_select(d["spec"].get("podSelector", {}), labels)]
+        if not p.check(len(mine) == 1, "want one NetworkPolicy selecting the %s, rendered %d" %
+                       (what, len(mine))):
+            continue
+        pol = mine[0]
+        where = "NetworkPolicy/" + pol["metadata"]["name"]
+        p.check("Ingress" in pol["spec"].get("policyTypes", []),
+                "%s: policyTypes has no Ingress" % where)
+        rules = pol["spec"].get("ingress", [])
+        if what == "workers":
+            p.check(rules == [], "%s: admits traffic to the workers: %s" % (where, rules))
+            continue
+        grpc_rules = [r for r in rules
+                      if any(pt.get("port") in ("grpc", DEFAULT_PORT) for pt in r.get("ports", []))
+                      or not r.get("ports")]
+        p.check(bool(grpc_rules), "%s: no rule admits the workers to the gRPC port" % where)
+        for r in grpc_rules:
+            sources = r.get("from", [])
+            p.check(bool(sources), "%s: a rule admits anyone to the gRPC port" % where)
+            for src in sources:
+                sel = src.get("podSelector")
+                p.check(set(src) == {"podSelector"} and sel is not None and
+                        any(sel.get("matchLabels", {}) == a for a in allowed),
+                        "%s: the gRPC port admits %s, not only workers, psctl and shards" %
+                        (where, src))
+        admitted = [a for r in grpc_rules for src in r.get("from", [])
+                    for a in allowed if src.get("podSelector", {}).get("matchLabels") == a]
+        p.check(worker_labels in admitted and psctl_labels in admitted,
+                "%s: the gRPC port does not admit both the workers and psctl" % where)
+
+
 def load_tfjob(k8s_dir):
     with open(os.path.join(k8s_dir, "tfjob", "tfjob.yaml")) as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]
@@ -355,6 +466,13 @@ def check_tfjob(docs, flags_by_binary, p):
                 p.check(str(named_port(c, "metrics")) == annotations.get("prometheus.io/port")
                         == env.get("PS_METRICS_PORT"), "%s: metrics ports differ" % where)
         p.check(":" in c.get("image", "").rsplit("/", 1)[-1], "%s: image has no tag" % where)
+        check_hardening(where, rspec["template"], p)
+        check_token_files(where, rspec["template"], c, env,
+                          ("PS_AUTH_TOKENS_FILE", "PS_TOKEN_FILE") if rtype == "PS"
+                          else ("PS_TOKEN_FILE",), p)
+        if rtype == "PS":
+            p.check(field_ref(c, "PS_HOST") == "status.podIP",
+                    "%s: PS_HOST is not the pod's address (valueFrom status.podIP)" % where)
 
 
 def pod_templates(docs):

@@ -19,10 +19,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -189,6 +192,17 @@ class NetnsTest : public ::testing::Test {
         RenderedPodEnv(kubectl_, manifest, role, absl::StrCat(dir_, "/render-", role, ".log"));
     EXPECT_TRUE(env.ok()) << env.status();
     Env out = env.value_or(Env());
+    // The Secret ps-auth's files, as its volume would mount them (with test tokens).
+    const std::string auth = absl::StrCat(dir_, "/auth");
+    mkdir(auth.c_str(), 0700);
+    std::ofstream(auth + "/tokens") << "worker netns-worker-token\noperator netns-operator-token\n";
+    std::ofstream(auth + "/worker") << "netns-worker-token\n";
+    std::ofstream(auth + "/operator") << "netns-operator-token\n";
+    for (auto& [name, value] : out) {
+      if (absl::StartsWith(value, "/etc/ps/auth/")) {
+        value = absl::StrCat(auth, "/", value.substr(strlen("/etc/ps/auth/")));
+      }
+    }
     out["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     out["HOME"] = dir_;
     out["PS_BIN_DIR"] = BinDir();
@@ -203,7 +217,8 @@ class NetnsTest : public ::testing::Test {
     }
     for (int i = 0; i < kServers; ++i) {
       const std::string want =
-          absl::StrCat("ps_server shard ", i, "/", kServers, " serving on 0.0.0.0:", port);
+          absl::StrCat("ps_server shard ", i, "/", kServers, " serving on 0.0.0.0:", port,
+                       ", plaintext, tokens required");
       const absl::Time deadline = absl::Now() + absl::Seconds(30);
       while (processes_[i].Log().find(want) == std::string::npos && absl::Now() < deadline) {
         ASSERT_FALSE(processes_[i].Wait(absl::Milliseconds(100)).ok())
@@ -368,8 +383,9 @@ TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
   for (int i = 0; i < kServers; ++i) {
     absl::StatusOr<Process> p = StartIn(
         absl::StrCat("ps", i),
-        {RunfilePath("server/ps_server"), absl::StrCat("--port=", port),
-         absl::StrCat("--shard_index=", i), "--servers=" + servers_flag},
+        {RunfilePath("server/ps_server"), "--host=" + ServerAddress(i),
+         absl::StrCat("--port=", port), absl::StrCat("--shard_index=", i),
+         "--servers=" + servers_flag},
         absl::StrCat("ps", i, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
     processes_.push_back(*std::move(p));

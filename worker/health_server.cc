@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/host_port.h"
 
 namespace ps {
 
@@ -15,11 +16,10 @@ absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::str
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<HealthServer> s(new HealthServer());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(host, ":", port), grpc::InsecureServerCredentials(),
-                           &s->port_);
+  builder.AddListeningPort(JoinHostPort(host, port), grpc::InsecureServerCredentials(), &s->port_);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", JoinHostPort(host, port)));
   }
   s->SetServing(true);
   return s;

@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/channel_credentials.h"
 #include "common/flags_env.h"
 #include "common/malloc_tuning.h"
 #include "common/tf_config.h"
@@ -75,6 +76,12 @@ ABSL_FLAG(int64_t, lr_total_steps, 10000, "cosine: updates over which the rate d
 ABSL_FLAG(double, lr_min, 0.0, "cosine: the final rate.");
 ABSL_FLAG(int64_t, lr_warmup_steps, 100, "warmup: updates of the linear ramp.");
 ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many live workers pushed; later gradients are dropped and counted.");
+ABSL_FLAG(std::string, token_file, "",
+          "The worker's token (a file, as a Kubernetes Secret mounts it); unset: $PS_TOKEN, "
+          "else none (docs/security.md).");
+ABSL_FLAG(std::string, health_host, "127.0.0.1",
+          "Address the health service listens on: this machine only unless told otherwise; in a "
+          "container, the pod's address (the kubelet's probes connect to it).");
 ABSL_FLAG(int, health_port, -1, "Serve the gRPC health service and reflection on this port (-1: off, 0: a free one), for Kubernetes probes.");
 ABSL_FLAG(std::string, health_port_file, "", "If set, the health port is written here once serving.");
 ABSL_FLAG(bool, same_host, true,
@@ -189,6 +196,9 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   if (!formats.ok()) return formats.status();
   options.wire_formats = *std::move(formats);
   options.wire_formats.error_feedback = absl::GetFlag(FLAGS_wire_error_feedback);
+  absl::StatusOr<std::string> token = ps::LoadToken(absl::GetFlag(FLAGS_token_file));
+  if (!token.ok()) return token.status();
+  options.token = *std::move(token);
   if (options.wire_formats.all != ps::v1::FLOAT32 || !options.wire_formats.tables.empty()) {
     LOG(INFO) << "wire format " << options.wire_formats.ToString()
               << (options.wire_formats.error_feedback ? ", gradients with error feedback" : "")
@@ -292,7 +302,7 @@ int RunSparse(const std::string& model_name, int worker, int workers,
 absl::Status StartHealth(std::unique_ptr<ps::HealthServer>* health) {
   if (absl::GetFlag(FLAGS_health_port) < 0) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<ps::HealthServer>> h =
-      ps::HealthServer::Start("0.0.0.0", absl::GetFlag(FLAGS_health_port));
+      ps::HealthServer::Start(absl::GetFlag(FLAGS_health_host), absl::GetFlag(FLAGS_health_port));
   if (!h.ok()) return h.status();
   *health = *std::move(h);
   LOG(INFO) << "health service on port " << (*health)->port();
@@ -417,7 +427,7 @@ int main(int argc, char** argv) {
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
            "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
            "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
-           "push_retry_timeout", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
+           "push_retry_timeout", "token_file", "health_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
            "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
            "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"});
       !s.ok()) {

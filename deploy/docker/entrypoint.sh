@@ -11,6 +11,9 @@
 #           the pod's host name ($HOSTNAME: ps-1 -> 1); a lone shard may have any name.
 #   worker: PS_WORKER_INDEX from JOB_COMPLETION_INDEX, which Kubernetes sets in every pod
 #           of an Indexed Job.
+# Addresses: a daemon listens on 127.0.0.1 unless told otherwise; in a container it is
+#   reached from outside, so PS_HOST (server) and PS_HEALTH_HOST (worker) default to
+#   0.0.0.0 here. deploy/k8s sets both to the pod's address (status.podIP).
 # PS_BIN_DIR: where the binaries are (default /usr/local/bin).
 set -euo pipefail
 
@@ -45,12 +48,14 @@ case "$role" in
         die "PS_SHARD_INDEX is unset and host name '$host' does not end in -<ordinal>"
       fi
     fi
+    export PS_HOST="${PS_HOST:-0.0.0.0}"
     exec "$bin_dir/ps_server" "$@"
     ;;
   worker | chief | master)
     if [ -z "${PS_WORKER_INDEX:-}" ] && [ -z "${TF_CONFIG:-}" ] && [ -n "${JOB_COMPLETION_INDEX:-}" ]; then
       export PS_WORKER_INDEX="$JOB_COMPLETION_INDEX"
     fi
+    export PS_HEALTH_HOST="${PS_HEALTH_HOST:-0.0.0.0}"
     exec "$bin_dir/ps_worker" "$@"
     ;;
   psctl)

@@ -18,14 +18,15 @@ constexpr int64_t kMinWatchIntervalMs = 100;
 constexpr char kNotConfigured[] =
     "checkpoints are not configured: start ps_server with --checkpoint_dir";
 
-std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
+                                           const ChannelCredentials& credentials) {
   grpc::ChannelArguments args;
   // A restarted peer should be seen again within a second, not after gRPC's default
   // reconnect backoff of up to two minutes.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return NewChannel(address, credentials, args);
 }
 
 std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
@@ -55,7 +56,7 @@ AdminService::AdminService(AdminServiceOptions options, LocalStatusFn local_stat
   for (int i = 0; i < static_cast<int>(options_.peers.size()); ++i) {
     Peer peer{options_.peers[i], nullptr, nullptr};
     if (i != self_) {
-      std::shared_ptr<grpc::Channel> channel = PeerChannel(peer.address);
+      std::shared_ptr<grpc::Channel> channel = PeerChannel(peer.address, options_.peer_credentials);
       peer.ps = v1::ParameterServer::NewStub(channel);
       peer.admin = v1::Admin::NewStub(channel);
     }
@@ -120,14 +121,22 @@ v1::ClusterStatusResponse AdminService::GetClusterStatus() {
   return response;
 }
 
-grpc::Status AdminService::ClusterStatus(grpc::ServerContext*, const v1::ClusterStatusRequest*,
+grpc::Status AdminService::Admit(const grpc::ServerContext& context, Method method) const {
+  if (options_.authorizer == nullptr) return grpc::Status::OK;
+  return ToGrpcStatus(options_.authorizer->Check(context, method));
+}
+
+grpc::Status AdminService::ClusterStatus(grpc::ServerContext* context,
+                                         const v1::ClusterStatusRequest*,
                                          v1::ClusterStatusResponse* response) {
+  if (grpc::Status s = Admit(*context, Method::kClusterStatus); !s.ok()) return s;
   *response = GetClusterStatus();
   return grpc::Status::OK;
 }
 
 grpc::Status AdminService::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                                  grpc::ServerWriter<v1::ClusterStatusResponse>* writer) {
+  if (grpc::Status s = Admit(*context, Method::kWatch); !s.ok()) return s;
   if (request->interval_ms() < 0 || request->max_updates() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("interval_ms=", request->interval_ms(),
@@ -153,8 +162,10 @@ grpc::Status AdminService::Watch(grpc::ServerContext* context, const v1::WatchRe
   }
 }
 
-grpc::Status AdminService::Checkpoint(grpc::ServerContext*, const v1::CheckpointRequest* request,
+grpc::Status AdminService::Checkpoint(grpc::ServerContext* context,
+                                      const v1::CheckpointRequest* request,
                                       v1::CheckpointResponse* response) {
+  if (grpc::Status s = Admit(*context, Method::kCheckpoint); !s.ok()) return s;
   if (checkpointer_ == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, kNotConfigured);
   }

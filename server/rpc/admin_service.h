@@ -25,8 +25,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/channel_credentials.h"
 #include "proto/v1/ps.grpc.pb.h"
 #include "server/checkpoint/checkpointer.h"
+#include "server/rpc/auth.h"
 
 namespace ps {
 
@@ -41,6 +43,10 @@ struct AdminServiceOptions {
   absl::Duration peer_timeout = absl::Seconds(2);
   // How long a shard waits for its sync tables to reach a checkpoint's version.
   absl::Duration checkpoint_timeout = absl::Seconds(60);
+  // Checks every call first (server/rpc/auth.h); null: none. Must outlive the service.
+  Authorizer* authorizer = nullptr;
+  // What this shard presents to its peers (an operator's token where they check).
+  ChannelCredentials peer_credentials;
 };
 
 class AdminService final : public v1::Admin::Service {
@@ -80,6 +86,8 @@ class AdminService final : public v1::Admin::Service {
     std::unique_ptr<v1::Admin::Stub> admin;         // null for this shard
   };
 
+  // OK, or the authorizer's refusal of `method`.
+  grpc::Status Admit(const grpc::ServerContext& context, Method method) const;
   std::string Address(int shard_position) const;
   absl::StatusOr<v1::CheckpointResponse::Written> CheckpointLocal(int64_t at_version,
                                                                   absl::Duration timeout);

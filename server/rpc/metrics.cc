@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "common/host_port.h"
 #include "glog/logging.h"
 
 namespace ps {
@@ -223,8 +224,10 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
     return absl::InvalidArgumentError(absl::StrCat("metrics port=", port, " outside [0, 65535]"));
   }
   std::unique_ptr<ServerMetrics> m(new ServerMetrics(shard_index, std::move(status)));
-  const bool loopback = absl::StartsWith(host, "127.") || host == "localhost";
-  const std::string bind = absl::StrCat(loopback ? "127.0.0.1" : "0.0.0.0", ":", port);
+  // The gRPC service's address: loopback, one interface's (a pod's), or every one.
+  const bool loopback = IsLoopbackHost(host);
+  const std::string bind =
+      JoinHostPort(loopback ? "127.0.0.1" : (host.empty() ? "0.0.0.0" : host), port);
   // prometheus-cpp reports a failed bind by throwing (civetweb's CivetException).
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(bind, /*num_threads=*/2);
@@ -238,7 +241,7 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
     return absl::UnavailableError(absl::StrCat("metrics server on ", bind, " has no port"));
   }
   m->port_ = ports[0];
-  LOG(INFO) << "metrics on http://" << (loopback ? "127.0.0.1" : host) << ":" << m->port_
+  LOG(INFO) << "metrics on http://" << bind.substr(0, bind.rfind(':')) << ":" << m->port_
             << "/metrics";
   return m;
 }

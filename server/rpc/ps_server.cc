@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
+#include "common/host_port.h"
 #include "glog/logging.h"
 #include "server/rpc/admin_service.h"
 #include "server/rpc/metrics.h"
@@ -23,7 +24,7 @@ PsServer::~PsServer() {
 }
 
 std::string PsServer::address() const {
-  return absl::StrCat(options_.host == "0.0.0.0" ? "127.0.0.1" : options_.host, ":", port_);
+  return JoinHostPort(options_.host == "0.0.0.0" ? "127.0.0.1" : options_.host, port_);
 }
 
 int PsServer::metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
@@ -88,7 +89,9 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   // restored at its next start as if it were the job's.
   if (s->checkpoints_ != nullptr && !refused) s->checkpoints_->Start();
   LOG(INFO) << "ps_server shard " << options.shard_index << "/" << options.num_shards
-            << " serving on " << options.host << ":" << s->port_;
+            << " serving on " << JoinHostPort(options.host, s->port_) << ", plaintext, "
+            << (options.auth.tokens_file.empty() ? "no authorization (anyone may call anything)"
+                                                 : "tokens required (docs/security.md)");
   return s;
 }
 
@@ -98,8 +101,8 @@ bool PsServer::RefuseIfStateLost() {
     if (i == options_.shard_index) continue;
     // A channel of its own: the Admin service's would be left in reconnect backoff by a
     // peer that is not up yet (the usual case at a job's start).
-    std::unique_ptr<v1::ParameterServer::Stub> stub = v1::ParameterServer::NewStub(
-        grpc::CreateChannel(options_.peers[i], grpc::InsecureChannelCredentials()));
+    std::unique_ptr<v1::ParameterServer::Stub> stub =
+        v1::ParameterServer::NewStub(NewChannel(options_.peers[i], options_.peer_credentials));
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     v1::GetStatusResponse peer;
@@ -175,7 +178,10 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
 }
 
 absl::Status PsServer::StartServices(Checkpointer* checkpointer) {
-  service_ = std::make_unique<ParameterServerService>(shard_.get());
+  absl::StatusOr<std::unique_ptr<Authorizer>> auth = Authorizer::Create(options_.auth);
+  if (!auth.ok()) return auth.status();
+  auth_ = *std::move(auth);
+  service_ = std::make_unique<ParameterServerService>(shard_.get(), auth_.get());
   // This shard's status as its GetStatus answers it, read from the shard.
   auto local_status = [shard = shard_.get()] {
     v1::GetStatusResponse response;
@@ -186,6 +192,8 @@ absl::Status PsServer::StartServices(Checkpointer* checkpointer) {
   admin_options.shard_index = options_.shard_index;
   admin_options.peers = options_.peers;
   admin_options.self_address = [this] { return address(); };
+  admin_options.authorizer = auth_.get();
+  admin_options.peer_credentials = options_.peer_credentials;
   admin_ = std::make_unique<AdminService>(std::move(admin_options), local_status, checkpointer);
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<ServerMetrics>> metrics = ServerMetrics::Start(
@@ -207,7 +215,7 @@ absl::Status PsServer::Listen() {
   // default would answer pings more often than every 5 minutes without data with GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30 * 1000);
-  builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.port),
+  builder.AddListeningPort(JoinHostPort(options_.host, options_.port),
                            grpc::InsecureServerCredentials(), &port_);
   // Room for the largest request plus framing.
   const int max_message = static_cast<int>(options_.max_request_bytes + (1 << 20));
@@ -223,7 +231,7 @@ absl::Status PsServer::Listen() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
+        absl::StrCat("cannot listen on ", JoinHostPort(options_.host, options_.port)));
   }
   return absl::OkStatus();
 }

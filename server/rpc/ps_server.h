@@ -20,6 +20,8 @@
 #include "absl/time/time.h"
 #include "server/checkpoint/checkpoint_manager.h"
 #include "server/checkpoint/checkpointer.h"
+#include "common/channel_credentials.h"
+#include "server/rpc/auth.h"
 #include "server/rpc/ps_service.h"
 #include "server/shard/parameter_store.h"
 #include "server/shard/shard.h"
@@ -31,7 +33,7 @@ class AdminService;
 class ServerMetrics;
 
 struct ServerOptions {
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";
   int port = 0;  // 0: the kernel picks a free port; see PsServer::port()
   int shard_index = 0;
   int num_shards = 1;
@@ -64,6 +66,11 @@ struct ServerOptions {
   bool same_host_windows = true;
   // Report NOT_SERVING on the health service until SetReady(true) (e.g. after a restore).
   bool start_not_ready = false;
+  // Who may call what (server/rpc/auth.h); tokens_file empty: everyone everything.
+  AuthOptions auth;
+  // What this shard presents when it calls its peers (Admin's cluster view, checkpoint
+  // fan-out, the start-up check): an operator's token where they check.
+  ChannelCredentials peer_credentials;
 };
 
 class PsServer {
@@ -116,6 +123,7 @@ class PsServer {
   const ServerOptions options_;
   int port_ = 0;
   std::unique_ptr<Shard> shard_;
+  std::unique_ptr<Authorizer> auth_;
   std::unique_ptr<ParameterServerService> service_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<ServerMetrics> metrics_;  // null when off; outlives server_'s interceptors

@@ -92,12 +92,18 @@ class WaitingCall final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* ParameterServerService::CreateTable(grpc::CallbackServerContext* context,
                                                               const v1::CreateTableRequest* request,
                                                               v1::CreateTableResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kCreateTable); !s.ok()) {
+    return Answer(context, s);
+  }
   return Answer(context, shard_->CreateTable(*request, response));
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::Pull(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kPull); !s.ok()) {
+    return Answer(context, s);
+  }
   return WaitingCall<v1::PullRequest, v1::PullResponse>::Begin(
       shard_, request, response,
       [&](const v1::PullRequest& r, const std::vector<const char*>*, v1::PullResponse* out,
@@ -109,6 +115,9 @@ grpc::ServerUnaryReactor* ParameterServerService::Pull(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kPush); !s.ok()) {
+    return Answer(context, s);
+  }
   v1::PushRequest push;
   wire::ReceivedPush gradients;
   if (absl::Status s = gradients.Decode(*request, &push); !s.ok()) {
@@ -127,6 +136,9 @@ grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerContext* context,
                                                            const grpc::ByteBuffer* request,
                                                            grpc::ByteBuffer* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kPushPull); !s.ok()) {
+    return Answer(context, s);
+  }
   return WaitingCall<v1::PushPullRequest, v1::PushPullResponse>::Begin(
       shard_, request, response,
       [&](const v1::PushPullRequest& r, const std::vector<const char*>* gradients,
@@ -138,24 +150,36 @@ grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerC
 grpc::ServerUnaryReactor* ParameterServerService::RegisterWorker(
     grpc::CallbackServerContext* context, const v1::RegisterWorkerRequest* request,
     v1::RegisterWorkerResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kRegisterWorker); !s.ok()) {
+    return Answer(context, s);
+  }
   return Answer(context, shard_->Register(*request, response));
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::Heartbeat(grpc::CallbackServerContext* context,
                                                             const v1::HeartbeatRequest* request,
                                                             v1::HeartbeatResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kHeartbeat); !s.ok()) {
+    return Answer(context, s);
+  }
   return Answer(context, shard_->Heartbeat(*request, response));
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::LeaveWorker(grpc::CallbackServerContext* context,
                                                               const v1::LeaveWorkerRequest* request,
                                                               v1::LeaveWorkerResponse*) {
+  if (absl::Status s = auth_->Check(*context, Method::kLeaveWorker); !s.ok()) {
+    return Answer(context, s);
+  }
   return Answer(context, shard_->Leave(*request));
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::GetStatus(grpc::CallbackServerContext* context,
                                                             const v1::GetStatusRequest*,
                                                             v1::GetStatusResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kGetStatus); !s.ok()) {
+    return Answer(context, s);
+  }
   shard_->GetStatus(response);
   return Answer(context, absl::OkStatus());
 }
@@ -163,6 +187,9 @@ grpc::ServerUnaryReactor* ParameterServerService::GetStatus(grpc::CallbackServer
 grpc::ServerUnaryReactor* ParameterServerService::OpenWindow(grpc::CallbackServerContext* context,
                                                              const v1::OpenWindowRequest* request,
                                                              v1::OpenWindowResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kOpenWindow); !s.ok()) {
+    return Answer(context, s);
+  }
   return Answer(context, shard_->OpenWindow(*request, response));
 }
 

@@ -12,6 +12,7 @@
 #define PS_SERVER_RPC_PS_SERVICE_H_
 
 #include "proto/v1/ps.grpc.pb.h"
+#include "server/rpc/auth.h"
 #include "server/shard/shard.h"
 
 namespace ps {
@@ -22,8 +23,9 @@ using ParameterServerServiceBase =
 
 class ParameterServerService final : public ParameterServerServiceBase {
  public:
-  // `shard` must outlive the service.
-  explicit ParameterServerService(Shard* shard) : shard_(shard) {}
+  // `shard` and `auth` (every call is checked first: server/rpc/auth.h) must outlive the
+  // service.
+  ParameterServerService(Shard* shard, Authorizer* auth) : shard_(shard), auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateTable(grpc::CallbackServerContext* context,
                                         const v1::CreateTableRequest* request,
@@ -55,6 +57,7 @@ class ParameterServerService final : public ParameterServerServiceBase {
 
  private:
   Shard* const shard_;
+  Authorizer* const auth_;
 };
 
 }  // namespace ps

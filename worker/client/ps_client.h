@@ -54,6 +54,8 @@ struct ClientOptions {
   bool same_host = true;
   // How dense values travel in-band: float32, or 16-bit per table (value_coding.h).
   WireFormats wire_formats;
+  // The bearer token every call presents (docs/security.md); empty: none.
+  std::string token;
   // Deadline for one registration, heartbeat or leave call to one shard.
   absl::Duration control_timeout = absl::Seconds(10);
   // A push request whose reply was lost or that a shard could not take while it

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/channel_credentials.h"
 #include "common/error_reason.h"
 #include "common/status_util.h"
 
@@ -35,10 +36,9 @@ ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOpti
       // them apart.
       grpc::ChannelArguments lane_args = args;
       lane_args.SetInt("ps.lane", lane);
-      channels.push_back(
-          make_channel
-              ? make_channel(address, lane_args)
-              : grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), lane_args));
+      channels.push_back(make_channel
+                             ? make_channel(address, lane_args)
+                             : NewChannel(address, ChannelCredentials{options.token}, lane_args));
     }
     stubs_.emplace_back(channels);
   }
