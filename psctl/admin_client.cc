@@ -21,10 +21,10 @@ absl::StatusCode ToAbsl(grpc::StatusCode code) { return static_cast<absl::Status
 }  // namespace
 
 AdminClient::AdminClient(std::vector<std::string> servers, absl::Duration timeout,
-                         const std::string& token)
+                         const ChannelCredentials& credentials)
     : servers_(std::move(servers)), timeout_(timeout) {
   for (const std::string& address : servers_) {
-    channels_.push_back(NewChannel(address, ChannelCredentials{token}));
+    channels_.push_back(NewChannel(address, credentials));
     stubs_.push_back(v1::Admin::NewStub(channels_.back()));
   }
 }

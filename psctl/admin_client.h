@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/channel_credentials.h"
 #include "proto/v1/ps.grpc.pb.h"
 
 namespace ps {
@@ -25,9 +26,9 @@ namespace psctl {
 class AdminClient {
  public:
   // `servers`: host:port of the shards, tried in order. `timeout` bounds each unary call
-  // to one server. `token`: presented on every call (empty: none).
+  // to one server. `credentials`: TLS and the token every call presents.
   AdminClient(std::vector<std::string> servers, absl::Duration timeout,
-              const std::string& token = "");
+              const ChannelCredentials& credentials = {});
 
   // The job's status from the first server that answers.
   absl::StatusOr<v1::ClusterStatusResponse> ClusterStatus();

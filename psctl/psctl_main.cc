@@ -26,6 +26,12 @@
 ABSL_FLAG(std::string, servers, "",
           "Comma-separated host:port of the shards (any one answers for all); or PS_SERVERS.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(3), "Deadline of each call to a server.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: the CA bundle the shards' certificates chain to; unset: plaintext.");
+ABSL_FLAG(std::string, tls_cert_file, "", "mTLS: this client's certificate chain (PEM).");
+ABSL_FLAG(std::string, tls_key_file, "", "mTLS: this client's private key (PEM).");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "TLS: the name the shards' certificates carry, when not the --servers host.");
 ABSL_FLAG(std::string, token_file, "",
           "The operator's (or a monitor's) token, in a file; unset: $PS_TOKEN, else none.");
 ABSL_FLAG(bool, json, false, "Print the answer as JSON (the proto's JSON mapping).");
@@ -55,6 +61,8 @@ flags:
   --servers=host:port,...  the shards (or PS_SERVERS); the first that answers is asked
   --timeout=3s             deadline of each call
   --token_file=PATH        the token to present (or PS_TOKEN_FILE; or the token in PS_TOKEN)
+  --tls_ca_file=PATH       TLS: the shards' CA (--tls_cert_file, --tls_key_file for mTLS;
+                           --tls_server_name when the certificates name another host)
   --json                   machine-readable output (status, tables, workers, watch, checkpoint)
   --interval=1s --count=N  watch
   --at_version=N --checkpoint_timeout=2m  checkpoint
@@ -201,7 +209,9 @@ int Checkpoint(ps::psctl::AdminClient& client, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (absl::Status s = ps::SetFlagsFromEnv({"servers", "timeout", "token_file"}); !s.ok()) {
+  if (absl::Status s = ps::SetFlagsFromEnv({"servers", "timeout", "token_file", "tls_ca_file",
+                                            "tls_cert_file", "tls_key_file", "tls_server_name"});
+      !s.ok()) {
     PrintError(s.message());
     return kUsage;
   }
@@ -237,7 +247,17 @@ int main(int argc, char** argv) {
     PrintError(token.status().message());
     return kUsage;
   }
-  ps::psctl::AdminClient client(std::move(servers), absl::GetFlag(FLAGS_timeout), *token);
+  ps::ChannelCredentials credentials;
+  credentials.token = *token;
+  credentials.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  credentials.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  credentials.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  credentials.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (absl::Status s = ps::CheckChannelTls(credentials); !s.ok()) {
+    PrintError(s.message());
+    return kUsage;
+  }
+  ps::psctl::AdminClient client(std::move(servers), absl::GetFlag(FLAGS_timeout), credentials);
   const bool json = absl::GetFlag(FLAGS_json);
   if (command == "status") return ShowStatus(client, View::kStatus, json);
   if (command == "tables") return ShowStatus(client, View::kTables, json);

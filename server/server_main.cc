@@ -35,6 +35,16 @@ ABSL_FLAG(bool, open_monitoring, false,
           "With --auth_tokens_file: GetStatus, ClusterStatus and Watch need no token.");
 ABSL_FLAG(std::string, token_file, "",
           "The token this shard presents to its peers (an operator's); unset: $PS_TOKEN.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "TLS: this shard's certificate chain (PEM), read again when it changes; with "
+          "--tls_key_file. Unset: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "TLS: this shard's private key (PEM).");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: the CA bundle that signs client certificates and the peers' certificates.");
+ABSL_FLAG(std::string, tls_client_certs, "none",
+          "TLS: none, optional (verified when given) or require (mTLS).");
+ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(60),
+          "TLS: how often certificate files are looked at for changes.");
 ABSL_FLAG(std::string, servers, "", "Comma-separated host:port of every shard; its length is the shard count.");
 ABSL_FLAG(int, num_shards, 0, "Shard count, when --servers is not given.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1), "How often workers should heartbeat.");
@@ -65,6 +75,9 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "orchestrator's grace period (Kubernetes: terminationGracePeriodSeconds).");
 ABSL_FLAG(int, metrics_port, -1,
           "Port of the Prometheus endpoint (/metrics); -1 turns it off, 0 picks a free one.");
+ABSL_FLAG(int, health_port, -1,
+          "A plaintext port with only the standard health service, mirroring --port's, for "
+          "probes that cannot speak TLS (the kubelet's); -1 off, 0 a free one.");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, the chosen metrics port is written here once serving (before --port_file).");
 
@@ -105,6 +118,12 @@ int64_t MemoryBudgetFromFlag() {
 // The server's options from its flags; an error (already printed) for a bad one.
 absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
   ps::ServerOptions options;
+  // The first line says how the port is protected (docs/security.md).
+  LOG(INFO) << "ps_server on " << absl::GetFlag(FLAGS_host) << ": "
+            << (absl::GetFlag(FLAGS_tls_cert_file).empty() ? "plaintext" : "TLS") << ", "
+            << (absl::GetFlag(FLAGS_auth_tokens_file).empty()
+                    ? "no tokens (anyone who reaches the port may call anything)"
+                    : "tokens required");
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.shard_index = absl::GetFlag(FLAGS_shard_index);
@@ -133,6 +152,7 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
   }
   options.peers = Servers();
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.health_port = absl::GetFlag(FLAGS_health_port);
   options.auth.tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   options.auth.open_monitoring = absl::GetFlag(FLAGS_open_monitoring);
   absl::StatusOr<std::string> token = ps::LoadToken(absl::GetFlag(FLAGS_token_file));
@@ -141,6 +161,28 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
     return token.status();
   }
   options.peer_credentials.token = *token;
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  options.tls.refresh = absl::GetFlag(FLAGS_tls_refresh_interval);
+  absl::StatusOr<ps::ServerTls::ClientCerts> client_certs =
+      ps::ParseClientCerts(absl::GetFlag(FLAGS_tls_client_certs));
+  if (!client_certs.ok()) {
+    LOG(ERROR) << client_certs.status().message();
+    return client_certs.status();
+  }
+  options.tls.client_certs = *client_certs;
+  // Its peers are shards like it: the same CA, and its own certificate as the client's.
+  if (!options.tls.cert_file.empty()) {
+    options.peer_credentials.tls_ca_file = options.tls.client_ca_file;
+    options.peer_credentials.tls_cert_file = options.tls.cert_file;
+    options.peer_credentials.tls_key_file = options.tls.key_file;
+    options.peer_credentials.tls_refresh = options.tls.refresh;
+    if (options.tls.client_ca_file.empty()) {
+      LOG(ERROR) << "--tls_cert_file needs --tls_ca_file: the shards verify each other";
+      return absl::InvalidArgumentError("--tls_ca_file");
+    }
+  }
   return options;
 }
 
@@ -164,7 +206,9 @@ int main(int argc, char** argv) {
                                             "checkpoint_keep", "max_sparse_keys", "max_tables", "check_finite_updates", "memory_budget_mb",
                                             "same_host_windows", "shutdown_timeout",
                                             "allow_start_without_state", "auth_tokens_file",
-                                            "open_monitoring", "token_file"});
+                                            "open_monitoring", "token_file", "tls_cert_file",
+                                            "tls_key_file", "tls_ca_file", "tls_client_certs",
+                                            "tls_refresh_interval", "health_port"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;

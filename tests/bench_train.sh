@@ -6,6 +6,7 @@
 #   2. demo TCP bf16: the same with 16-bit values on the wire (--wire_format=bf16)
 #   3. demo TCP layers: demo TCP with each layer pushed as backward produces it (--layer_overlap)
 #   4. demo windows: demo TCP's job through same-host windows (--same_host=true)
+#   4b. demo TCP secure: demo TCP with mutual TLS and tokens (demo.sh --secure)
 #   5. DDP:          tests/peers/torch_ddp.py (DistributedDataParallel, gloo, 2 processes)
 #   6. RPC PS sync:  tests/peers/torch_rpc_ps.py --mode sync (1 PS, 2 trainers)
 # then one markdown table: each round's samples/s and test accuracy, the medians, and the
@@ -16,9 +17,12 @@
 # leaves out process start and data loading (the peers' train_samples_per_sec; the
 # demo's samples over its slowest worker's "seconds").
 #
-#   ./tests/bench_train.sh [--rounds R] [--epochs E] [--quick] [--demo_flags "..."] [-- worker flags]
+#   ./tests/bench_train.sh [--rounds R] [--epochs E] [--quick] [--setups S,...]
+#                          [--demo_flags "..."] [-- worker flags]
 #
-# R: default 3; E: default 5; --quick: 1 round of 1 epoch. --demo_flags go to demo.sh
+# R: default 3; E: default 5; --quick: 1 round of 1 epoch; --setups: only these (names
+# as in the table's first column: demo_tcp, demo_tcp_bf16, demo_tcp_layers, demo_windows,
+# demo_tcp_secure, ddp, rpc_ps_sync; default all). --demo_flags go to demo.sh
 # itself (e.g. "--servers 1"), the arguments after -- to every demo run's workers (e.g.
 # -- --wire_format=bf16). Logs of every run stay in a mktemp directory, named in the output.
 set -euo pipefail
@@ -28,7 +32,8 @@ ROUNDS=3
 EPOCHS=5
 DEMO_FLAGS=()
 EXTRA=()
-usage() { sed -n '2,20p' "$0"; }
+ONLY=()
+usage() { sed -n '2,24p' "$0"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
     --epochs) EPOCHS="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
     --epochs=*) EPOCHS="${1#--epochs=}"; shift ;;
     --quick) ROUNDS=1; EPOCHS=1; shift ;;
+    --setups) IFS=, read -r -a ONLY <<<"${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
     --demo_flags) read -r -a DEMO_FLAGS <<<"${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
     --demo_flags=*) read -r -a DEMO_FLAGS <<<"${1#--demo_flags=}"; shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -80,12 +86,19 @@ REBUILT=0
 
 DEMO=(./deploy/local/demo.sh --mode sync --servers 2 --workers 2 --batch_size 64
       --optimizer sgd --learning_rate 0.1 --epochs "$EPOCHS" "${DEMO_FLAGS[@]+"${DEMO_FLAGS[@]}"}")
-SETUPS=(demo_tcp demo_tcp_bf16 demo_tcp_layers demo_windows ddp rpc_ps_sync)
+SETUPS=(demo_tcp demo_tcp_bf16 demo_tcp_layers demo_windows demo_tcp_secure ddp rpc_ps_sync)
+if [ "${#ONLY[@]}" -gt 0 ]; then
+  for s in "${ONLY[@]}"; do
+    [[ " ${SETUPS[*]} " == *" $s "* ]] || { echo "tests/bench_train.sh: unknown setup $s" >&2; exit 2; }
+  done
+  SETUPS=("${ONLY[@]}")
+fi
 declare -A LABEL=(
   [demo_tcp]="this project, demo, sync, TCP only"
   [demo_tcp_bf16]="this project, demo, sync, TCP only, bf16 wire"
   [demo_tcp_layers]="this project, demo, sync, TCP only, layer overlap"
   [demo_windows]="this project, demo, sync, same-host windows"
+  [demo_tcp_secure]="this project, demo, sync, TCP only, mutual TLS + tokens"
   [ddp]="PyTorch DistributedDataParallel, gloo, 2 processes"
   [rpc_ps_sync]="PyTorch RPC parameter server, 2 trainers, sync"
 )
@@ -98,6 +111,7 @@ run_setup() {
     demo_tcp) cmd=("${DEMO[@]}" -- --same_host=false "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     demo_tcp_bf16) cmd=("${DEMO[@]}" -- --same_host=false --wire_format=bf16 "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     demo_tcp_layers) cmd=("${DEMO[@]}" -- --same_host=false --layer_overlap "${EXTRA[@]+"${EXTRA[@]}"}") ;;
+    demo_tcp_secure) cmd=("${DEMO[@]}" --secure -- --same_host=false "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     demo_windows) cmd=("${DEMO[@]}" -- --same_host=true "${EXTRA[@]+"${EXTRA[@]}"}") ;;
     ddp) cmd=("$PY" tests/peers/torch_ddp.py --processes 2 --batch_size 64 --lr 0.1 --epochs "$EPOCHS") ;;
     rpc_ps_sync) cmd=("$PY" tests/peers/torch_rpc_ps.py --mode sync --trainers 2 --batch_size 64
@@ -178,6 +192,7 @@ for num, den, name in (("demo_tcp", "ddp", "demo TCP / DDP"),
                        ("demo_tcp_bf16", "ddp", "demo TCP with bf16 / DDP"),
                        ("demo_tcp_layers", "ddp", "demo TCP with layer overlap / DDP"),
                        ("demo_tcp_layers", "demo_tcp", "demo TCP: layer overlap / whole step"),
+                       ("demo_tcp_secure", "demo_tcp", "demo TCP: mutual TLS + tokens / plaintext"),
                        ("demo_windows", "rpc_ps_sync", "demo windows / RPC PS sync")):
     for i, what in ((0, "samples/s"), (2, "samples/s, training only")):
         a, b = median(num, i, int), median(den, i, int)

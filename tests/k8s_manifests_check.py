@@ -228,6 +228,8 @@ def check_overlay(docs, flags_by_binary, device, p):
     check_token_files(where_sts, sts["spec"]["template"], server, server_env,
                       ("PS_AUTH_TOKENS_FILE", "PS_TOKEN_FILE"), p)
     check_token_files(where_job, job["spec"]["template"], worker, worker_env, ("PS_TOKEN_FILE",), p)
+    check_tls(where_sts, sts["spec"]["template"], server, server_env, "server", p)
+    check_tls(where_job, job["spec"]["template"], worker, worker_env, "worker", p)
 
     # Workers serve the gRPC health service on PS_HEALTH_PORT, which their probes call.
     health = worker_env.get("PS_HEALTH_PORT")
@@ -242,7 +244,18 @@ def check_overlay(docs, flags_by_binary, device, p):
     port = int(server_env.get("PS_PORT", DEFAULT_PORT))
     p.check(named_port(server, "grpc") == port, "%s: container port 'grpc' is %s, PS_PORT is %d" %
             (where_sts, named_port(server, "grpc"), port))
-    check_probes(where_sts, server, port, p)
+    # With TLS on the gRPC port the kubelet's probes (plaintext) go to the health port.
+    probe_port = port
+    if server_env.get("PS_TLS_CERT_FILE"):
+        health_port = server_env.get("PS_HEALTH_PORT")
+        if p.check(health_port is not None and str(health_port).isdigit(),
+                   "%s: TLS on the gRPC port but no numeric PS_HEALTH_PORT for the probes" %
+                   where_sts):
+            probe_port = int(health_port)
+            p.check(named_port(server, "health") == probe_port,
+                    "%s: container port 'health' is %s, PS_HEALTH_PORT is %s" %
+                    (where_sts, named_port(server, "health"), health_port))
+    check_probes(where_sts, server, probe_port, p)
     svc_ports = {sp.get("name"): sp for sp in svc["spec"].get("ports", [])}
     if p.check("grpc" in svc_ports, "Service/%s has no port 'grpc'" % svc_name):
         target = svc_ports["grpc"].get("targetPort", svc_ports["grpc"].get("port"))
@@ -384,6 +397,22 @@ def check_token_files(where, template, container, env, names, p):
                 "%s: %s puts a token in the manifest; mount it from a Secret" % (where, name))
 
 
+def check_tls(where, template, container, env, role, p):
+    """Mutual TLS: certificates and the CA from a Secret; the shards require clients'."""
+    names = (("PS_TLS_CERT_FILE", "PS_TLS_KEY_FILE", "PS_TLS_CA_FILE") if role == "server"
+             else ("PS_TLS_CA_FILE", "PS_TLS_CERT_FILE", "PS_TLS_KEY_FILE"))
+    mounts = secret_mounts(template, container)
+    for name in names:
+        path = env.get(name)
+        if p.check(bool(path) and path != "<valueFrom>", "%s: no %s (TLS is off)" % (where, name)):
+            p.check(any(path.startswith(m.rstrip("/") + "/") for m in mounts),
+                    "%s: %s=%s is not on a Secret volume" % (where, name, path))
+    if role == "server":
+        p.check(env.get("PS_TLS_CLIENT_CERTS") == "require",
+                "%s: PS_TLS_CLIENT_CERTS=%s, want require (mutual TLS)" %
+                (where, env.get("PS_TLS_CLIENT_CERTS")))
+
+
 def labels_select(selector, labels):
     match = selector.get("matchLabels", {})
     return bool(match) and match.items() <= labels.items()
@@ -460,13 +489,17 @@ def check_tfjob(docs, flags_by_binary, p):
         port = named_port(c, "tfjob-port")
         p.check(port is not None, "%s: no port named tfjob-port (the TF_CONFIG addresses)" % where)
         if rtype == "PS":
-            check_probes(where, c, port, p)
+            health = env.get("PS_HEALTH_PORT")
+            p.check(bool(health) and str(health).isdigit() and named_port(c, "health") == int(health),
+                    "%s: TLS on the gRPC port, but no plaintext health port for the probes" % where)
+            check_probes(where, c, int(health) if str(health).isdigit() else port, p)
             annotations = rspec["template"].get("metadata", {}).get("annotations", {})
             if annotations.get("prometheus.io/scrape") == "true":
                 p.check(str(named_port(c, "metrics")) == annotations.get("prometheus.io/port")
                         == env.get("PS_METRICS_PORT"), "%s: metrics ports differ" % where)
         p.check(":" in c.get("image", "").rsplit("/", 1)[-1], "%s: image has no tag" % where)
         check_hardening(where, rspec["template"], p)
+        check_tls(where, rspec["template"], c, env, "server" if rtype == "PS" else "worker", p)
         check_token_files(where, rspec["template"], c, env,
                           ("PS_AUTH_TOKENS_FILE", "PS_TOKEN_FILE") if rtype == "PS"
                           else ("PS_TOKEN_FILE",), p)

@@ -198,9 +198,21 @@ class NetnsTest : public ::testing::Test {
     std::ofstream(auth + "/tokens") << "worker netns-worker-token\noperator netns-operator-token\n";
     std::ofstream(auth + "/worker") << "netns-worker-token\n";
     std::ofstream(auth + "/operator") << "netns-operator-token\n";
+    // And the Secret ps-tls's, made by its script for the shards' addresses here.
+    const std::string tls = absl::StrCat(dir_, "/tls");
+    if (!std::ifstream(tls + "/ca.crt").good()) {
+      std::vector<std::string> ips;
+      for (int i = 0; i < kServers; ++i) ips.push_back(ServerAddress(i));
+      absl::StatusOr<std::string> made =
+          RunCommand({RunfilePath("deploy/k8s/make-tls-secret.sh"), "--out", tls, "--names",
+                      absl::StrJoin(ips, ","), "--days", "2"},
+                     absl::StrCat(dir_, "/make-tls-secret.log"));
+      EXPECT_TRUE(made.ok()) << made.status();
+    }
     for (auto& [name, value] : out) {
-      if (absl::StartsWith(value, "/etc/ps/auth/")) {
-        value = absl::StrCat(auth, "/", value.substr(strlen("/etc/ps/auth/")));
+      for (const auto& [from, to] :
+           {std::pair<std::string, std::string>{"/etc/ps/auth/", auth}, {"/etc/ps/tls/", tls}}) {
+        if (absl::StartsWith(value, from)) value = absl::StrCat(to, "/", value.substr(from.size()));
       }
     }
     out["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -218,7 +230,7 @@ class NetnsTest : public ::testing::Test {
     for (int i = 0; i < kServers; ++i) {
       const std::string want =
           absl::StrCat("ps_server shard ", i, "/", kServers, " serving on 0.0.0.0:", port,
-                       ", plaintext, tokens required");
+                       ", TLS, client certificates required, tokens required");
       const absl::Time deadline = absl::Now() + absl::Seconds(30);
       while (processes_[i].Log().find(want) == std::string::npos && absl::Now() < deadline) {
         ASSERT_FALSE(processes_[i].Wait(absl::Milliseconds(100)).ok())
@@ -283,9 +295,9 @@ class NetnsTest : public ::testing::Test {
 
   // The packets dropped so far by `host`'s qdisc on `dev`, from `tc -s qdisc show`.
   int64_t Dropped(const std::string& ns, const std::string& dev) {
-    absl::StatusOr<std::string> out = RunCommand({FindProgram("tc"), "-n", ns, "-s", "qdisc",
-                                                  "show", "dev", dev},
-                                                 absl::StrCat(dir_, "/tc-show.log"));
+    absl::StatusOr<std::string> out =
+        RunCommand({FindProgram("tc"), "-n", ns, "-s", "qdisc", "show", "dev", dev},
+                   absl::StrCat(dir_, "/tc-show.log"));
     if (!out.ok()) return -1;
     const size_t at = out->find("dropped ");
     int64_t n = -1;
@@ -367,12 +379,13 @@ TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
   ASSERT_TRUE(network.ok()) << network;
   for (int w = 0; w < kWorkers; ++w) {
     const std::string port = absl::StrCat("v", kServers + w);  // its cable at the switch
-    for (const auto& [ns, dev] : {std::pair<std::string, std::string>{Namespace(absl::StrCat("w", w)), "eth0"},
-                                  {Namespace("sw"), port}}) {
-      absl::StatusOr<std::string> tc = RunCommand(
-          {FindProgram("tc"), "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate",
-           "40mbit", "burst", "16kb", "latency", "5ms"},
-          absl::StrCat(dir_, "/tc.log"));
+    for (const auto& [ns, dev] :
+         {std::pair<std::string, std::string>{Namespace(absl::StrCat("w", w)), "eth0"},
+          {Namespace("sw"), port}}) {
+      absl::StatusOr<std::string> tc =
+          RunCommand({FindProgram("tc"), "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf",
+                      "rate", "40mbit", "burst", "16kb", "latency", "5ms"},
+                     absl::StrCat(dir_, "/tc.log"));
       ASSERT_TRUE(tc.ok()) << tc.status();
     }
   }
@@ -381,24 +394,24 @@ TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
   for (int i = 0; i < kServers; ++i) servers.push_back(absl::StrCat(ServerAddress(i), ":", port));
   const std::string servers_flag = absl::StrJoin(servers, ",");
   for (int i = 0; i < kServers; ++i) {
-    absl::StatusOr<Process> p = StartIn(
-        absl::StrCat("ps", i),
-        {RunfilePath("server/ps_server"), "--host=" + ServerAddress(i),
-         absl::StrCat("--port=", port), absl::StrCat("--shard_index=", i),
-         "--servers=" + servers_flag},
-        absl::StrCat("ps", i, ".log"));
+    absl::StatusOr<Process> p =
+        StartIn(absl::StrCat("ps", i),
+                {RunfilePath("server/ps_server"), "--host=" + ServerAddress(i),
+                 absl::StrCat("--port=", port), absl::StrCat("--shard_index=", i),
+                 "--servers=" + servers_flag},
+                absl::StrCat("ps", i, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
     processes_.push_back(*std::move(p));
   }
   const int pushes = 60;
   std::vector<size_t> workers;
   for (int w = 0; w < kWorkers; ++w) {
-    absl::StatusOr<Process> p = StartIn(
-        absl::StrCat("w", w),
-        {RunfilePath("tests/counter_worker"), "--servers=" + servers_flag,
-         absl::StrCat("--worker_index=", w), absl::StrCat("--num_workers=", kWorkers),
-         "--mode=async", absl::StrCat("--pushes=", pushes), "--pause=0s"},
-        absl::StrCat("w", w, ".log"));
+    absl::StatusOr<Process> p =
+        StartIn(absl::StrCat("w", w),
+                {RunfilePath("tests/counter_worker"), "--servers=" + servers_flag,
+                 absl::StrCat("--worker_index=", w), absl::StrCat("--num_workers=", kWorkers),
+                 "--mode=async", absl::StrCat("--pushes=", pushes), "--pause=0s"},
+                absl::StrCat("w", w, ".log"));
     ASSERT_TRUE(p.ok()) << p.status();
     workers.push_back(processes_.size());
     processes_.push_back(*std::move(p));
@@ -409,7 +422,8 @@ TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
     ASSERT_TRUE(code.ok()) << code.status() << "\n" << processes_[i].Log();
     ASSERT_EQ(*code, 0) << processes_[i].Log();
     const std::string log = processes_[i].Log();
-    for (size_t at = log.find("\nacked "); at != std::string::npos; at = log.find("\nacked ", at + 1)) {
+    for (size_t at = log.find("\nacked "); at != std::string::npos;
+         at = log.find("\nacked ", at + 1)) {
       ++acked;
     }
   }

@@ -29,7 +29,7 @@
 #include "worker/client/grpc_ps_client.h"
 #include "worker/data/libsvm.h"
 #include "worker/data/mnist.h"
-#include "worker/health_server.h"
+#include "common/health_server.h"
 #include "worker/model/mlp.h"
 #include "worker/model/sparse_model.h"
 #include "worker/train/sparse_trainer.h"
@@ -79,6 +79,12 @@ ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many 
 ABSL_FLAG(std::string, token_file, "",
           "The worker's token (a file, as a Kubernetes Secret mounts it); unset: $PS_TOKEN, "
           "else none (docs/security.md).");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: the CA bundle the shards' certificates chain to; unset: plaintext.");
+ABSL_FLAG(std::string, tls_cert_file, "", "mTLS: this client's certificate chain (PEM).");
+ABSL_FLAG(std::string, tls_key_file, "", "mTLS: this client's private key (PEM).");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "TLS: the name the shards' certificates carry, when not the --servers host.");
 ABSL_FLAG(std::string, health_host, "127.0.0.1",
           "Address the health service listens on: this machine only unless told otherwise; in a "
           "container, the pod's address (the kubelet's probes connect to it).");
@@ -199,6 +205,20 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   absl::StatusOr<std::string> token = ps::LoadToken(absl::GetFlag(FLAGS_token_file));
   if (!token.ok()) return token.status();
   options.token = *std::move(token);
+  options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  LOG(INFO) << "to the shards: "
+            << (options.tls_ca_file.empty()
+                    ? "plaintext"
+                    : (options.tls_cert_file.empty() ? "TLS" : "TLS with a client certificate"))
+            << ", " << (options.token.empty() ? "no token" : "a token");
+  ps::ChannelCredentials check;
+  check.tls_ca_file = options.tls_ca_file;
+  check.tls_cert_file = options.tls_cert_file;
+  check.tls_key_file = options.tls_key_file;
+  if (absl::Status s = ps::CheckChannelTls(check); !s.ok()) return s;
   if (options.wire_formats.all != ps::v1::FLOAT32 || !options.wire_formats.tables.empty()) {
     LOG(INFO) << "wire format " << options.wire_formats.ToString()
               << (options.wire_formats.error_feedback ? ", gradients with error feedback" : "")
@@ -427,7 +447,8 @@ int main(int argc, char** argv) {
            "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
            "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
            "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
-           "push_retry_timeout", "token_file", "health_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
+           "push_retry_timeout", "token_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
+           "tls_server_name", "health_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
            "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
            "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"});
       !s.ok()) {

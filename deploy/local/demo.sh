@@ -5,11 +5,15 @@
 # Usage: deploy/local/demo.sh [--mode sync|async] [--servers N] [--workers N]
 #                             [--epochs N] [--optimizer NAME] [--learning_rate X]
 #                             [--batch_size N] [--device auto|cpu|cuda]
-#                             [--staleness_bound N] [--buffer_steps K] [-- extra worker flags]
+#                             [--staleness_bound N] [--buffer_steps K] [--secure]
+#                             [-- extra worker flags]
 # The same settings may come from the environment: MODE, SERVERS, WORKERS, EPOCHS,
 # OPTIMIZER, LEARNING_RATE, BATCH_SIZE, DEVICE, STALENESS_BOUND, BUFFER_STEPS.
 # --mode ssp is bounded staleness (default bound 2); --buffer_steps K pushes once every
-# K local steps (buffered gradients).
+# K local steps (buffered gradients). --secure runs everything as a shared cluster
+# should (docs/security.md): mutual TLS with certificates made for this run
+# (deploy/k8s/make-tls-secret.sh --out), and tokens with roles; the default is plaintext
+# without tokens, on 127.0.0.1 only.
 # PS_BIN=<dir> runs <dir>/server/ps_server and <dir>/worker/ps_worker instead of building.
 # It installs missing packages, builds, streams progress, stops every daemon it started
 # (also on Ctrl-C or failure) and ends with one line:
@@ -26,6 +30,7 @@ BATCH_SIZE="${BATCH_SIZE:-64}"
 DEVICE="${DEVICE:-auto}"
 STALENESS_BOUND="${STALENESS_BOUND:-2}"
 BUFFER_STEPS="${BUFFER_STEPS:-1}"
+SECURE="${SECURE:-0}"
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,8 +44,9 @@ while [ $# -gt 0 ]; do
     --device) DEVICE="$2"; shift 2 ;;
     --staleness_bound) STALENESS_BOUND="$2"; shift 2 ;;
     --buffer_steps) BUFFER_STEPS="$2"; shift 2 ;;
+    --secure) SECURE=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,6 +96,21 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "logs in $RUN_DIR"
+SERVER_SECURITY=()
+WORKER_SECURITY=()
+if [ "$SECURE" = 1 ]; then
+  # This run's own CA, certificates and tokens, in the run's directory.
+  "$ROOT/deploy/k8s/make-tls-secret.sh" --out "$RUN_DIR/tls" --days 1 >/dev/null
+  ( umask 077
+    for role in worker operator; do head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$RUN_DIR/$role.token"; done
+    printf 'worker %s\noperator %s\n' "$(cat "$RUN_DIR/worker.token")" "$(cat "$RUN_DIR/operator.token")" >"$RUN_DIR/tokens" )
+  SERVER_SECURITY=(--tls_cert_file="$RUN_DIR/tls/shard.crt" --tls_key_file="$RUN_DIR/tls/shard.key"
+                   --tls_ca_file="$RUN_DIR/tls/ca.crt" --tls_client_certs=require
+                   --auth_tokens_file="$RUN_DIR/tokens" --token_file="$RUN_DIR/operator.token")
+  WORKER_SECURITY=(--tls_ca_file="$RUN_DIR/tls/ca.crt" --tls_cert_file="$RUN_DIR/tls/worker.crt"
+                   --tls_key_file="$RUN_DIR/tls/worker.key" --token_file="$RUN_DIR/worker.token")
+  echo "secure: mutual TLS (certificates in $RUN_DIR/tls) and tokens ($RUN_DIR/tokens)"
+fi
 # Every shard is told every shard's address (as in a real deployment), so any one of
 # them can answer for the whole job (psctl). The ports are free ones picked now.
 PORTS=()
@@ -101,7 +122,8 @@ PEERS="${PEERS%,}"
 for ((s = 0; s < SERVERS; s++)); do
   "$BIN/server/ps_server" --host=127.0.0.1 --port="${PORTS[$s]}" --port_file="$RUN_DIR/server-$s.port" \
     --shard_index="$s" --servers="$PEERS" --metrics_port=0 \
-    --metrics_port_file="$RUN_DIR/server-$s.metrics_port" >"$RUN_DIR/server-$s.log" 2>&1 &
+    --metrics_port_file="$RUN_DIR/server-$s.metrics_port" ${SERVER_SECURITY[@]+"${SERVER_SECURITY[@]}"} \
+    >"$RUN_DIR/server-$s.log" 2>&1 &
   PIDS+=($!)
 done
 ADDRS=()
@@ -112,7 +134,13 @@ for ((s = 0; s < SERVERS; s++)); do
 done
 SERVER_LIST="$(IFS=,; echo "${ADDRS[*]}")"
 echo "servers: $SERVER_LIST"
-echo "watch it: $BIN/psctl/psctl --servers=$SERVER_LIST watch"
+if [ "$SECURE" = 1 ]; then
+  echo "watch it: PS_TOKEN_FILE=$RUN_DIR/operator.token $BIN/psctl/psctl --servers=$SERVER_LIST" \
+    "--tls_ca_file=$RUN_DIR/tls/ca.crt --tls_cert_file=$RUN_DIR/tls/operator.crt" \
+    "--tls_key_file=$RUN_DIR/tls/operator.key watch"
+else
+  echo "watch it: $BIN/psctl/psctl --servers=$SERVER_LIST watch"
+fi
 for ((s = 0; s < SERVERS; s++)); do
   echo "metrics of shard $s: curl http://127.0.0.1:$(cat "$RUN_DIR/server-$s.metrics_port" 2>/dev/null)/metrics"
 done
@@ -122,7 +150,8 @@ START=$(date +%s.%N)
 for ((w = 0; w < WORKERS; w++)); do
   "$BIN/worker/ps_worker" --servers="$SERVER_LIST" --worker_index="$w" --num_workers="$WORKERS" \
     "${MODE_FLAGS[@]}" --epochs="$EPOCHS" --optimizer="$OPTIMIZER" --learning_rate="$LEARNING_RATE" \
-    --batch_size="$BATCH_SIZE" --device="$DEVICE" "${EXTRA[@]}" >"$RUN_DIR/worker-$w.log" 2>&1 &
+    --batch_size="$BATCH_SIZE" --device="$DEVICE" ${WORKER_SECURITY[@]+"${WORKER_SECURITY[@]}"} \
+    "${EXTRA[@]}" >"$RUN_DIR/worker-$w.log" 2>&1 &
   WORKER_PIDS+=($!)
   PIDS+=($!)
 done
@@ -144,7 +173,8 @@ END=$(date +%s.%N)
 sleep 0.3  # let the streams print the last lines
 [ "$FAILED" -eq 0 ] || exit 1
 
-EVAL="$("$BIN/worker/ps_worker" --servers="$SERVER_LIST" --eval_only --device="$DEVICE" 2>"$RUN_DIR/eval.log")" ||
+EVAL="$("$BIN/worker/ps_worker" --servers="$SERVER_LIST" --eval_only --device="$DEVICE" \
+  ${WORKER_SECURITY[@]+"${WORKER_SECURITY[@]}"} 2>"$RUN_DIR/eval.log")" ||
   { echo "evaluation failed:" >&2; cat "$RUN_DIR/eval.log" >&2; exit 1; }
 ACC="$(echo "$EVAL" | sed -n 's/.*test_accuracy=\([0-9.]*\).*/\1/p')"
 SAMPLES=0
@@ -156,4 +186,4 @@ RATE="$(awk -v n="$SAMPLES" -v a="$START" -v b="$END" 'BEGIN { printf "%d", n / 
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 PIDS=()
-echo "final test_accuracy=$ACC samples_per_sec=$RATE mode=$MODE servers=$SERVERS workers=$WORKERS epochs=$EPOCHS"
+echo "final test_accuracy=$ACC samples_per_sec=$RATE mode=$MODE servers=$SERVERS workers=$WORKERS epochs=$EPOCHS secure=$([ "$SECURE" = 1 ] && echo tls+tokens || echo no)"

@@ -11,6 +11,7 @@ PACKAGES=(
   libopenblas-dev prometheus-cpp-dev
   dataset-fashion-mnist
   python3 python3-grpcio python3-yaml curl iproute2 kubectl
+  openssl  # TLS certificates: deploy/k8s/make-tls-secret.sh and the TLS tests
   clang-14 libclang-rt-14-dev lld-14  # tests/run.sh --sanitizers: ASan, UBSan, TSan, libFuzzer
   "$@"
 )

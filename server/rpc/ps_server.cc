@@ -89,7 +89,8 @@ absl::StatusOr<std::unique_ptr<PsServer>> PsServer::Start(const ServerOptions& o
   // restored at its next start as if it were the job's.
   if (s->checkpoints_ != nullptr && !refused) s->checkpoints_->Start();
   LOG(INFO) << "ps_server shard " << options.shard_index << "/" << options.num_shards
-            << " serving on " << JoinHostPort(options.host, s->port_) << ", plaintext, "
+            << " serving on " << JoinHostPort(options.host, s->port_) << ", "
+            << Describe(options.tls) << ", "
             << (options.auth.tokens_file.empty() ? "no authorization (anyone may call anything)"
                                                  : "tokens required (docs/security.md)");
   return s;
@@ -178,6 +179,8 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
 }
 
 absl::Status PsServer::StartServices(Checkpointer* checkpointer) {
+  if (absl::Status s = CheckServerTls(options_.tls); !s.ok()) return s;
+  if (absl::Status s = CheckChannelTls(options_.peer_credentials); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<Authorizer>> auth = Authorizer::Create(options_.auth);
   if (!auth.ok()) return auth.status();
   auth_ = *std::move(auth);
@@ -201,6 +204,13 @@ absl::Status PsServer::StartServices(Checkpointer* checkpointer) {
     if (!metrics.ok()) return metrics.status();
     metrics_ = *std::move(metrics);
   }
+  if (options_.health_port >= 0) {
+    absl::StatusOr<std::unique_ptr<HealthServer>> health =
+        HealthServer::Start(options_.host, options_.health_port);
+    if (!health.ok()) return health.status();
+    health_ = *std::move(health);
+    health_->SetServing(false);  // until SetReady
+  }
   return absl::OkStatus();
 }
 
@@ -216,7 +226,7 @@ absl::Status PsServer::Listen() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30 * 1000);
   builder.AddListeningPort(JoinHostPort(options_.host, options_.port),
-                           grpc::InsecureServerCredentials(), &port_);
+                           ServerCredentialsFor(options_.tls), &port_);
   // Room for the largest request plus framing.
   const int max_message = static_cast<int>(options_.max_request_bytes + (1 << 20));
   builder.SetMaxReceiveMessageSize(max_message);
@@ -248,6 +258,7 @@ void PsServer::SetReady(bool ready) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   health->SetServingStatus("", ready);
   health->SetServingStatus("ps.v1.ParameterServer", ready);
+  if (health_ != nullptr) health_->SetServing(ready);
 }
 
 void PsServer::Shutdown() {
@@ -256,6 +267,7 @@ void PsServer::Shutdown() {
     // server_ is null when Start() failed to bind; the destructor still runs this.
     // Shutdown() makes every service NOT_SERVING for good: SetReady() no longer applies.
     if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
+    if (health_ != nullptr) health_->SetServing(false);
     if (admin_ != nullptr) admin_->Stop();  // ends Watch streams, which would delay shutdown
     stop_.Notify();
     shard_->Shutdown();

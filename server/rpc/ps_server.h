@@ -21,6 +21,7 @@
 #include "server/checkpoint/checkpoint_manager.h"
 #include "server/checkpoint/checkpointer.h"
 #include "common/channel_credentials.h"
+#include "common/health_server.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/ps_service.h"
 #include "server/shard/parameter_store.h"
@@ -68,6 +69,11 @@ struct ServerOptions {
   bool start_not_ready = false;
   // Who may call what (server/rpc/auth.h); tokens_file empty: everyone everything.
   AuthOptions auth;
+  // TLS on the port (gRPC and health); no certificate: plaintext.
+  ServerTls tls;
+  // A plaintext port serving only the standard health service, mirroring the main
+  // port's (for the kubelet's gRPC probes, which cannot speak TLS): -1 off, 0 a free one.
+  int health_port = -1;
   // What this shard presents when it calls its peers (Admin's cluster view, checkpoint
   // fan-out, the start-up check): an operator's token where they check.
   ChannelCredentials peer_credentials;
@@ -85,6 +91,8 @@ class PsServer {
   std::string address() const;
   // The Prometheus endpoint's port; -1 when metrics are off.
   int metrics_port() const;
+  // The health-only port; -1 when off.
+  int health_port() const { return health_ == nullptr ? -1 : health_->port(); }
   Shard* shard() { return shard_.get(); }
   ParameterStore* store() { return shard_->store(); }
   // Null unless options.checkpoint.dir was given.
@@ -127,6 +135,7 @@ class PsServer {
   std::unique_ptr<ParameterServerService> service_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<ServerMetrics> metrics_;  // null when off; outlives server_'s interceptors
+  std::unique_ptr<HealthServer> health_;    // null when off
   std::unique_ptr<CheckpointManager> checkpoints_;  // null without checkpoint.dir
   std::unique_ptr<grpc::Server> server_;
   absl::Notification stop_;

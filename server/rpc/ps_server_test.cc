@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "server/checkpoint/checkpoint_manager.h"
 #include "gmock/gmock.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -69,6 +70,28 @@ TEST(PsServerTest, HealthIsNotServingUntilReady) {
   EXPECT_EQ(HealthStatus(channel, "ps.v1.ParameterServer"), kServing);
   (*server)->SetReady(false);
   EXPECT_EQ(HealthStatus(channel, ""), kNotServing);
+}
+
+// The plaintext health-only port (for probes that cannot speak TLS) follows the main
+// port's readiness, and goes NOT_SERVING when the shard stops.
+TEST(PsServerTest, TheHealthOnlyPortMirrorsTheMainPort) {
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.start_not_ready = true;
+  options.health_port = 0;
+  absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_GT((*server)->health_port(), 0);
+  auto health = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->health_port()),
+                                    grpc::InsecureChannelCredentials());
+  EXPECT_EQ(HealthStatus(health, ""), kNotServing);
+  (*server)->SetReady(true);
+  EXPECT_EQ(HealthStatus(health, ""), kServing);
+  (*server)->SetReady(false);
+  EXPECT_EQ(HealthStatus(health, ""), kNotServing);
+  (*server)->SetReady(true);
+  (*server)->Shutdown();
+  EXPECT_EQ(HealthStatus(health, ""), kNotServing);
 }
 
 TEST(PsServerTest, ReadyByDefault) {

@@ -56,6 +56,10 @@ struct ClientOptions {
   WireFormats wire_formats;
   // The bearer token every call presents (docs/security.md); empty: none.
   std::string token;
+  // TLS (common/channel_credentials.h): the shards' CA (empty: plaintext), this
+  // worker's certificate and key for mTLS, the name the shards' certificates carry when
+  // not their address's host.
+  std::string tls_ca_file, tls_cert_file, tls_key_file, tls_server_name;
   // Deadline for one registration, heartbeat or leave call to one shard.
   absl::Duration control_timeout = absl::Seconds(10);
   // A push request whose reply was lost or that a shard could not take while it

@@ -13,6 +13,19 @@
 #include "common/status_util.h"
 
 namespace ps {
+namespace {
+
+ChannelCredentials CredentialsOf(const ClientOptions& o) {
+  ChannelCredentials c;
+  c.token = o.token;
+  c.tls_ca_file = o.tls_ca_file;
+  c.tls_cert_file = o.tls_cert_file;
+  c.tls_key_file = o.tls_key_file;
+  c.tls_server_name = o.tls_server_name;
+  return c;
+}
+
+}  // namespace
 
 ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOptions& options,
                        const MakeChannelFunction& make_channel)
@@ -38,7 +51,7 @@ ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOpti
       lane_args.SetInt("ps.lane", lane);
       channels.push_back(make_channel
                              ? make_channel(address, lane_args)
-                             : NewChannel(address, ChannelCredentials{options.token}, lane_args));
+                             : NewChannel(address, CredentialsOf(options), lane_args));
     }
     stubs_.emplace_back(channels);
   }

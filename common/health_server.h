@@ -1,10 +1,11 @@
 // HealthServer: the standard gRPC health service and server reflection for a process
-// that serves no gRPC API of its own (ps_worker), so Kubernetes' native gRPC probes and
+// that serves no gRPC API of its own (ps_worker), or for a shard whose port speaks TLS
+// (the kubelet's probes cannot), so Kubernetes' native gRPC probes and
 // stock tools (grpcurl, grpc_health_probe) work on every daemon.
 //
 // Thread-safe: SetServing() may be called from any thread.
-#ifndef PS_WORKER_HEALTH_SERVER_H_
-#define PS_WORKER_HEALTH_SERVER_H_
+#ifndef PS_COMMON_HEALTH_SERVER_H_
+#define PS_COMMON_HEALTH_SERVER_H_
 
 #include <memory>
 #include <string>
@@ -33,4 +34,4 @@ class HealthServer {
 
 }  // namespace ps
 
-#endif  // PS_WORKER_HEALTH_SERVER_H_
+#endif  // PS_COMMON_HEALTH_SERVER_H_

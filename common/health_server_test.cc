@@ -1,4 +1,4 @@
-#include "worker/health_server.h"
+#include "common/health_server.h"
 
 #include <grpcpp/generic/generic_stub.h>
 
