@@ -10,8 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/channel_credentials.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/v1/ps.grpc.pb.h"
 #include "proto/v1/ps.pb.h"
 #include "tests/cluster.h"
 #include "worker/client/grpc_ps_client.h"
@@ -160,6 +162,75 @@ TEST(AuthMultiprocessTest, OnlyTheRightTokenGetsInAndNothingElseChangesAnything)
   }
   EXPECT_TRUE(with_new.ok()) << with_new;
   EXPECT_EQ(old_worker->RegisterWorker(6, "h", "cpu").code(), absl::StatusCode::kUnauthenticated);
+}
+
+// Two workers with tokens of their own: the second cannot register, heartbeat, push,
+// leave or open a window as the first, and the first keeps training state and liveness.
+TEST(AuthMultiprocessTest, ASecondCredentialCannotActAsAnotherWorker) {
+  const std::string dir = TempDir("identity");
+  WriteFile(dir + "/tokens",
+            "worker alice-token alice\nworker mallory-token mallory\noperator op-token\n");
+  WriteFile(dir + "/operator.token", "op-token\n");
+  ServerCluster servers;
+  ASSERT_TRUE(servers
+                  .Start(2, dir,
+                         {"--auth_tokens_file=" + dir + "/tokens",
+                          "--token_file=" + dir + "/operator.token"})
+                  .ok());
+  std::unique_ptr<PsClient> alice = ClientWithToken(servers, "alice-token");
+  std::unique_ptr<PsClient> mallory = ClientWithToken(servers, "mallory-token");
+  std::unique_ptr<PsClient> op = ClientWithToken(servers, "op-token");
+  v1::TableSpec spec;
+  spec.set_name("w");
+  spec.set_kind(v1::DENSE);
+  spec.add_shape(1000);
+  spec.set_consistency(v1::ASYNC);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerSpec::SGD);
+  spec.mutable_optimizer()->set_learning_rate(0.5f);
+  ASSERT_TRUE(alice->CreateTable(spec).ok());
+  ASSERT_TRUE(alice->RegisterWorker(0, "h", "cpu").ok());
+  std::vector<float> g(1000, 1.0f), before(1000), after(1000);
+  ASSERT_TRUE(alice->Push({{"w", 1000, g.data()}}, PsClient::kPerShard, 0).ok());
+  ASSERT_TRUE(op->Pull({{"w", 1000, before.data()}}, 0, -1).ok());
+
+  absl::Status s = mallory->RegisterWorker(0, "h", "cpu");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr("worker 0 is registered by another credential ('alice')"));
+  v1::WorkerStats stats;
+  s = mallory->Heartbeat(0, stats);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  s = mallory->Push({{"w", 1000, g.data()}}, PsClient::kPerShard, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr("Push as worker 0: it is registered by another credential"));
+  s = mallory->LeaveWorker(0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  // A same-host window, asked for directly.
+  std::unique_ptr<v1::ParameterServer::Stub> stub = v1::ParameterServer::NewStub(
+      NewChannel(servers.addresses()[0], ChannelCredentials{"mallory-token"}));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::OpenWindowRequest window;
+  window.set_worker_index(0);
+  window.set_bytes(4096);
+  window.set_incarnation(alice->incarnation());
+  v1::OpenWindowResponse opened;
+  grpc::Status gs = stub->OpenWindow(&context, window, &opened);
+  EXPECT_EQ(gs.error_code(), grpc::StatusCode::PERMISSION_DENIED) << gs.error_message();
+  EXPECT_EQ(opened.push_address(), 0u);
+
+  // Nothing changed: the table, and worker 0 is alice's and live.
+  ASSERT_TRUE(op->Pull({{"w", 1000, after.data()}}, 0, -1).ok());
+  EXPECT_EQ(after, before);
+  absl::StatusOr<std::vector<v1::GetStatusResponse>> status = op->GetStatus();
+  ASSERT_TRUE(status.ok()) << status.status();
+  for (const v1::GetStatusResponse& shard : *status) {
+    ASSERT_EQ(shard.workers_size(), 1);
+    EXPECT_EQ(shard.workers(0).worker_index(), 0);
+    EXPECT_TRUE(shard.workers(0).live());
+  }
+  EXPECT_TRUE(alice->Heartbeat(0, stats).ok());
+  // Mallory may be a worker of her own.
+  EXPECT_TRUE(mallory->RegisterWorker(1, "h", "cpu").ok());
 }
 
 }  // namespace

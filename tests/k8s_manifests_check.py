@@ -490,7 +490,8 @@ def check_tfjob(docs, flags_by_binary, p):
         p.check(port is not None, "%s: no port named tfjob-port (the TF_CONFIG addresses)" % where)
         if rtype == "PS":
             health = env.get("PS_HEALTH_PORT")
-            p.check(bool(health) and str(health).isdigit() and named_port(c, "health") == int(health),
+            p.check(bool(health) and str(health).isdigit() and
+                    named_port(c, "health") == int(health),
                     "%s: TLS on the gRPC port, but no plaintext health port for the probes" % where)
             check_probes(where, c, int(health) if str(health).isdigit() else port, p)
             annotations = rspec["template"].get("metadata", {}).get("annotations", {})

@@ -113,9 +113,9 @@ absl::StatusOr<std::vector<Authorizer::Entry>> Authorizer::Parse(const std::stri
     std::vector<absl::string_view> fields =
         absl::StrSplit(text, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     const std::string where = absl::StrCat("tokens file ", file, " line ", number);
-    if (fields.size() != 2) {
+    if (fields.size() != 2 && fields.size() != 3) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": want \"<role> <token>\", got ", fields.size(), " fields"));
+          absl::StrCat(where, ": want \"<role> <token> [name]\", got ", fields.size(), " fields"));
     }
     Entry e;
     if (fields[0] == "worker") {
@@ -129,9 +129,20 @@ absl::StatusOr<std::vector<Authorizer::Entry>> Authorizer::Parse(const std::stri
           absl::StrCat(where, ": role '", fields[0], "' is not worker, operator or monitor"));
     }
     e.token = std::string(fields[1]);
+    if (fields.size() == 3) {
+      e.name = std::string(fields[2]);
+    } else {
+      int k = 1;
+      for (const Entry& other : entries) k += other.role == e.role ? 1 : 0;
+      e.name = absl::StrCat(fields[0], "#", k);
+    }
     for (const Entry& other : entries) {
       if (other.token == e.token) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": a token listed twice"));
+      }
+      if (other.name == e.name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": the name '", e.name, "' is taken"));
       }
     }
     entries.push_back(std::move(e));
@@ -194,13 +205,41 @@ void Authorizer::LogRefusal(absl::string_view peer, const absl::Status& refusal)
                << " (further refusals of this host are not logged for a minute)";
 }
 
-absl::Status Authorizer::Check(const grpc::ServerContextBase& context, Method method) {
+absl::Status Authorizer::Check(const grpc::ServerContextBase& context, Method method,
+                               std::string* principal) {
   if (options_.tokens_file.empty()) return absl::OkStatus();
-  return Check(context.client_metadata(), context.peer(), method);
+  absl::Status s = Check(context.client_metadata(), context.peer(), method, principal);
+  // With mTLS the certificate's identity is part of the credential.
+  if (s.ok() && principal != nullptr && context.auth_context() != nullptr) {
+    for (const grpc::string_ref& id : context.auth_context()->GetPeerIdentity()) {
+      absl::StrAppend(principal, "/", absl::string_view(id.data(), id.size()));
+      break;
+    }
+  }
+  return s;
+}
+
+absl::Status Authorizer::ClaimWorker(int worker, const std::string& principal) {
+  if (worker < 0 || principal.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  auto [it, first] = owners_.emplace(worker, principal);
+  if (first || it->second == principal) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("RegisterWorker: worker ", worker,
+                                                  " is registered by another credential ('",
+                                                  it->second, "'), not '", principal, "'"));
+}
+
+absl::Status Authorizer::CheckWorker(int worker, const std::string& principal, Method method) {
+  if (worker < 0 || principal.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  auto it = owners_.find(worker);
+  if (it == owners_.end() || it->second == principal) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(MethodName(method), " as worker ", worker,
+                                                  ": it is registered by another credential"));
 }
 
 absl::Status Authorizer::Check(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
-                               absl::string_view peer, Method method) {
+                               absl::string_view peer, Method method, std::string* principal) {
   if (options_.tokens_file.empty()) return absl::OkStatus();
   if (options_.open_monitoring && Monitoring(method)) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
@@ -225,6 +264,7 @@ absl::Status Authorizer::Check(const std::multimap<grpc::string_ref, grpc::strin
       refusal = absl::PermissionDeniedError(
           absl::StrCat(MethodName(method), " is not for the ", RoleName(found->role), " role"));
     } else {
+      if (principal != nullptr) *principal = found->name;
       return absl::OkStatus();
     }
   }

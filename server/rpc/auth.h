@@ -14,7 +14,16 @@
 // ps_rejected_requests_total counts every one). The standard health service is not
 // behind it (the kubelet's probes carry no token).
 //
-// The tokens file: one "<role> <token>" per line, '#' comments and blank lines ignored.
+// Worker identity: the credential that first registers a worker index with this shard
+// owns it, for the shard's life. Heartbeats, pushes, leaves and windows for that index,
+// and registrations of it, from another credential are PERMISSION_DENIED, so one holder
+// of a worker token cannot act as another worker. A credential is its token's name
+// (the line's third field, else "<role>#<k>" for the role's k-th token) and, with mTLS,
+// the client certificate's identity; a rotated token keeps its owner by keeping its
+// name. Without a tokens file nothing is bound.
+//
+// The tokens file: one "<role> <token> [name]" per line, '#' comments and blank lines
+// ignored.
 // It is read again when it changes on disk (looked at once a second at most), as a
 // Kubernetes Secret is updated in place; a new version that does not parse is refused
 // with an error in the log, and the old tokens stay.
@@ -71,9 +80,18 @@ class Authorizer {
 
   // Whether `method` may be called with these call headers from `peer` (gRPC's peer
   // string, "ipv4:10.0.0.7:40312"). The first form reads them from the call.
-  absl::Status Check(const grpc::ServerContextBase& context, Method method);
+  // On success `*principal` (when given) is the caller's credential (empty without a
+  // tokens file).
+  absl::Status Check(const grpc::ServerContextBase& context, Method method,
+                     std::string* principal = nullptr);
   absl::Status Check(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
-                     absl::string_view peer, Method method);
+                     absl::string_view peer, Method method, std::string* principal = nullptr);
+
+  // RegisterWorker of `worker` by `principal`: binds the index to it, or refuses when it
+  // is bound to another. CheckWorker: the same for the other calls, binding nothing.
+  // Tools' indices (< 0) and an empty principal are never bound.
+  absl::Status ClaimWorker(int worker, const std::string& principal);
+  absl::Status CheckWorker(int worker, const std::string& principal, Method method);
 
   static const char* MethodName(Method method);
   static const char* RoleName(Role role);
@@ -82,6 +100,7 @@ class Authorizer {
   struct Entry {
     Role role;
     std::string token;
+    std::string name;  // the credential's name (principal)
   };
   struct FileStamp {
     int64_t mtime_ns = -1, size = -1, inode = -1;
@@ -106,6 +125,7 @@ class Authorizer {
   FileStamp stamp_ ABSL_GUARDED_BY(mu_);
   absl::Time next_check_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> last_logged_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int, std::string> owners_ ABSL_GUARDED_BY(mu_);  // worker -> principal
 };
 
 }  // namespace ps

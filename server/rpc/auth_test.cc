@@ -109,7 +109,8 @@ TEST_F(AuthorizerTest, ABadTokensFileIsRefusedByNameAndLine) {
   };
   for (const Case& c : std::vector<Case>{
            {"worker a\nadmin b\n", "line 2: role 'admin' is not worker, operator or monitor"},
-           {"worker a b\n", "line 1: want \"<role> <token>\", got 3 fields"},
+           {"worker a b c\n", "line 1: want \"<role> <token> [name]\", got 4 fields"},
+           {"worker a w0\nworker b w0\n", "line 2: the name 'w0' is taken"},
            {"worker a\noperator a\n", "line 2: a token listed twice"},
            {"# nothing\n\n", "holds no token"},
        }) {
@@ -137,6 +138,55 @@ TEST_F(AuthorizerTest, ATokensFileChangedOnDiskIsReadAgain) {
             absl::StatusCode::kUnauthenticated);
   Write("worker\n");  // broken: ignored
   EXPECT_TRUE(As(a.get(), "Bearer w-rotated", Method::kPush).ok());
+}
+
+// Worker identity: the first credential to register an index owns it; another one may
+// neither register it nor act for it; tools (index < 0) and calls without tokens bind
+// nothing.
+TEST_F(AuthorizerTest, AWorkerIndexBelongsToTheCredentialThatRegisteredIt) {
+  Write("worker token-a alice\nworker token-b\nworker token-c\noperator o-secret\n");
+  std::unique_ptr<Authorizer> a = Make();
+  auto principal = [&](const std::string& token) {
+    Metadata md;
+    const std::string header = "Bearer " + token;
+    md.emplace("authorization", header);
+    std::string p;
+    EXPECT_TRUE(a->Check(md, "ipv4:127.0.0.1:1", Method::kRegisterWorker, &p).ok()) << token;
+    return p;
+  };
+  const std::string alice = principal("token-a"), second = principal("token-b");
+  EXPECT_EQ(alice, "alice");
+  EXPECT_EQ(second, "worker#2");  // unnamed: the role's k-th token
+  EXPECT_EQ(principal("token-c"), "worker#3");
+  ASSERT_TRUE(a->ClaimWorker(0, alice).ok());
+  EXPECT_TRUE(a->ClaimWorker(0, alice).ok());  // a restarted worker registers again
+  absl::Status s = a->ClaimWorker(0, second);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(s.message(),
+            "RegisterWorker: worker 0 is registered by another credential ('alice'), not "
+            "'worker#2'");
+  for (Method m : {Method::kHeartbeat, Method::kPush, Method::kPushPull, Method::kLeaveWorker,
+                   Method::kOpenWindow}) {
+    EXPECT_TRUE(a->CheckWorker(0, alice, m).ok());
+    s = a->CheckWorker(0, second, m);
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << Authorizer::MethodName(m);
+    EXPECT_EQ(s.message(), absl::StrCat(Authorizer::MethodName(m),
+                                        " as worker 0: it is registered by another credential"));
+  }
+  EXPECT_TRUE(
+      a->CheckWorker(1, second, Method::kPush).ok());  // not registered yet: the shard decides
+  EXPECT_TRUE(a->ClaimWorker(1, second).ok());
+  EXPECT_TRUE(a->ClaimWorker(-1, second).ok());
+  EXPECT_TRUE(a->ClaimWorker(-1, alice).ok());
+  // A rotated token keeps its owner through its name.
+  Write("worker token-a2 alice\nworker token-b\n");
+  EXPECT_EQ(principal("token-a2"), "alice");
+  EXPECT_TRUE(a->CheckWorker(0, principal("token-a2"), Method::kPush).ok());
+  // Without tokens nothing is bound.
+  absl::StatusOr<std::unique_ptr<Authorizer>> open = Authorizer::Create(AuthOptions());
+  ASSERT_TRUE(open.ok());
+  EXPECT_TRUE((*open)->ClaimWorker(0, "").ok());
+  EXPECT_TRUE((*open)->ClaimWorker(0, "").ok());
 }
 
 }  // namespace

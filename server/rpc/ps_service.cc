@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -115,7 +116,8 @@ grpc::ServerUnaryReactor* ParameterServerService::Pull(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
-  if (absl::Status s = auth_->Check(*context, Method::kPush); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kPush, &principal); !s.ok()) {
     return Answer(context, s);
   }
   v1::PushRequest push;
@@ -123,6 +125,9 @@ grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerConte
   if (absl::Status s = gradients.Decode(*request, &push); !s.ok()) {
     return Answer(context, absl::InvalidArgumentError(absl::StrCat(
                                "the request does not parse as ps.v1.PushRequest: ", s.message())));
+  }
+  if (absl::Status s = auth_->CheckWorker(push.worker_index(), principal, Method::kPush); !s.ok()) {
+    return Answer(context, s);
   }
   v1::PushResponse reply;
   absl::Status s = shard_->Push(push, &reply, &gradients.dense());
@@ -136,13 +141,20 @@ grpc::ServerUnaryReactor* ParameterServerService::Push(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerContext* context,
                                                            const grpc::ByteBuffer* request,
                                                            grpc::ByteBuffer* response) {
-  if (absl::Status s = auth_->Check(*context, Method::kPushPull); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kPushPull, &principal); !s.ok()) {
     return Answer(context, s);
   }
   return WaitingCall<v1::PushPullRequest, v1::PushPullResponse>::Begin(
       shard_, request, response,
       [&](const v1::PushPullRequest& r, const std::vector<const char*>* gradients,
-          v1::PushPullResponse* out, Shard::Done done) {
+          v1::PushPullResponse* out, Shard::Done done) -> uint64_t {
+        if (absl::Status s =
+                auth_->CheckWorker(r.push().worker_index(), principal, Method::kPushPull);
+            !s.ok()) {
+          done(s);
+          return 0;
+        }
         return shard_->PushPullAsync(r, CallDeadline(context), out, std::move(done), gradients);
       });
 }
@@ -150,7 +162,11 @@ grpc::ServerUnaryReactor* ParameterServerService::PushPull(grpc::CallbackServerC
 grpc::ServerUnaryReactor* ParameterServerService::RegisterWorker(
     grpc::CallbackServerContext* context, const v1::RegisterWorkerRequest* request,
     v1::RegisterWorkerResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Method::kRegisterWorker); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kRegisterWorker, &principal); !s.ok()) {
+    return Answer(context, s);
+  }
+  if (absl::Status s = auth_->ClaimWorker(request->worker_index(), principal); !s.ok()) {
     return Answer(context, s);
   }
   return Answer(context, shard_->Register(*request, response));
@@ -159,7 +175,12 @@ grpc::ServerUnaryReactor* ParameterServerService::RegisterWorker(
 grpc::ServerUnaryReactor* ParameterServerService::Heartbeat(grpc::CallbackServerContext* context,
                                                             const v1::HeartbeatRequest* request,
                                                             v1::HeartbeatResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Method::kHeartbeat); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kHeartbeat, &principal); !s.ok()) {
+    return Answer(context, s);
+  }
+  if (absl::Status s = auth_->CheckWorker(request->worker_index(), principal, Method::kHeartbeat);
+      !s.ok()) {
     return Answer(context, s);
   }
   return Answer(context, shard_->Heartbeat(*request, response));
@@ -168,7 +189,12 @@ grpc::ServerUnaryReactor* ParameterServerService::Heartbeat(grpc::CallbackServer
 grpc::ServerUnaryReactor* ParameterServerService::LeaveWorker(grpc::CallbackServerContext* context,
                                                               const v1::LeaveWorkerRequest* request,
                                                               v1::LeaveWorkerResponse*) {
-  if (absl::Status s = auth_->Check(*context, Method::kLeaveWorker); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kLeaveWorker, &principal); !s.ok()) {
+    return Answer(context, s);
+  }
+  if (absl::Status s = auth_->CheckWorker(request->worker_index(), principal, Method::kLeaveWorker);
+      !s.ok()) {
     return Answer(context, s);
   }
   return Answer(context, shard_->Leave(*request));
@@ -187,7 +213,12 @@ grpc::ServerUnaryReactor* ParameterServerService::GetStatus(grpc::CallbackServer
 grpc::ServerUnaryReactor* ParameterServerService::OpenWindow(grpc::CallbackServerContext* context,
                                                              const v1::OpenWindowRequest* request,
                                                              v1::OpenWindowResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Method::kOpenWindow); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kOpenWindow, &principal); !s.ok()) {
+    return Answer(context, s);
+  }
+  if (absl::Status s = auth_->CheckWorker(request->worker_index(), principal, Method::kOpenWindow);
+      !s.ok()) {
     return Answer(context, s);
   }
   return Answer(context, shard_->OpenWindow(*request, response));
