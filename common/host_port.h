@@ -7,7 +7,9 @@
 #define PS_COMMON_HOST_PORT_H_
 
 #include <string>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace ps {
@@ -18,6 +20,14 @@ std::string JoinHostPort(absl::string_view host, int port);
 
 // Whether `host` names this machine only: 127.0.0.0/8, ::1 or localhost.
 bool IsLoopbackHost(absl::string_view host);
+
+// The host of "host:port" or "[v6]:port" (the text itself when it has no port).
+absl::string_view HostOf(absl::string_view address);
+
+// Plaintext "chosen explicitly" (docs/security.md): OK when `tls` is on, `plaintext`
+// was asked for, or every address is this machine's; else INVALID_ARGUMENT naming the
+// first address on another machine and what to give.
+absl::Status CheckPlaintextTo(const std::vector<std::string>& addresses, bool tls, bool plaintext);
 
 }  // namespace ps
 

@@ -20,12 +20,16 @@
 #include "absl/strings/str_split.h"
 #include "common/channel_credentials.h"
 #include "common/flags_env.h"
+#include "common/host_port.h"
 #include "psctl/admin_client.h"
 #include "psctl/format.h"
 
 ABSL_FLAG(std::string, servers, "",
           "Comma-separated host:port of the shards (any one answers for all); or PS_SERVERS.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(3), "Deadline of each call to a server.");
+ABSL_FLAG(bool, plaintext, false,
+          "Talk to shards on other machines without TLS: chosen explicitly, for trusted "
+          "networks (docs/security.md).");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "TLS: the CA bundle the shards' certificates chain to; unset: plaintext.");
 ABSL_FLAG(std::string, tls_cert_file, "", "mTLS: this client's certificate chain (PEM).");
@@ -61,6 +65,7 @@ flags:
   --servers=host:port,...  the shards (or PS_SERVERS); the first that answers is asked
   --timeout=3s             deadline of each call
   --token_file=PATH        the token to present (or PS_TOKEN_FILE; or the token in PS_TOKEN)
+  --plaintext              no TLS to shards on other machines (chosen explicitly)
   --tls_ca_file=PATH       TLS: the shards' CA (--tls_cert_file, --tls_key_file for mTLS;
                            --tls_server_name when the certificates name another host)
   --json                   machine-readable output (status, tables, workers, watch, checkpoint)
@@ -210,7 +215,8 @@ int Checkpoint(ps::psctl::AdminClient& client, bool json) {
 
 int main(int argc, char** argv) {
   if (absl::Status s = ps::SetFlagsFromEnv({"servers", "timeout", "token_file", "tls_ca_file",
-                                            "tls_cert_file", "tls_key_file", "tls_server_name"});
+                                            "tls_cert_file", "tls_key_file", "tls_server_name",
+                                            "plaintext"});
       !s.ok()) {
     PrintError(s.message());
     return kUsage;
@@ -253,6 +259,12 @@ int main(int argc, char** argv) {
   credentials.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   credentials.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   credentials.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (absl::Status s = ps::CheckPlaintextTo(servers, !credentials.tls_ca_file.empty(),
+                                            absl::GetFlag(FLAGS_plaintext));
+      !s.ok()) {
+    PrintError(s.message());
+    return kUsage;
+  }
   if (absl::Status s = ps::CheckChannelTls(credentials); !s.ok()) {
     PrintError(s.message());
     return kUsage;

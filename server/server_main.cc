@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/channel_credentials.h"
 #include "common/flags_env.h"
+#include "common/host_port.h"
 #include "common/malloc_tuning.h"
 #include "common/memory_budget.h"
 #include "common/tf_config.h"
@@ -35,6 +36,9 @@ ABSL_FLAG(bool, open_monitoring, false,
           "With --auth_tokens_file: GetStatus, ClusterStatus and Watch need no token.");
 ABSL_FLAG(std::string, token_file, "",
           "The token this shard presents to its peers (an operator's); unset: $PS_TOKEN.");
+ABSL_FLAG(bool, plaintext, false,
+          "Serve without TLS although --host is reachable from other machines (not "
+          "loopback): chosen explicitly, for trusted networks (docs/security.md).");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "TLS: this shard's certificate chain (PEM), read again when it changes; with "
           "--tls_key_file. Unset: plaintext.");
@@ -162,6 +166,14 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
   }
   options.peer_credentials.token = *token;
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  if (options.tls.cert_file.empty() && !ps::IsLoopbackHost(options.host) &&
+      !absl::GetFlag(FLAGS_plaintext)) {
+    LOG(ERROR) << "--host=" << options.host
+               << " is reachable from other machines, and this shard has no TLS: give "
+                  "--tls_cert_file and --tls_key_file (docs/security.md), or --plaintext to "
+                  "serve in the clear";
+    return absl::InvalidArgumentError("--plaintext");
+  }
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
   options.tls.refresh = absl::GetFlag(FLAGS_tls_refresh_interval);
@@ -208,7 +220,7 @@ int main(int argc, char** argv) {
                                             "allow_start_without_state", "auth_tokens_file",
                                             "open_monitoring", "token_file", "tls_cert_file",
                                             "tls_key_file", "tls_ca_file", "tls_client_certs",
-                                            "tls_refresh_interval", "health_port"});
+                                            "tls_refresh_interval", "health_port", "plaintext"});
       !s.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;

@@ -195,7 +195,9 @@ TEST(AuthMultiprocessTest, ASecondCredentialCannotActAsAnotherWorker) {
 
   absl::Status s = mallory->RegisterWorker(0, "h", "cpu");
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
-  EXPECT_THAT(s.message(), HasSubstr("worker 0 is registered by another credential ('alice')"));
+  EXPECT_THAT(
+      s.message(),
+      HasSubstr("RegisterWorker as worker 0: it is registered by another credential ('alice')"));
   v1::WorkerStats stats;
   s = mallory->Heartbeat(0, stats);
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;

@@ -69,10 +69,21 @@ TEST(ListenDefaultsTest, AServerStartedWithoutAnAddressListensOnLoopbackOnly) {
   absl::StatusOr<int> code = server->Wait(absl::Seconds(30));
   ASSERT_TRUE(code.ok()) << code.status();
 
-  // Told to, it listens on every interface.
-  absl::StatusOr<Process> open = Process::Start({RunfilePath("server/ps_server"), "--host=0.0.0.0",
-                                                 "--port=0", "--port_file=" + dir + "/open_port"},
-                                                dir + "/open.log");
+  // Every interface without TLS is refused unless plaintext is chosen explicitly.
+  absl::StatusOr<Process> refused = Process::Start(
+      {RunfilePath("server/ps_server"), "--host=0.0.0.0", "--port=0"}, dir + "/refused.log");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  absl::StatusOr<int> refused_code = refused->Wait(absl::Seconds(30));
+  ASSERT_TRUE(refused_code.ok()) << refused_code.status();
+  EXPECT_NE(*refused_code, 0);
+  EXPECT_NE(refused->Log().find("--host=0.0.0.0 is reachable from other machines, and this "
+                                "shard has no TLS"),
+            std::string::npos)
+      << refused->Log();
+  absl::StatusOr<Process> open =
+      Process::Start({RunfilePath("server/ps_server"), "--host=0.0.0.0", "--plaintext", "--port=0",
+                      "--port_file=" + dir + "/open_port"},
+                     dir + "/open.log");
   ASSERT_TRUE(open.ok()) << open.status();
   port = WaitForPortFile(dir + "/open_port", absl::Seconds(30));
   ASSERT_TRUE(port.ok()) << port.status() << open->Log();

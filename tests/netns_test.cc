@@ -396,7 +396,7 @@ TEST_F(NetnsTest, CountersAreExactOverLinksThatDelayAndDropPackets) {
   for (int i = 0; i < kServers; ++i) {
     absl::StatusOr<Process> p =
         StartIn(absl::StrCat("ps", i),
-                {RunfilePath("server/ps_server"), "--host=" + ServerAddress(i),
+                {RunfilePath("server/ps_server"), "--host=" + ServerAddress(i), "--plaintext",
                  absl::StrCat("--port=", port), absl::StrCat("--shard_index=", i),
                  "--servers=" + servers_flag},
                 absl::StrCat("ps", i, ".log"));

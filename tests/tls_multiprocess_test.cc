@@ -194,6 +194,19 @@ TEST_F(TlsMultiprocessTest, ACertificateReplacedOnDiskIsServedWithoutARestart) {
   EXPECT_TRUE(served) << servers.shard(0).Log();
   EXPECT_EQ(Client(servers, "ca", "", "")->GetStatus().status().code(),
             absl::StatusCode::kUnavailable);
+  // A certificate from the job's CA that does not name the host dialled (the workers'
+  // client certificate, served as the shard's) is refused by the client.
+  Sh(dir_,
+     "cp worker.pem next.pem && cp worker.key next.key && mv next.key live.key && "
+     "mv next.pem live.pem");
+  bool refused = false;
+  for (int i = 0; i < 60 && !refused; ++i) {
+    refused = !Client(servers, "other-ca", "", "")->GetStatus().ok();
+    if (!refused) absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(refused);  // the impostor's certificate is no longer served
+  EXPECT_EQ(Client(servers, "ca", "", "")->GetStatus().status().code(),
+            absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

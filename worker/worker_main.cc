@@ -30,6 +30,7 @@
 #include "worker/data/libsvm.h"
 #include "worker/data/mnist.h"
 #include "common/health_server.h"
+#include "common/host_port.h"
 #include "worker/model/mlp.h"
 #include "worker/model/sparse_model.h"
 #include "worker/train/sparse_trainer.h"
@@ -79,6 +80,9 @@ ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many 
 ABSL_FLAG(std::string, token_file, "",
           "The worker's token (a file, as a Kubernetes Secret mounts it); unset: $PS_TOKEN, "
           "else none (docs/security.md).");
+ABSL_FLAG(bool, plaintext, false,
+          "Talk to shards on other machines without TLS: chosen explicitly, for trusted "
+          "networks (docs/security.md).");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "TLS: the CA bundle the shards' certificates chain to; unset: plaintext.");
 ABSL_FLAG(std::string, tls_cert_file, "", "mTLS: this client's certificate chain (PEM).");
@@ -448,7 +452,7 @@ int main(int argc, char** argv) {
            "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
            "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
            "push_retry_timeout", "token_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
-           "tls_server_name", "health_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
+           "tls_server_name", "plaintext", "health_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
            "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
            "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"});
       !s.ok()) {
@@ -466,6 +470,11 @@ int main(int argc, char** argv) {
   const std::vector<std::string> servers =
       absl::StrSplit(absl::GetFlag(FLAGS_servers), ',', absl::SkipWhitespace());
   if (servers.empty()) return Fail(absl::InvalidArgumentError("--servers is empty"));
+  if (absl::Status s = ps::CheckPlaintextTo(servers, !absl::GetFlag(FLAGS_tls_ca_file).empty(),
+                                            absl::GetFlag(FLAGS_plaintext));
+      !s.ok()) {
+    return Fail(s);
+  }
   absl::StatusOr<ps::v1::OptimizerSpec> optimizer = OptimizerFromFlags();
   if (!optimizer.ok()) return Fail(optimizer.status());
   const std::string model_name = absl::AsciiStrToLower(absl::GetFlag(FLAGS_model));

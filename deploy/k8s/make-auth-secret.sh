@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the Secret `ps-auth` the manifests mount (docs/security.md): fresh random tokens
 # for the three roles, and the shards' list of them.
-#   tokens    the shards' list: "<role> <token>" per line (--auth_tokens_file)
+#   tokens    the shards' list: "<role> <token> <name>" per line (--auth_tokens_file)
 #   worker    the workers' token (--token_file)
 #   operator  the token psctl and the shards themselves present (--token_file)
 #   monitor   a read-only token for dashboards and status checks
@@ -33,7 +33,9 @@ token() { head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40; }
 for role in worker operator monitor; do token >"$DIR/$role"; done
 {
   echo "# role token; generated $(date -u '+%Y-%m-%d %H:%M UTC') by make-auth-secret.sh"
-  for role in worker operator monitor; do echo "$role $(cat "$DIR/$role")"; done
+  # Named by role: a token rotated under a running job keeps its name (and the worker
+  # indices it registered) when the new line takes the same name.
+  for role in worker operator monitor; do echo "$role $(cat "$DIR/$role") ${role}s"; done
 } >"$DIR/tokens"
 ARGS=(create secret generic ps-auth --dry-run=client -o yaml)
 for f in tokens worker operator monitor; do ARGS+=("--from-file=$f=$DIR/$f"); done

@@ -140,9 +140,9 @@ absl::StatusOr<std::vector<Authorizer::Entry>> Authorizer::Parse(const std::stri
       if (other.token == e.token) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": a token listed twice"));
       }
-      if (other.name == e.name) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": the name '", e.name, "' is taken"));
+      if (other.name == e.name && other.role != e.role) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": the name '", e.name, "' is already a ", RoleName(other.role), "'s"));
       }
     }
     entries.push_back(std::move(e));
@@ -219,23 +219,34 @@ absl::Status Authorizer::Check(const grpc::ServerContextBase& context, Method me
   return s;
 }
 
-absl::Status Authorizer::ClaimWorker(int worker, const std::string& principal) {
-  if (worker < 0 || principal.empty()) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
-  auto [it, first] = owners_.emplace(worker, principal);
-  if (first || it->second == principal) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat("RegisterWorker: worker ", worker,
-                                                  " is registered by another credential ('",
-                                                  it->second, "'), not '", principal, "'"));
-}
-
-absl::Status Authorizer::CheckWorker(int worker, const std::string& principal, Method method) {
+absl::Status Authorizer::CheckWorker(int worker, const std::string& principal, Method method,
+                                     bool* claimed) {
+  if (claimed != nullptr) *claimed = false;
   if (worker < 0 || principal.empty()) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   auto it = owners_.find(worker);
-  if (it == owners_.end() || it->second == principal) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat(MethodName(method), " as worker ", worker,
-                                                  ": it is registered by another credential"));
+  if (it == owners_.end()) {
+    if (owners_.size() >= kMaxOwners) {
+      return absl::ResourceExhaustedError(absl::StrCat(MethodName(method), " as worker ", worker,
+                                                       ": this shard already knows ",
+                                                       owners_.size(), " worker indices"));
+    }
+    owners_.emplace(worker, principal);
+    if (claimed != nullptr) *claimed = true;
+    return absl::OkStatus();
+  }
+  if (it->second == principal) return absl::OkStatus();
+  absl::Status refusal = absl::PermissionDeniedError(absl::StrCat(
+      MethodName(method), " as worker ", worker, ": it is registered by another credential ('",
+      it->second, "'), not '", principal, "'"));
+  LogRefusal(principal, refusal);
+  return refusal;
+}
+
+void Authorizer::ReleaseWorker(int worker, const std::string& principal) {
+  absl::MutexLock lock(&mu_);
+  auto it = owners_.find(worker);
+  if (it != owners_.end() && it->second == principal) owners_.erase(it);
 }
 
 absl::Status Authorizer::Check(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,

@@ -14,13 +14,14 @@
 // ps_rejected_requests_total counts every one). The standard health service is not
 // behind it (the kubelet's probes carry no token).
 //
-// Worker identity: the credential that first registers a worker index with this shard
-// owns it, for the shard's life. Heartbeats, pushes, leaves and windows for that index,
-// and registrations of it, from another credential are PERMISSION_DENIED, so one holder
-// of a worker token cannot act as another worker. A credential is its token's name
-// (the line's third field, else "<role>#<k>" for the role's k-th token) and, with mTLS,
-// the client certificate's identity; a rotated token keeps its owner by keeping its
-// name. Without a tokens file nothing is bound.
+// Worker identity: the first credential that registers a worker index with this shard,
+// or (for an index the shard restored from a checkpoint) first acts for it, owns it for
+// the shard's life. Registrations, pulls, pushes, heartbeats, leaves and windows for
+// that index from another credential are PERMISSION_DENIED, so one holder of a worker
+// token cannot act as another worker. A credential is its token's name (the line's
+// third field, else "<role>#<k>" for the role's k-th token) and, with mTLS, the client
+// certificate's identity; tokens may share a name, so a token rotated under a running
+// job keeps its workers. Without a tokens file nothing is bound.
 //
 // The tokens file: one "<role> <token> [name]" per line, '#' comments and blank lines
 // ignored.
@@ -87,11 +88,16 @@ class Authorizer {
   absl::Status Check(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
                      absl::string_view peer, Method method, std::string* principal = nullptr);
 
-  // RegisterWorker of `worker` by `principal`: binds the index to it, or refuses when it
-  // is bound to another. CheckWorker: the same for the other calls, binding nothing.
-  // Tools' indices (< 0) and an empty principal are never bound.
-  absl::Status ClaimWorker(int worker, const std::string& principal);
-  absl::Status CheckWorker(int worker, const std::string& principal, Method method);
+  // A call of `method` for `worker` by `principal`: OK when the index is the
+  // principal's, or no one's (then it becomes the principal's); PERMISSION_DENIED, logged
+  // as a refusal, when it is another's; RESOURCE_EXHAUSTED past kMaxOwners indices.
+  // `*claimed` (when given) tells whether this call bound the index, so that a
+  // registration the shard then refuses can give it back (ReleaseWorker). Tools'
+  // indices (< 0) and an empty principal (no tokens file) are never bound.
+  absl::Status CheckWorker(int worker, const std::string& principal, Method method,
+                           bool* claimed = nullptr);
+  void ReleaseWorker(int worker, const std::string& principal);
+  static constexpr size_t kMaxOwners = 1 << 16;
 
   static const char* MethodName(Method method);
   static const char* RoleName(Role role);

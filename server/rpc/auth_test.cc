@@ -110,7 +110,7 @@ TEST_F(AuthorizerTest, ABadTokensFileIsRefusedByNameAndLine) {
   for (const Case& c : std::vector<Case>{
            {"worker a\nadmin b\n", "line 2: role 'admin' is not worker, operator or monitor"},
            {"worker a b c\n", "line 1: want \"<role> <token> [name]\", got 4 fields"},
-           {"worker a w0\nworker b w0\n", "line 2: the name 'w0' is taken"},
+           {"worker a w0\noperator b w0\n", "line 2: the name 'w0' is already a worker's"},
            {"worker a\noperator a\n", "line 2: a token listed twice"},
            {"# nothing\n\n", "holds no token"},
        }) {
@@ -158,35 +158,51 @@ TEST_F(AuthorizerTest, AWorkerIndexBelongsToTheCredentialThatRegisteredIt) {
   EXPECT_EQ(alice, "alice");
   EXPECT_EQ(second, "worker#2");  // unnamed: the role's k-th token
   EXPECT_EQ(principal("token-c"), "worker#3");
-  ASSERT_TRUE(a->ClaimWorker(0, alice).ok());
-  EXPECT_TRUE(a->ClaimWorker(0, alice).ok());  // a restarted worker registers again
-  absl::Status s = a->ClaimWorker(0, second);
+  bool claimed = false;
+  ASSERT_TRUE(a->CheckWorker(0, alice, Method::kRegisterWorker, &claimed).ok());
+  EXPECT_TRUE(claimed);
+  // A restarted worker registers again.
+  EXPECT_TRUE(a->CheckWorker(0, alice, Method::kRegisterWorker, &claimed).ok());
+  EXPECT_FALSE(claimed);
+  absl::Status s = a->CheckWorker(0, second, Method::kRegisterWorker);
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(s.message(),
-            "RegisterWorker: worker 0 is registered by another credential ('alice'), not "
+            "RegisterWorker as worker 0: it is registered by another credential ('alice'), not "
             "'worker#2'");
-  for (Method m : {Method::kHeartbeat, Method::kPush, Method::kPushPull, Method::kLeaveWorker,
-                   Method::kOpenWindow}) {
+  for (Method m : {Method::kPull, Method::kHeartbeat, Method::kPush, Method::kPushPull,
+                   Method::kLeaveWorker, Method::kOpenWindow}) {
     EXPECT_TRUE(a->CheckWorker(0, alice, m).ok());
     s = a->CheckWorker(0, second, m);
     EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << Authorizer::MethodName(m);
-    EXPECT_EQ(s.message(), absl::StrCat(Authorizer::MethodName(m),
-                                        " as worker 0: it is registered by another credential"));
+    EXPECT_EQ(s.message(),
+              absl::StrCat(Authorizer::MethodName(m),
+                           " as worker 0: it is registered by another credential ('alice'), "
+                           "not 'worker#2'"));
   }
-  EXPECT_TRUE(
-      a->CheckWorker(1, second, Method::kPush).ok());  // not registered yet: the shard decides
-  EXPECT_TRUE(a->ClaimWorker(1, second).ok());
-  EXPECT_TRUE(a->ClaimWorker(-1, second).ok());
-  EXPECT_TRUE(a->ClaimWorker(-1, alice).ok());
-  // A rotated token keeps its owner through its name.
-  Write("worker token-a2 alice\nworker token-b\n");
+  // An index no one holds yet (a shard restored from a checkpoint knows its workers, not
+  // their credentials) goes to the first credential that acts for it.
+  EXPECT_TRUE(a->CheckWorker(1, second, Method::kPush, &claimed).ok());
+  EXPECT_TRUE(claimed);
+  EXPECT_EQ(a->CheckWorker(1, alice, Method::kHeartbeat).code(),
+            absl::StatusCode::kPermissionDenied);
+  // A registration the shard refused gives its claim back.
+  ASSERT_TRUE(a->CheckWorker(2, second, Method::kRegisterWorker, &claimed).ok());
+  a->ReleaseWorker(2, second);
+  EXPECT_TRUE(a->CheckWorker(2, alice, Method::kRegisterWorker).ok());
+  EXPECT_TRUE(a->CheckWorker(-1, second, Method::kPull).ok());
+  EXPECT_TRUE(a->CheckWorker(-1, alice, Method::kPull).ok());
+  // A token rotated under a running job: old and new under one name, both keep alice's
+  // workers; then the old one goes.
+  Write("worker token-a alice\nworker token-a2 alice\nworker token-b\n");
   EXPECT_EQ(principal("token-a2"), "alice");
+  EXPECT_EQ(principal("token-a"), "alice");
+  EXPECT_TRUE(a->CheckWorker(0, principal("token-a2"), Method::kPush).ok());
+  Write("worker token-a2 alice\nworker token-b\n");
   EXPECT_TRUE(a->CheckWorker(0, principal("token-a2"), Method::kPush).ok());
   // Without tokens nothing is bound.
   absl::StatusOr<std::unique_ptr<Authorizer>> open = Authorizer::Create(AuthOptions());
   ASSERT_TRUE(open.ok());
-  EXPECT_TRUE((*open)->ClaimWorker(0, "").ok());
-  EXPECT_TRUE((*open)->ClaimWorker(0, "").ok());
+  EXPECT_TRUE((*open)->CheckWorker(0, "", Method::kRegisterWorker).ok());
 }
 
 }  // namespace

@@ -102,13 +102,20 @@ grpc::ServerUnaryReactor* ParameterServerService::CreateTable(grpc::CallbackServ
 grpc::ServerUnaryReactor* ParameterServerService::Pull(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
-  if (absl::Status s = auth_->Check(*context, Method::kPull); !s.ok()) {
+  std::string principal;
+  if (absl::Status s = auth_->Check(*context, Method::kPull, &principal); !s.ok()) {
     return Answer(context, s);
   }
   return WaitingCall<v1::PullRequest, v1::PullResponse>::Begin(
       shard_, request, response,
       [&](const v1::PullRequest& r, const std::vector<const char*>*, v1::PullResponse* out,
-          Shard::Done done) {
+          Shard::Done done) -> uint64_t {
+        // A worker's pull (its clock, its window) is its own; tools pull as -1.
+        if (absl::Status s = auth_->CheckWorker(r.worker_index(), principal, Method::kPull);
+            !s.ok()) {
+          done(s);
+          return 0;
+        }
         return shard_->PullAsync(r, CallDeadline(context), out, std::move(done));
       });
 }
@@ -166,10 +173,16 @@ grpc::ServerUnaryReactor* ParameterServerService::RegisterWorker(
   if (absl::Status s = auth_->Check(*context, Method::kRegisterWorker, &principal); !s.ok()) {
     return Answer(context, s);
   }
-  if (absl::Status s = auth_->ClaimWorker(request->worker_index(), principal); !s.ok()) {
+  bool claimed = false;
+  if (absl::Status s = auth_->CheckWorker(request->worker_index(), principal,
+                                          Method::kRegisterWorker, &claimed);
+      !s.ok()) {
     return Answer(context, s);
   }
-  return Answer(context, shard_->Register(*request, response));
+  absl::Status registered = shard_->Register(*request, response);
+  // A registration the shard refuses leaves the index to whoever registers it properly.
+  if (!registered.ok() && claimed) auth_->ReleaseWorker(request->worker_index(), principal);
+  return Answer(context, registered);
 }
 
 grpc::ServerUnaryReactor* ParameterServerService::Heartbeat(grpc::CallbackServerContext* context,

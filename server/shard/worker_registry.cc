@@ -14,9 +14,9 @@ absl::Status WorkerRegistry::Mismatch(int worker, const Entry& e, uint64_t incar
                                       const char* what) {
   if (e.incarnation == incarnation) return absl::OkStatus();
   return WithReason(absl::FailedPreconditionError(absl::StrCat(
-                        what, " for worker ", worker, " from incarnation ", incarnation,
-                        ", but the worker is now registered by another process (incarnation ",
-                        e.incarnation, ")")),
+                        what, " for worker ", worker,
+                        " from a process that no longer holds it: the worker is now registered "
+                        "by another process")),
                     kReasonWorkerReplaced);
 }
 
