@@ -62,11 +62,12 @@ class FamilyBuilder {
   std::deque<MetricFamily> families_;  // a deque keeps Family()'s pointers valid
 };
 
-// Counts the calls of one ParameterServer method that end with an error status.
+// Counts the calls of one ParameterServer or Admin method that end with an error status
+// (refusals by the token check among them).
 class RejectCounter final : public grpc::experimental::Interceptor {
  public:
-  RejectCounter(ServerMetrics* metrics, absl::string_view method)
-      : metrics_(metrics), method_(method) {}
+  RejectCounter(ServerMetrics* metrics, std::string method)
+      : metrics_(metrics), method_(std::move(method)) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
@@ -79,7 +80,7 @@ class RejectCounter final : public grpc::experimental::Interceptor {
 
  private:
   ServerMetrics* const metrics_;
-  const absl::string_view method_;  // points into gRPC's method table
+  const std::string method_;  // "Push", "Admin.Checkpoint", ...
 };
 
 class RejectCounterFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
@@ -89,8 +90,13 @@ class RejectCounterFactory final : public grpc::experimental::ServerInterceptorF
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     absl::string_view method = info->method();
-    if (!absl::ConsumePrefix(&method, "/ps.v1.ParameterServer/")) return nullptr;
-    return new RejectCounter(metrics_, method);
+    if (absl::ConsumePrefix(&method, "/ps.v1.ParameterServer/")) {
+      return new RejectCounter(metrics_, std::string(method));
+    }
+    if (absl::ConsumePrefix(&method, "/ps.v1.Admin/")) {
+      return new RejectCounter(metrics_, absl::StrCat("Admin.", method));
+    }
+    return nullptr;
   }
 
  private:

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -173,6 +174,44 @@ TEST_F(MetricsTest, FailedCallsAreCountedByMethodAndCode) {
                    {"shard=\"0\"", "method=\"Push\"", "code=\"NOT_FOUND\""}),
             2);
   EXPECT_EQ(Sample(text, "ps_rejected_requests_total", {"code=\"OK\""}), -1);
+}
+
+// Calls the token check refuses are counted, by method and code, the Admin service's too.
+TEST(MetricsAuthTest, RefusedCallsAreCounted) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string tokens = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/metrics-tokens");
+  std::ofstream(tokens) << "worker w-token\noperator o-token\n";
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.metrics_port = 0;
+  options.auth.tokens_file = tokens;
+  absl::StatusOr<std::unique_ptr<PsServer>> server = PsServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials());
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::PushResponse response;
+    EXPECT_EQ(v1::ParameterServer::NewStub(channel)
+                  ->Push(&context, v1::PushRequest(), &response)
+                  .error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  context.AddMetadata("authorization", "Bearer w-token");
+  v1::CheckpointResponse checkpoint;
+  EXPECT_EQ(v1::Admin::NewStub(channel)
+                ->Checkpoint(&context, v1::CheckpointRequest(), &checkpoint)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const std::string text = HttpGet((*server)->metrics_port(), "/metrics");
+  EXPECT_EQ(Sample(text, "ps_rejected_requests_total",
+                   {"method=\"Push\"", "code=\"UNAUTHENTICATED\""}),
+            2);
+  EXPECT_EQ(Sample(text, "ps_rejected_requests_total",
+                   {"method=\"Admin.Checkpoint\"", "code=\"PERMISSION_DENIED\""}),
+            1);
 }
 
 TEST(ServerMetricsTest, StatusFamiliesCarryShardTableAndWorkerLabels) {
