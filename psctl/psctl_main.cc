@@ -3,14 +3,13 @@
 //
 // Exit status: 0 ok; 1 when no server could be asked, a shard is unreachable, or a
 // command failed; 2 for usage errors.
+#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
@@ -19,23 +18,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/channel_credentials.h"
+#include "common/client_security_flags.h"
 #include "common/flags_env.h"
-#include "common/host_port.h"
 #include "psctl/admin_client.h"
 #include "psctl/format.h"
 
 ABSL_FLAG(std::string, servers, "",
           "Comma-separated host:port of the shards (any one answers for all); or PS_SERVERS.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(3), "Deadline of each call to a server.");
-ABSL_FLAG(bool, plaintext, false,
-          "Talk to shards on other machines without TLS: chosen explicitly, for trusted "
-          "networks (docs/security.md).");
-ABSL_FLAG(std::string, tls_ca_file, "",
-          "TLS: the CA bundle the shards' certificates chain to; unset: plaintext.");
-ABSL_FLAG(std::string, tls_cert_file, "", "mTLS: this client's certificate chain (PEM).");
-ABSL_FLAG(std::string, tls_key_file, "", "mTLS: this client's private key (PEM).");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "TLS: the name the shards' certificates carry, when not the --servers host.");
 ABSL_FLAG(std::string, token_file, "",
           "The operator's (or a monitor's) token, in a file; unset: $PS_TOKEN, else none.");
 ABSL_FLAG(bool, json, false, "Print the answer as JSON (the proto's JSON mapping).");
@@ -214,10 +204,9 @@ int Checkpoint(ps::psctl::AdminClient& client, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (absl::Status s = ps::SetFlagsFromEnv({"servers", "timeout", "token_file", "tls_ca_file",
-                                            "tls_cert_file", "tls_key_file", "tls_server_name",
-                                            "plaintext"});
-      !s.ok()) {
+  std::vector<std::string> env_flags = {"servers", "timeout", "token_file"};
+  for (const std::string& name : ps::ClientSecurityFlagNames()) env_flags.push_back(name);
+  if (absl::Status s = ps::SetFlagsFromEnv(env_flags); !s.ok()) {
     PrintError(s.message());
     return kUsage;
   }
@@ -253,19 +242,9 @@ int main(int argc, char** argv) {
     PrintError(token.status().message());
     return kUsage;
   }
-  ps::ChannelCredentials credentials;
+  ps::ChannelCredentials credentials = ps::TlsCredentialsFromFlags();
   credentials.token = *token;
-  credentials.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
-  credentials.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  credentials.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  credentials.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  if (absl::Status s = ps::CheckPlaintextTo(servers, !credentials.tls_ca_file.empty(),
-                                            absl::GetFlag(FLAGS_plaintext));
-      !s.ok()) {
-    PrintError(s.message());
-    return kUsage;
-  }
-  if (absl::Status s = ps::CheckChannelTls(credentials); !s.ok()) {
+  if (absl::Status s = ps::CheckClientSecurityFlags(servers); !s.ok()) {
     PrintError(s.message());
     return kUsage;
   }

@@ -29,8 +29,8 @@
 #include "worker/client/grpc_ps_client.h"
 #include "worker/data/libsvm.h"
 #include "worker/data/mnist.h"
+#include "common/client_security_flags.h"
 #include "common/health_server.h"
-#include "common/host_port.h"
 #include "worker/model/mlp.h"
 #include "worker/model/sparse_model.h"
 #include "worker/train/sparse_trainer.h"
@@ -80,15 +80,6 @@ ABSL_FLAG(int, backup_workers, 0, "sync: a step proceeds once all but this many 
 ABSL_FLAG(std::string, token_file, "",
           "The worker's token (a file, as a Kubernetes Secret mounts it); unset: $PS_TOKEN, "
           "else none (docs/security.md).");
-ABSL_FLAG(bool, plaintext, false,
-          "Talk to shards on other machines without TLS: chosen explicitly, for trusted "
-          "networks (docs/security.md).");
-ABSL_FLAG(std::string, tls_ca_file, "",
-          "TLS: the CA bundle the shards' certificates chain to; unset: plaintext.");
-ABSL_FLAG(std::string, tls_cert_file, "", "mTLS: this client's certificate chain (PEM).");
-ABSL_FLAG(std::string, tls_key_file, "", "mTLS: this client's private key (PEM).");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "TLS: the name the shards' certificates carry, when not the --servers host.");
 ABSL_FLAG(std::string, health_host, "127.0.0.1",
           "Address the health service listens on: this machine only unless told otherwise; in a "
           "container, the pod's address (the kubelet's probes connect to it).");
@@ -209,20 +200,16 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   absl::StatusOr<std::string> token = ps::LoadToken(absl::GetFlag(FLAGS_token_file));
   if (!token.ok()) return token.status();
   options.token = *std::move(token);
-  options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
-  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  const ps::ChannelCredentials tls = ps::TlsCredentialsFromFlags();
+  options.tls_ca_file = tls.tls_ca_file;
+  options.tls_cert_file = tls.tls_cert_file;
+  options.tls_key_file = tls.tls_key_file;
+  options.tls_server_name = tls.tls_server_name;
   LOG(INFO) << "to the shards: "
             << (options.tls_ca_file.empty()
                     ? "plaintext"
                     : (options.tls_cert_file.empty() ? "TLS" : "TLS with a client certificate"))
             << ", " << (options.token.empty() ? "no token" : "a token");
-  ps::ChannelCredentials check;
-  check.tls_ca_file = options.tls_ca_file;
-  check.tls_cert_file = options.tls_cert_file;
-  check.tls_key_file = options.tls_key_file;
-  if (absl::Status s = ps::CheckChannelTls(check); !s.ok()) return s;
   if (options.wire_formats.all != ps::v1::FLOAT32 || !options.wire_formats.tables.empty()) {
     LOG(INFO) << "wire format " << options.wire_formats.ToString()
               << (options.wire_formats.error_feedback ? ", gradients with error feedback" : "")
@@ -445,17 +432,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  if (absl::Status s = ps::SetFlagsFromEnv(
-          {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
-           "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
-           "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-           "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
-           "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
-           "push_retry_timeout", "token_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
-           "tls_server_name", "plaintext", "health_host", "health_port", "health_port_file", "lr_schedule", "lr_step_size",
-           "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
-           "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"});
-      !s.ok()) {
+  std::vector<std::string> env_flags =
+      {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
+       "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
+       "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
+       "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
+       "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
+       "push_retry_timeout", "token_file", "health_host", "health_port", "health_port_file",
+       "lr_schedule", "lr_step_size", "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
+       "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"};
+  for (const std::string& name : ps::ClientSecurityFlagNames()) env_flags.push_back(name);
+  if (absl::Status s = ps::SetFlagsFromEnv(env_flags); !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
     return 2;
   }
@@ -470,11 +457,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> servers =
       absl::StrSplit(absl::GetFlag(FLAGS_servers), ',', absl::SkipWhitespace());
   if (servers.empty()) return Fail(absl::InvalidArgumentError("--servers is empty"));
-  if (absl::Status s = ps::CheckPlaintextTo(servers, !absl::GetFlag(FLAGS_tls_ca_file).empty(),
-                                            absl::GetFlag(FLAGS_plaintext));
-      !s.ok()) {
-    return Fail(s);
-  }
+  if (absl::Status s = ps::CheckClientSecurityFlags(servers); !s.ok()) return Fail(s);
   absl::StatusOr<ps::v1::OptimizerSpec> optimizer = OptimizerFromFlags();
   if (!optimizer.ok()) return Fail(optimizer.status());
   const std::string model_name = absl::AsciiStrToLower(absl::GetFlag(FLAGS_model));
