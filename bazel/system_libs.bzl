@@ -26,6 +26,7 @@ _LIBS = {
         [],
     ),
     "glog": (["libglog"], ["-lglog"], []),
+    "gflags": (["gflags"], ["-lgflags"], []),
     "zlib": (["zlib"], ["-lz"], []),
     "openblas": (["openblas"], ["-lopenblas"], []),
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], ["-lprometheus-cpp-pull", "-lprometheus-cpp-core"], []),

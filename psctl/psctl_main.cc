@@ -50,17 +50,6 @@ commands:
   workers     every worker as the shards last heard from it
   watch       status redrawn every --interval (--count N stops after N updates)
   checkpoint  every shard writes a checkpoint, sync tables at one version
-
-flags:
-  --servers=host:port,...  the shards (or PS_SERVERS); the first that answers is asked
-  --timeout=3s             deadline of each call
-  --token_file=PATH        the token to present (or PS_TOKEN_FILE; or the token in PS_TOKEN)
-  --plaintext              no TLS to shards on other machines (chosen explicitly)
-  --tls_ca_file=PATH       TLS: the shards' CA (--tls_cert_file, --tls_key_file for mTLS;
-                           --tls_server_name when the certificates name another host)
-  --json                   machine-readable output (status, tables, workers, watch, checkpoint)
-  --interval=1s --count=N  watch
-  --at_version=N --checkpoint_timeout=2m  checkpoint
 )";
 
 // Parses --name=value, --name value, --bool and --nobool anywhere on the command line
@@ -204,16 +193,14 @@ int Checkpoint(ps::psctl::AdminClient& client, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> env_flags = {"servers", "timeout", "token_file"};
-  for (const std::string& name : ps::ClientSecurityFlagNames()) env_flags.push_back(name);
-  if (absl::Status s = ps::SetFlagsFromEnv(env_flags); !s.ok()) {
+  if (absl::Status s = ps::SetFlagsFromEnv(); !s.ok()) {
     PrintError(s.message());
     return kUsage;
   }
   bool help = false;
   absl::StatusOr<std::vector<std::string>> args = ParseArgs(argc, argv, &help);
   if (help) {
-    std::cout << kUsageText;
+    std::cout << ps::FlagsHelp(kUsageText, /*with_glog=*/false);
     return kOk;
   }
   if (!args.ok()) {

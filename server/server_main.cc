@@ -10,7 +10,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/channel_credentials.h"
@@ -86,6 +85,14 @@ ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, the chosen metrics port is written here once serving (before --port_file).");
 
 namespace {
+
+constexpr char kUsage[] = R"(ps_server: one shard of the parameter server.
+
+Usage: ps_server --shard_index=I --servers=host:port,host:port,... [flags]
+
+Every shard of a job gets the same --servers list (in shard order) and its own index.
+The model lives here: tables are created by the first worker that asks and kept until the
+shard stops (or restored from --checkpoint_dir when it starts again).)";
 
 std::vector<std::string> Servers() {
   return absl::StrSplit(absl::GetFlag(FLAGS_servers), ',', absl::SkipEmpty());
@@ -199,33 +206,16 @@ absl::StatusOr<ps::ServerOptions> OptionsFromFlags() {
 }
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_server: one shard of the parameter server.");
   ps::KeepFreedMemoryForReuse();
   // Lock-order checking is for the tests (which keep it on); in the daemons it costs
   // about 1% of every pull and push (perf: GraphCycles::GetId).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   google::InitGoogleLogging(argv[0]);
-  FLAGS_logtostderr = true;
   if (absl::Status s = ps::ApplyTfConfigFromEnv(ps::TfRole::kPs); !s.ok()) {  // before PS_*
     std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  if (absl::Status s = ps::SetFlagsFromEnv({"host", "port", "port_file", "shard_index", "servers",
-                                            "num_shards", "heartbeat_interval", "heartbeat_timeout",
-                                            "max_pull_wait", "max_request_bytes",
-                                            "metrics_port", "metrics_port_file", "checkpoint_dir",
-                                            "checkpoint_every_steps", "checkpoint_interval",
-                                            "checkpoint_keep", "max_sparse_keys", "max_tables", "check_finite_updates", "memory_budget_mb",
-                                            "same_host_windows", "shutdown_timeout",
-                                            "allow_start_without_state", "auth_tokens_file",
-                                            "open_monitoring", "token_file", "tls_cert_file",
-                                            "tls_key_file", "tls_ca_file", "tls_client_certs",
-                                            "tls_refresh_interval", "health_port", "plaintext"});
-      !s.ok()) {
-    std::fprintf(stderr, "ps_server: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  absl::ParseCommandLine(argc, argv);
+  ps::ParseFlagsOrExit(argc, argv, "ps_server", kUsage);
 
   // Block the stop signals here so every thread inherits the mask; one thread waits.
   sigset_t stop_signals;

@@ -70,7 +70,9 @@ def flags_of(binary):
     """The flag names `binary --helpfull` lists."""
     out = subprocess.run([binary, "--helpfull"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
-    flags = set(re.findall(r"^\s+--([A-Za-z0-9_]+) \(", out, re.MULTILINE))
+    # The program's own flags: "  --name=default  (type; PS_NAME)"; glog's carry no PS_ name.
+    flags = set(re.findall(r"^  --([A-Za-z0-9_]+)=.*  \([a-z0-9]+; PS_[A-Z0-9_]+\)$", out,
+                           re.MULTILINE))
     if "servers" not in flags:
         sys.exit("%s --helpfull lists no --servers; output:\n%s" % (binary, out))
     return flags

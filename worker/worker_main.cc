@@ -14,7 +14,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -106,6 +105,14 @@ ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker i
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
 
 namespace {
+
+constexpr char kUsage[] = R"(ps_worker: one data-parallel training replica.
+
+Usage: ps_worker --servers=host:port,... --worker_index=I --num_workers=N [flags]
+
+--servers lists every shard in shard order, as the shards were given it. The model lives
+on the shards: a worker started again against running shards resumes where the job is
+(--resume) and does not start a new model.)";
 
 // The servers fill every hyper-parameter left out with PyTorch's default for the kind.
 ps::v1::OptimizerSpec OptimizerOf(ps::v1::OptimizerSpec::Kind kind, float learning_rate) {
@@ -421,32 +428,16 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_worker: one data-parallel training replica.");
   ps::KeepFreedMemoryForReuse();
   // Lock-order checking is for the tests (which keep it on); in the daemons it costs
   // about 1% of every pull and push (perf: GraphCycles::GetId).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   google::InitGoogleLogging(argv[0]);
-  FLAGS_logtostderr = true;
   if (absl::Status s = ps::ApplyTfConfigFromEnv(ps::TfRole::kWorker); !s.ok()) {  // before PS_*
     std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  std::vector<std::string> env_flags =
-      {"servers", "worker_index", "num_workers", "data_dir", "layers", "batch_size", "epochs",
-       "max_steps", "optimizer", "learning_rate", "momentum", "weight_decay", "mode", "device",
-       "cpu_threads", "seed", "log_every", "buffer_steps", "buffer_bytes", "buffer_time",
-       "buffer_mean", "resume", "overlap", "layer_overlap", "wire_format",
-       "wire_error_feedback", "channels_per_shard", "max_chunk_bytes", "same_host",
-       "push_retry_timeout", "token_file", "health_host", "health_port", "health_port_file",
-       "lr_schedule", "lr_step_size", "lr_gamma", "lr_total_steps", "lr_min", "lr_warmup_steps", "backup_workers", "model",
-       "train_file", "test_file", "staleness_bound", "embedding_dim", "ctr_hidden", "l1", "l2"};
-  for (const std::string& name : ps::ClientSecurityFlagNames()) env_flags.push_back(name);
-  if (absl::Status s = ps::SetFlagsFromEnv(env_flags); !s.ok()) {
-    std::fprintf(stderr, "ps_worker: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  absl::ParseCommandLine(argc, argv);
+  ps::ParseFlagsOrExit(argc, argv, "ps_worker", kUsage);
 
   const int worker = absl::GetFlag(FLAGS_worker_index);
   const int workers = absl::GetFlag(FLAGS_num_workers);
