@@ -409,7 +409,7 @@ TEST_F(GrpcPsClientTest, AChunkRefusedInAPushPullFailsTheCallAtOnce) {
 TEST_F(GrpcPsClientTest, APushPullCancelledMidSendReturns) {
   ClientOptions options;
   options.same_host = false;
-  std::unique_ptr<PsClient> client = NewGrpcPsClient({addresses_[0]}, options);
+  std::unique_ptr<PsClient> client = NewGrpcPsClient(addresses_, options);
   const int64_t n = 16 << 20;  // 64 MiB
   ASSERT_TRUE(client->CreateTable(Spec("w", n, v1::SYNC)).ok());
   ASSERT_TRUE(client->RegisterWorker(0, "h", "cpu").ok());

@@ -7,6 +7,7 @@
 // prediction from LibSVM files (--train_file, --test_file) with sparse tables.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -61,7 +63,11 @@ ABSL_FLAG(std::string, train_file, "", "--model=logreg|ctr: training examples (L
 ABSL_FLAG(std::string, test_file, "", "--model=logreg|ctr: held-out examples for the final log-loss.");
 ABSL_FLAG(int, embedding_dim, 8, "--model=ctr: floats per feature embedding.");
 ABSL_FLAG(int, ctr_hidden, 32, "--model=ctr: width of the hidden layer.");
-ABSL_FLAG(std::string, device, "auto", "auto, cuda or cpu.");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (the GPU when there is one, else the CPU, with a warning), cuda or cpu.");
+ABSL_FLAG(int, gpu, -1,
+          "Which GPU on a multi-GPU host (CUDA ordinal); -1: $LOCAL_RANK when set (as torchrun "
+          "and the launchers set it), else 0.");
 ABSL_FLAG(int, cpu_threads, 1, "BLAS threads on the CPU backend.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and data order (same on every worker).");
 ABSL_FLAG(int, log_every, 100, "Log progress every this many steps.");
@@ -99,6 +105,9 @@ ABSL_FLAG(bool, layer_overlap, false,
           "Sync/async over TCP: push each layer's gradient (with the pull of its next values) as "
           "soon as backward has produced it, while backward goes on (docs/wire.md).");
 ABSL_FLAG(bool, overlap, false, "Async/SSP: pull and push in the background while a step computes (one step more staleness; pays off with spare cores, not on 2).");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Minutes(5),
+          "How long to wait at start for every shard to answer (a line every 5 s says which "
+          "and why); past it the worker fails naming the address and the cause.");
 ABSL_FLAG(absl::Duration, push_retry_timeout, absl::Seconds(60),
           "How long a push is resent (same push id, applied once) while a shard restarts.");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
@@ -200,6 +209,7 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   options.same_host = absl::GetFlag(FLAGS_same_host);
   options.channels_per_shard = std::max(1, absl::GetFlag(FLAGS_channels_per_shard));
   options.push_retry_timeout = std::max(absl::ZeroDuration(), absl::GetFlag(FLAGS_push_retry_timeout));
+  options.connect_timeout = std::max(absl::Seconds(1), absl::GetFlag(FLAGS_connect_timeout));
   absl::StatusOr<ps::WireFormats> formats = ps::ParseWireFormats(absl::GetFlag(FLAGS_wire_format));
   if (!formats.ok()) return formats.status();
   options.wire_formats = *std::move(formats);
@@ -223,6 +233,31 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
               << " (TCP only; same-host windows carry float32)";
   }
   return options;
+}
+
+// --device and --gpu (or LOCAL_RANK) to a backend; --device=auto says so when it falls
+// back to the CPU.
+absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> BackendFromFlags() {
+  const std::string device = absl::GetFlag(FLAGS_device);
+  const int threads = absl::GetFlag(FLAGS_cpu_threads);
+  int gpu = absl::GetFlag(FLAGS_gpu);
+  if (gpu < 0) {
+    gpu = 0;
+    const char* rank = std::getenv("LOCAL_RANK");
+    if (rank != nullptr && (!absl::SimpleAtoi(rank, &gpu) || gpu < 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("LOCAL_RANK='", rank, "' is not a GPU index; unset it or give --gpu"));
+    }
+  }
+  if (device == "cuda") return ps::kernels::NewCudaBackend(gpu);
+  if (device != "auto") return ps::kernels::NewBackend(device, threads);
+  absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> cuda =
+      ps::kernels::NewCudaBackend(gpu);
+  if (cuda.ok()) return cuda;
+  LOG(WARNING) << "--device=auto: no GPU to train on (" << cuda.status().message()
+               << "); training on the CPU with --cpu_threads=" << threads
+               << " (--device=cpu silences this, --device=cuda makes it an error)";
+  return ps::kernels::NewCpuBackend(threads);
 }
 
 int Fail(const absl::Status& s) {
@@ -280,6 +315,9 @@ int RunSparse(const std::string& model_name, int worker, int workers,
   absl::StatusOr<ps::ClientOptions> client_options = ClientOptionsFromFlags();
   if (!client_options.ok()) return Fail(client_options.status());
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, *client_options);
+  if (absl::Status s = client->WaitForShards(client_options->connect_timeout); !s.ok()) {
+    return Fail(s);
+  }
   if (!eval_only) {
     for (const ps::v1::TableSpec& spec :
          model->TableSpecs(optimizer, dense_optimizer, mode, absl::GetFlag(FLAGS_staleness_bound),
@@ -378,8 +416,7 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
     if (!train.ok()) return Fail(train.status());
   }
 
-  absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> backend =
-      ps::kernels::NewBackend(absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_cpu_threads));
+  absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> backend = BackendFromFlags();
   if (!backend.ok()) return Fail(backend.status());
   std::vector<int> sizes = {test->dim};
   sizes.insert(sizes.end(), hidden->begin(), hidden->end());
@@ -392,6 +429,9 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
   absl::StatusOr<ps::ClientOptions> client_options = ClientOptionsFromFlags();
   if (!client_options.ok()) return Fail(client_options.status());
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, *client_options);
+  if (absl::Status s = client->WaitForShards(client_options->connect_timeout); !s.ok()) {
+    return Fail(s);
+  }
   if (!absl::GetFlag(FLAGS_eval_only)) {
     for (ps::v1::TableSpec spec :
          (*model)->TableSpecs(optimizer, mode, absl::GetFlag(FLAGS_seed))) {

@@ -17,7 +17,9 @@
 # PS_BIN=<dir> runs <dir>/server/ps_server and <dir>/worker/ps_worker instead of building.
 # It installs missing packages, builds, streams progress, stops every daemon it started
 # (also on Ctrl-C or failure) and ends with one line:
-#   final test_accuracy=... samples_per_sec=... mode=... servers=... workers=... epochs=...
+#   final test_accuracy=... train_samples_per_sec=... samples_per_sec=... mode=... servers=...
+# (train_samples_per_sec over the training time alone, samples_per_sec over the wall time
+# from starting the workers, as the PyTorch peers in tests/peers/ report them).
 set -euo pipefail
 
 MODE="${MODE:-sync}"
@@ -76,10 +78,15 @@ if [ -n "${PS_BIN:-}" ]; then
   [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] ||
     { echo "demo.sh: PS_BIN=$BIN holds no server/ps_server and worker/ps_worker" >&2; exit 1; }
 else
-  echo "building ps_server and ps_worker ..."
-  bazel build --noshow_progress //server:ps_server //worker:ps_worker //psctl:psctl 2>&1 | grep -E "ERROR|error:" || true
+  echo "building ps_server, ps_worker and psctl (a first build takes several minutes) ..."
+  # Bazel's progress every 10 s ("[done / total] what runs"), and its errors.
+  BUILD_RC=0
+  bazel build --curses=no --show_progress_rate_limit=10 //server:ps_server //worker:ps_worker \
+    //psctl:psctl 2>&1 | { grep --line-buffered -E '^\[[0-9,]+ / [0-9,]+\]|ERROR|error:' || true; } |
+    sed -u 's/^/  build: /' || BUILD_RC=$?
   BIN="$(bazel info bazel-bin 2>/dev/null)"
-  [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] || { echo "demo.sh: build failed" >&2; exit 1; }
+  [ "$BUILD_RC" -eq 0 ] && [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] ||
+    { echo "demo.sh: build failed" >&2; exit 1; }
 fi
 
 RUN_DIR="$(mktemp -d /tmp/ps-demo.XXXXXX)"
@@ -155,10 +162,16 @@ for ((w = 0; w < WORKERS; w++)); do
   WORKER_PIDS+=($!)
   PIDS+=($!)
 done
-# Stream progress lines from every worker as they are written.
+# On the terminal: worker 0's progress lines (its "job ~" figure is the whole job's pace),
+# and from every worker its waits, warnings, errors and final line; the rest stays in
+# the logs.
 for ((w = 0; w < WORKERS; w++)); do
-  tail -n +1 -F "$RUN_DIR/worker-$w.log" 2>/dev/null |
-    grep --line-buffered -E "epoch|accuracy|waiting|done|ERROR|rejoin|discarded|E[0-9]{8}" &
+  if [ "$w" -eq 0 ]; then
+    pattern='epoch|accuracy|waiting|done|rejoin|discarded|^[EW][0-9]{8}'
+  else
+    pattern='waiting|done|rejoin|discarded|^[EW][0-9]{8}'
+  fi
+  tail -n +1 -F "$RUN_DIR/worker-$w.log" 2>/dev/null | grep --line-buffered -E "$pattern" &
   PIDS+=($!)
 done
 FAILED=0
@@ -183,7 +196,15 @@ for ((w = 0; w < WORKERS; w++)); do
   SAMPLES=$((SAMPLES + ${n:-0}))
 done
 RATE="$(awk -v n="$SAMPLES" -v a="$START" -v b="$END" 'BEGIN { printf "%d", n / (b - a) }')"
+# Over the training time alone: every worker's samples over the longest worker's own
+# training seconds (its "done ... seconds=", from its first step to its last).
+TRAIN_RATE="$(cat "$RUN_DIR"/worker-*.log |
+  sed -n 's/.* done .*samples=\([0-9]*\) seconds=\([0-9.]*\).*/\1 \2/p' |
+  awk '{ n += $1; if ($2 > t) t = $2 } END { if (t > 0) printf "%d", n / t; else print 0 }')"
+WALL="$(awk -v a="$START" -v b="$END" 'BEGIN { printf "%.1f", b - a }')"
+echo "throughput: $TRAIN_RATE samples/s over the training time ($SAMPLES samples; the workers'" \
+  "start-up and data loading excluded); $RATE samples/s over the ${WALL} s since they started"
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 PIDS=()
-echo "final test_accuracy=$ACC samples_per_sec=$RATE mode=$MODE servers=$SERVERS workers=$WORKERS epochs=$EPOCHS secure=$([ "$SECURE" = 1 ] && echo tls+tokens || echo no)"
+echo "final test_accuracy=$ACC train_samples_per_sec=$TRAIN_RATE samples_per_sec=$RATE mode=$MODE servers=$SERVERS workers=$WORKERS epochs=$EPOCHS secure=$([ "$SECURE" = 1 ] && echo tls+tokens || echo no)"

@@ -279,6 +279,23 @@ void CheckpointManager::Prune() {
   }
 }
 
+absl::Status CheckpointManager::CheckDirUsable() {
+  if (options_.dir.empty()) return absl::OkStatus();
+  const auto unusable = [&](const absl::Status& s) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--checkpoint_dir=", options_.dir, " cannot hold checkpoints: ", s.message(),
+                     "; give a directory this shard can create and write"));
+  };
+  if (absl::Status s = fs_->CreateDir(options_.dir); !s.ok()) return unusable(s);
+  const std::string probe = absl::StrCat(options_.dir, "/.probe-shard-", shard_index_, ".tmp");
+  absl::Status s = fs_->WriteFile(probe, "ps_server checks that it can write here\n");
+  if (s.ok()) s = fs_->SyncFile(probe);
+  absl::Status d = fs_->DeleteFile(probe);
+  if (!s.ok()) return unusable(s);
+  if (!d.ok() && !absl::IsNotFound(d)) return unusable(d);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> CheckpointManager::RestoreNewest() {
   if (options_.dir.empty()) return std::string();
   absl::StatusOr<std::vector<std::string>> files =

@@ -72,6 +72,12 @@ class CheckpointManager final : public Checkpointer {
   // directory cannot be listed.
   absl::StatusOr<std::string> RestoreNewest();
 
+  // Whether checkpoints can be written: creates the directory when missing (its parent
+  // must exist) and writes, syncs and deletes a probe file. FAILED_PRECONDITION naming the
+  // directory and the cause otherwise; a shard refuses to start on it rather than find out
+  // at its first checkpoint.
+  absl::Status CheckDirUsable();
+
   absl::StatusOr<v1::CheckpointResponse::Written> Checkpoint(int64_t at_version,
                                                              absl::Duration timeout) override;
 

@@ -156,6 +156,7 @@ absl::StatusOr<Checkpointer*> PsServer::RestoreCheckpoints() {
   }
   checkpoints_ = std::make_unique<CheckpointManager>(
       checkpoint, options_.shard_index, options_.num_shards, store(), registry(), shard_->ledger());
+  if (absl::Status s = checkpoints_->CheckDirUsable(); !s.ok()) return s;
   // Restore before listening: no call ever sees a half-restored shard, and the health
   // service cannot report SERVING before the shard holds its state.
   absl::StatusOr<std::string> restored = checkpoints_->RestoreNewest();

@@ -70,6 +70,8 @@ absl::Status Shard::Register(const v1::RegisterWorkerRequest& request,
   response->set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   response->set_heartbeat_timeout_ms(absl::ToInt64Milliseconds(options_.heartbeat_timeout));
   response->set_live_workers(registry_.num_live());
+  response->set_shard_index(options_.store.shard_index);
+  response->set_num_shards(options_.store.num_shards);
   if (windows_.enabled()) windows_.FillOffer(response->mutable_same_host());
   return absl::OkStatus();
 }

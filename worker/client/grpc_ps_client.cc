@@ -5,7 +5,13 @@
 #include <limits>
 #include <optional>
 
+#include <glog/logging.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/status_util.h"
+#include "worker/client/connect.h"
 #include "worker/client/grpc_ps_client_impl.h"
 
 namespace ps {
@@ -33,6 +39,66 @@ absl::Status GrpcPsClient::LeaveWorker(int worker) {
   std::vector<v1::LeaveWorkerResponse> responses;
   return stubs_.OnShards(stubs_.AllShards(), request, kLeave, /*wait_for_ready=*/false, &responses,
                          "leave");
+}
+
+absl::Status GrpcPsClient::WaitForShards(absl::Duration timeout) {
+  const std::vector<std::string>& servers = stubs_.servers();
+  LOG(INFO) << "connecting to " << servers.size() << (servers.size() == 1 ? " shard: " : " shards: ")
+            << absl::StrJoin(servers, ", ") << " (up to " << absl::FormatDuration(timeout)
+            << ", --connect_timeout)";
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + timeout;
+  constexpr absl::Duration kReportEvery = absl::Seconds(5);
+  absl::Time last_report = start;
+  absl::Duration backoff = absl::Milliseconds(100);
+  std::vector<int> pending = stubs_.AllShards();
+  std::vector<v1::GetStatusResponse> answers(servers.size());
+  while (!pending.empty()) {
+    std::vector<v1::GetStatusResponse> responses;
+    std::vector<grpc::Status> statuses;
+    stubs_.OnShards(pending, v1::GetStatusRequest(), kGetStatus, /*wait_for_ready=*/false,
+                    &responses, "connect", &statuses);
+    std::vector<int> still;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const int shard = pending[i];
+      const absl::Status st = FromGrpcStatus(statuses[i]);
+      if (st.ok()) {
+        answers[shard] = std::move(responses[i]);
+        continue;
+      }
+      if (!MayBeStarting(st)) {
+        return absl::Status(st.code(), absl::StrCat("shard ", shard, " (", servers[shard],
+                                                    "): ", ExplainUnreachable(servers[shard], st)));
+      }
+      still.push_back(shard);
+      const absl::Time now = absl::Now();
+      if (now >= deadline) {
+        return absl::Status(
+            st.code(), absl::StrCat("shard ", shard, " (", servers[shard], ") did not answer within ",
+                                    absl::FormatDuration(timeout), " (--connect_timeout): ",
+                                    ExplainUnreachable(servers[shard], st)));
+      }
+      if (now - last_report >= kReportEvery) {
+        LOG(WARNING) << "waiting for shard " << shard << " (" << servers[shard] << ") for "
+                     << absl::FormatDuration(absl::Trunc(now - start, absl::Seconds(1))) << " of "
+                     << absl::FormatDuration(timeout) << ": "
+                     << ExplainUnreachable(servers[shard], st);
+      }
+    }
+    if (absl::Now() - last_report >= kReportEvery) last_report = absl::Now();
+    pending = std::move(still);
+    if (pending.empty()) break;
+    absl::SleepFor(std::min(backoff, deadline - absl::Now()));
+    backoff = std::min(2 * backoff, absl::Seconds(2));
+  }
+  for (size_t shard = 0; shard < servers.size(); ++shard) {
+    absl::Status id = CheckShardIdentity(servers, static_cast<int>(shard),
+                                         answers[shard].shard_index(), answers[shard].num_shards());
+    if (!id.ok()) return id;
+  }
+  LOG(INFO) << "all " << servers.size() << " shards answered after "
+            << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::GetStatusResponse>> GrpcPsClient::GetStatus() {
@@ -217,6 +283,11 @@ absl::Status GrpcPsClient::Register(const std::vector<int>& targets, int worker,
   for (size_t i = 0; i < targets.size(); ++i) {
     if (!statuses[i].ok()) continue;
     const v1::RegisterWorkerResponse& r = responses[i];
+    if (r.num_shards() > 0) {  // shards older than the field leave it 0
+      absl::Status id =
+          CheckShardIdentity(stubs_.servers(), targets[i], r.shard_index(), r.num_shards());
+      if (!id.ok()) return id;
+    }
     transport_.AcceptOffer(targets[i], r.has_same_host() ? &r.same_host() : nullptr);
     if (r.heartbeat_interval_ms() > 0) {
       progress_.set_heartbeat_interval(targets[i], absl::Milliseconds(r.heartbeat_interval_ms()));

@@ -53,6 +53,7 @@ class GrpcPsClient final : public PsClient {
 
   int num_shards() const override { return stubs_.num_shards(); }
 
+  absl::Status WaitForShards(absl::Duration timeout) override;
   absl::Status CreateTable(const v1::TableSpec& spec) override;
 
   absl::Status RegisterWorker(int worker, const std::string& host, const std::string& device,

@@ -83,6 +83,13 @@ class PsClient {
   // process (another process with the same index cannot act for it).
   uint64_t incarnation() const { return incarnation_; }
 
+  // Waits until every shard answers, for up to `timeout`, saying every few seconds which
+  // one it waits for and why; then checks that the shards agree with this client's list
+  // of servers. UNAVAILABLE (or DEADLINE_EXCEEDED) naming the address, the cause and the
+  // likely fix when a shard did not answer in time; INVALID_ARGUMENT, at once, when the
+  // list disagrees with the shards; other errors (a token refused) at once as well.
+  virtual absl::Status WaitForShards(absl::Duration timeout) { return absl::OkStatus(); }
+
   // Creates the table on every shard (idempotent for an identical spec).
   virtual absl::Status CreateTable(const v1::TableSpec& spec) = 0;
   // Registers with every shard, all at once: one that does not answer does not delay

@@ -39,6 +39,7 @@ class ShardStubs {
              const MakeChannelFunction& make_channel);
 
   int num_shards() const { return static_cast<int>(servers_.size()); }
+  const std::vector<std::string>& servers() const { return servers_; }
   // 0, 1, ..., num_shards() - 1.
   std::vector<int> AllShards() const;
 

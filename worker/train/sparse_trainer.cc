@@ -97,7 +97,9 @@ absl::Status SparseTrainer::Train(BatchSchedule* schedule, HeartbeatThread* hear
                                   SparseTrainResult* result) {
   const int worker = options_.worker_index;
   const int64_t steps_per_epoch = schedule->steps_per_epoch();
-  ProgressLog progress(worker, options_.epochs, steps_per_epoch, "logloss", heartbeat);
+  ProgressLog progress(PlanOf(worker, options_.num_workers, options_.epochs, steps_per_epoch,
+                              options_.max_steps, /*resumed_steps=*/0),
+                       "logloss", heartbeat);
   const absl::Time start = absl::Now();
   auto out_of_steps = [&] { return options_.max_steps > 0 && result->steps >= options_.max_steps; };
   for (int epoch = 0; epoch < options_.epochs && !out_of_steps(); ++epoch) {

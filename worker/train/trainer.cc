@@ -1,6 +1,7 @@
 #include "worker/train/trainer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -47,7 +48,9 @@ struct Trainer::Loop {
         resume(resume),
         x(static_cast<size_t>(o.batch_size) * train.dim),
         y(o.batch_size),
-        progress(o.worker_index, o.epochs, schedule->steps_per_epoch(), "loss", heartbeat),
+        progress(PlanOf(o.worker_index, o.num_workers, o.epochs, schedule->steps_per_epoch(),
+                        o.max_steps, resume),
+                 "loss", heartbeat),
         exchange(ExchangeOptions(o, device), client, model),
         buffer(BufferLimits(o), model->num_parameters() * 4, absl::Now()) {}
 
@@ -214,7 +217,8 @@ absl::Status Trainer::EvaluateAfterEpoch(int epoch, Loop* loop) {
   absl::StatusOr<double> acc = Evaluate(options_.mode == v1::SYNC ? PsClient::kPerShard : 0);
   if (!acc.ok()) return acc.status();
   loop->result.test_accuracy = *acc;
-  LOG(INFO) << "worker 0 epoch " << epoch + 1 << " test_accuracy " << *acc;
+  std::printf("worker 0 epoch %d/%d test_accuracy %.4f\n", epoch + 1, options_.epochs, *acc);
+  std::fflush(stdout);
   return absl::OkStatus();
 }
 
