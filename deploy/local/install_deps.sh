@@ -12,6 +12,7 @@ PACKAGES=(
   dataset-fashion-mnist
   python3 python3-grpcio python3-yaml curl iproute2 kubectl
   openssl  # TLS certificates: deploy/k8s/make-tls-secret.sh and the TLS tests
+  openssh-client openssh-server  # deploy/hosts/launch.py; its test runs its own sshd
   clang-14 libclang-rt-14-dev lld-14  # tests/run.sh --sanitizers: ASan, UBSan, TSan, libFuzzer
   "$@"
 )
@@ -30,6 +31,15 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+# Packages install, services do not start: openssh-server would otherwise start an sshd on
+# port 22 of every interface (the launcher's test runs its own, on 127.0.0.1).
+POLICY=/usr/sbin/policy-rc.d
+ADDED_POLICY=0
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY" && ADDED_POLICY=1
+fi
+rc=0
+{ $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; } || rc=$?
+[ "$ADDED_POLICY" = 1 ] && $SUDO rm -f "$POLICY"
+[ "$rc" -eq 0 ] || exit "$rc"
 echo "installed: ${missing[*]}"

@@ -4,10 +4,14 @@
 #include <limits>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/error_reason.h"
 #include "common/input_checks.h"
 #include "common/value_format.h"
@@ -51,14 +55,26 @@ std::string DescribeSpecDifference(const v1::TableSpec& a, const v1::TableSpec& 
     return absl::StrCat("consistency ", v1::ConsistencyMode_Name(a.consistency()),
                         " vs requested ", v1::ConsistencyMode_Name(b.consistency()));
   }
-  if (!google::protobuf::util::MessageDifferencer::Equals(a.optimizer(), b.optimizer())) {
-    return "optimizer settings differ";
+  // The fields that differ, e.g. "optimizer.kind: SGD vs requested MOMENTUM".
+  std::string fields;
+  google::protobuf::util::MessageDifferencer differ;
+  differ.ReportDifferencesToString(&fields);
+  differ.Compare(a, b);
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(fields, '\n', absl::SkipEmpty())) {
+    std::string l(absl::StripAsciiWhitespace(line));
+    absl::StrReplaceAll({{" -> ", " vs requested "}, {"modified: ", ""}}, &l);
+    lines.push_back(std::move(l));
+    if (lines.size() == 4) break;
   }
-  if (!google::protobuf::util::MessageDifferencer::Equals(a.initializer(), b.initializer())) {
-    return "initializer differs";
-  }
-  return "settings differ";
+  return lines.empty() ? "settings differ" : absl::StrJoin(lines, "; ");
 }
+
+// What to do about a table that exists with other settings.
+constexpr char kSpecHint[] =
+    ". The model lives on the shards until they stop: run every worker with the flags of the "
+    "job that created it (--model, --layers, --optimizer and its settings, --mode, --seed), or "
+    "stop the shards (and move their --checkpoint_dir aside) to train a new model";
 
 }  // namespace
 
@@ -105,7 +121,7 @@ std::optional<absl::Status> ParameterStore::Existing(const v1::TableSpec& spec,
   if (!google::protobuf::util::MessageDifferencer::Equals(*have, spec)) {
     return absl::AlreadyExistsError(absl::StrCat("table '", spec.name(),
                                                  "' already exists with a different spec: ",
-                                                 DescribeSpecDifference(*have, spec)));
+                                                 DescribeSpecDifference(*have, spec), kSpecHint));
   }
   response->set_created(false);
   if (dense != tables_.end()) {

@@ -191,7 +191,8 @@ TEST_F(ParameterStoreTest, IdenticalCreateIsOkAndDifferentShapeIsAlreadyExists) 
   EXPECT_THAT(s.message(), HasSubstr("consistency"));
   s = Create(DenseSpec("emb", {4}, v1::ASYNC, 0.25f));
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_THAT(s.message(), HasSubstr("optimizer"));
+  EXPECT_THAT(s.message(), HasSubstr("optimizer.learning_rate: 0.5 vs requested 0.25"));
+  EXPECT_THAT(s.message(), HasSubstr("The model lives on the shards until they stop"));
 
   // The table kept its values and version.
   Pulled p = PullAll("emb", 4);
