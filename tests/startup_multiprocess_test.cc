@@ -3,7 +3,7 @@
 // shard at all gives up after --connect_timeout naming the address and the cause; a
 // worker whose --servers disagrees with the shards (one missing, or out of order) is
 // refused at once, told what is wrong; a shard that cannot write its --checkpoint_dir
-// refuses to start.
+// refuses to start; a worker run again after its job finished says that nothing is left.
 #include <sys/stat.h>
 
 #include <fstream>
@@ -137,6 +137,15 @@ TEST(StartupTest, ServersListThatDisagreesWithTheShardsIsRefusedAtOnce) {
   // The shards are unharmed: a worker with the right list trains.
   e = RunWorker(cluster.servers_flag(), {"--max_steps=20"}, TempDir("mismatch-ok") + "/w.log");
   EXPECT_EQ(e.code, 0) << e.log;
+  EXPECT_EQ(DoneField(e.log, "steps"), 20);
+
+  // The model lives on the shards: the same worker again has nothing left to do, and says
+  // so and what to do instead.
+  e = RunWorker(cluster.servers_flag(), {"--max_steps=20"}, TempDir("rerun") + "/w.log");
+  EXPECT_EQ(e.code, 0) << e.log;
+  EXPECT_EQ(DoneField(e.log, "steps"), 0);
+  EXPECT_THAT(e.log, HasSubstr("worker 0: the shards record all 20 steps of this run as done"));
+  EXPECT_THAT(e.log, HasSubstr("For a new model, stop the shards"));
 }
 
 TEST(StartupTest, ShardRefusesACheckpointDirectoryItCannotUse) {

@@ -133,6 +133,15 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   if (!resume.ok()) return resume.status();
 
   Loop loop(options_, client_, model_, *train_, device_name_, &schedule, heartbeat->get(), *resume);
+  const ProgressPlan plan = PlanOf(worker, options_.num_workers, options_.epochs,
+                                   schedule.steps_per_epoch(), options_.max_steps, *resume);
+  if (*resume > 0 && plan.resumed_steps >= plan.total_steps) {
+    LOG(WARNING) << "worker " << worker << ": the shards record all " << plan.total_steps
+                 << " steps of this run as done (they hold the model of the job that ran "
+                    "before); nothing is left to train. For a new model, stop the shards (and "
+                    "move their --checkpoint_dir aside) and start them again; --noresume "
+                    "trains the steps again on the current model";
+  }
   for (int epoch = 0; epoch < options_.epochs; ++epoch) {
     absl::StatusOr<bool> more = RunEpoch(epoch, &loop);
     if (!more.ok()) return more.status();
