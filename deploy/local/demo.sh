@@ -82,7 +82,8 @@ else
   # Bazel's progress every 10 s ("[done / total] what runs"), and its errors.
   BUILD_RC=0
   bazel build --curses=no --show_progress_rate_limit=10 //server:ps_server //worker:ps_worker \
-    //psctl:psctl 2>&1 | { grep --line-buffered -E '^\[[0-9,]+ / [0-9,]+\]|ERROR|error:' || true; } |
+    //psctl:psctl 2>&1 | { grep --line-buffered -E '^\[[0-9,]+ / [0-9,]+\]|ERROR|error:' |
+      grep --line-buffered -v 'WorkspaceStatusAction' || true; } |
     sed -u 's/^/  build: /' || BUILD_RC=$?
   BIN="$(bazel info bazel-bin 2>/dev/null)"
   [ "$BUILD_RC" -eq 0 ] && [ -x "$BIN/server/ps_server" ] && [ -x "$BIN/worker/ps_worker" ] ||
