@@ -11,6 +11,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -182,6 +183,7 @@ absl::Status TakeGlogFlags(int* argc, char** argv, std::vector<std::string>* tak
 }
 
 void ParseFlagsOrExit(int argc, char** argv, absl::string_view program, absl::string_view usage) {
+  absl::SetProgramUsageMessage(usage);  // for Abseil's own --helpon=, --helpmatch=, ...
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--") break;
@@ -204,7 +206,8 @@ void ParseFlagsOrExit(int argc, char** argv, absl::string_view program, absl::st
   const auto given = [&](const char* name) {
     return std::find(glog_flags.begin(), glog_flags.end(), name) != glog_flags.end();
   };
-  if (given("log_dir") && !given("logtostderr") && std::getenv("GLOG_logtostderr") == nullptr) {
+  if ((given("log_dir") || std::getenv("GLOG_log_dir") != nullptr) && !given("logtostderr") &&
+      std::getenv("GLOG_logtostderr") == nullptr) {
     FLAGS_logtostderr = false;
   }
   absl::ParseCommandLine(argc, argv);

@@ -43,7 +43,7 @@ absl::Status TakeGlogFlags(int* argc, char** argv, std::vector<std::string>* tak
 
 // The daemons' start: --help (-h, --helpfull) prints FlagsHelp(usage) on stdout and exits
 // 0; then the environment, glog's flags and the command line, in that order. Logs go to
-// stderr unless GLOG_logtostderr, --logtostderr or --log_dir say otherwise. A bad value
+// stderr unless GLOG_logtostderr, --logtostderr or --log_dir (GLOG_log_dir) say otherwise. A bad value
 // exits 2 with a message naming the flag or variable.
 void ParseFlagsOrExit(int argc, char** argv, absl::string_view program, absl::string_view usage);
 

@@ -6,8 +6,10 @@
 // (tests/run.sh installs it).
 #include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -94,7 +96,8 @@ class LauncherTest : public ::testing::Test {
   }
 
   std::vector<std::string> Ssh() const {
-    return {FindProgram("ssh"), "-p", std::to_string(ssh_port_), "-i", dir_ + "/client_key",
+    return {FindProgram("ssh"), "-F", "/dev/null", "-p", std::to_string(ssh_port_), "-i",
+            dir_ + "/client_key",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"};
   }
@@ -141,8 +144,13 @@ TEST_F(LauncherTest, TwoShardsAndTwoWorkersOnTwoHostsTrainTo085) {
   EXPECT_GE(NumberField(log, "[worker 0 127.0.0.1] worker 0 done", "test_accuracy"), 0.85) << log;
   EXPECT_EQ(NumberField(log, "[worker 1 127.0.0.1] worker 1 done", "steps"), 938) << log;
   // The shards were stopped (SIGTERM through the closed ssh stdin): nothing is left.
-  absl::SleepFor(absl::Seconds(1));
-  EXPECT_THAT(ProcessesMentioning("--servers=" + servers_), ::testing::IsEmpty());
+  const absl::Time gone_by = absl::Now() + absl::Seconds(10);
+  std::vector<std::string> left = ProcessesMentioning("--servers=" + servers_);
+  while (!left.empty() && absl::Now() < gone_by) {
+    absl::SleepFor(absl::Milliseconds(200));
+    left = ProcessesMentioning("--servers=" + servers_);
+  }
+  EXPECT_THAT(left, ::testing::IsEmpty());
 }
 
 TEST_F(LauncherTest, CtrlCStopsEveryProcessOnEveryHost) {

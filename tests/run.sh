@@ -19,7 +19,8 @@ ARGS=()
 for a in "$@"; do
   if [ "$a" = "--sanitizers" ]; then SANITIZERS=1; else ARGS+=("$a"); fi
 done
-"$ROOT/deploy/local/install_deps.sh"
+# openssh: tests/launcher_test runs deploy/hosts/launch.py through its own sshd.
+"$ROOT/deploy/local/install_deps.sh" openssh-client openssh-server
 echo "bazel $(bazel --version 2>/dev/null | awk '{print $2}'): testing //..."
 start=$SECONDS
 bazel test --noshow_progress --test_summary=short //... ${ARGS[@]+"${ARGS[@]}"}

@@ -67,7 +67,7 @@ ABSL_FLAG(std::string, device, "auto",
           "auto (the GPU when there is one, else the CPU, with a warning), cuda or cpu.");
 ABSL_FLAG(int, gpu, -1,
           "Which GPU on a multi-GPU host (CUDA ordinal); -1: $LOCAL_RANK when set (as torchrun "
-          "and the launchers set it), else 0.");
+          "and deploy/hosts/launch.py set it: the worker's rank on its host), else 0.");
 ABSL_FLAG(int, cpu_threads, 1, "BLAS threads on the CPU backend.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and data order (same on every worker).");
 ABSL_FLAG(int, log_every, 100, "Log progress every this many steps.");
@@ -209,7 +209,6 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
   options.same_host = absl::GetFlag(FLAGS_same_host);
   options.channels_per_shard = std::max(1, absl::GetFlag(FLAGS_channels_per_shard));
   options.push_retry_timeout = std::max(absl::ZeroDuration(), absl::GetFlag(FLAGS_push_retry_timeout));
-  options.connect_timeout = std::max(absl::Seconds(1), absl::GetFlag(FLAGS_connect_timeout));
   absl::StatusOr<ps::WireFormats> formats = ps::ParseWireFormats(absl::GetFlag(FLAGS_wire_format));
   if (!formats.ok()) return formats.status();
   options.wire_formats = *std::move(formats);
@@ -240,6 +239,7 @@ absl::StatusOr<ps::ClientOptions> ClientOptionsFromFlags() {
 absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> BackendFromFlags() {
   const std::string device = absl::GetFlag(FLAGS_device);
   const int threads = absl::GetFlag(FLAGS_cpu_threads);
+  if (device == "cpu") return ps::kernels::NewCpuBackend(threads);
   int gpu = absl::GetFlag(FLAGS_gpu);
   if (gpu < 0) {
     gpu = 0;
@@ -258,6 +258,10 @@ absl::StatusOr<std::unique_ptr<ps::kernels::ComputeBackend>> BackendFromFlags() 
                << "); training on the CPU with --cpu_threads=" << threads
                << " (--device=cpu silences this, --device=cuda makes it an error)";
   return ps::kernels::NewCpuBackend(threads);
+}
+
+absl::Duration ConnectTimeout() {
+  return std::max(absl::Seconds(1), absl::GetFlag(FLAGS_connect_timeout));
 }
 
 int Fail(const absl::Status& s) {
@@ -315,7 +319,7 @@ int RunSparse(const std::string& model_name, int worker, int workers,
   absl::StatusOr<ps::ClientOptions> client_options = ClientOptionsFromFlags();
   if (!client_options.ok()) return Fail(client_options.status());
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, *client_options);
-  if (absl::Status s = client->WaitForShards(client_options->connect_timeout); !s.ok()) {
+  if (absl::Status s = client->WaitForShards(ConnectTimeout()); !s.ok()) {
     return Fail(s);
   }
   if (!eval_only) {
@@ -429,7 +433,7 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
   absl::StatusOr<ps::ClientOptions> client_options = ClientOptionsFromFlags();
   if (!client_options.ok()) return Fail(client_options.status());
   std::unique_ptr<ps::PsClient> client = ps::NewGrpcPsClient(servers, *client_options);
-  if (absl::Status s = client->WaitForShards(client_options->connect_timeout); !s.ok()) {
+  if (absl::Status s = client->WaitForShards(ConnectTimeout()); !s.ok()) {
     return Fail(s);
   }
   if (!absl::GetFlag(FLAGS_eval_only)) {

@@ -20,8 +20,10 @@ every host (--bin, or --ps_server/--ps_worker), and each worker host needs the d
 by hand, the ports to open and TLS.
 
 How processes are stopped: each remote command watches its ssh connection's stdin, and
-stops its daemon (SIGTERM) when that closes. So closing the pipes, or the launcher dying,
-or the network dropping the connection, ends the remote processes; none is left behind.
+stops its daemon (SIGTERM) when that closes. So closing the pipes, or the launcher (or its
+ssh) dying, ends the remote processes. A network partition ends them once the remote
+sshd notices the dead connection (its TCP keepalive or ClientAliveInterval); the local ssh
+gives up within 30 s (ServerAliveInterval).
 Logs of every process go to --log_dir (one file each); the terminal gets every worker's
 output and the shards' warnings and errors, each line prefixed with the process's name.
 """
@@ -41,7 +43,7 @@ import time
 # status as the command's own.
 REMOTE_WRAPPER = (
     "exec 3<&0; "  # an asynchronous command's stdin would be /dev/null: keep ssh's as fd 3
-    "{cmd} </dev/null & p=$!; "
+    "{cmd} </dev/null 3<&- & p=$!; "
     "( while read -r _; do :; done; kill -TERM $p 2>/dev/null ) <&3 >/dev/null 2>&1 & w=$!; "
     "wait $p; rc=$?; kill $w 2>/dev/null; exit $rc")
 
@@ -61,12 +63,13 @@ def parse_hostfile(path):
     return servers, workers
 
 
-def host_of(address):
-    """The host of HOST:PORT ([v6]:PORT too)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        sys.exit("launch.py: %r is not HOST:PORT" % address)
-    return host.strip("[]")
+def split_address(address):
+    """[USER@]HOST:PORT ([v6]:PORT too) as (ssh target, host to listen on, port)."""
+    target, sep, port = address.rpartition(":")
+    if not sep or not target or not port.isdigit():
+        sys.exit("launch.py: %r is not [USER@]HOST:PORT" % address)
+    target = target.replace("[", "").replace("]", "")
+    return target, target.rpartition("@")[2], port
 
 
 class Remote:
@@ -78,7 +81,10 @@ class Remote:
         self.argv = argv
         self.log = open(os.path.join(log_dir, name.replace(" ", "-") + ".log"), "w")
         remote = REMOTE_WRAPPER.format(cmd=" ".join(shlex.quote(a) for a in argv))
-        self.proc = subprocess.Popen(ssh + [host, "--", remote], stdin=subprocess.PIPE,
+        # "sh -c": the wrapper is POSIX sh whatever the remote login shell is; "--": a
+        # host name is never taken for an ssh option.
+        self.proc = subprocess.Popen(ssh + ["--", host, "sh -c " + shlex.quote(remote)],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.reader = threading.Thread(target=self._read, args=(out,), daemon=True)
@@ -130,7 +136,9 @@ def main():
     ap.add_argument("--bind_any", action="store_true",
                     help="shards listen on 0.0.0.0 rather than on the host named in --servers")
     ap.add_argument("--log_dir", help="one log file per process (default: a new directory in /tmp)")
-    ap.add_argument("--stop_timeout", type=float, default=15, help="seconds to wait for processes to stop")
+    ap.add_argument("--stop_timeout", type=float, default=30,
+                    help="seconds to wait for processes to stop (above the shards' "
+                         "--shutdown_timeout, 10 s by default, and their final checkpoint)")
     ap.add_argument("--verbose", action="store_true", help="every line of the shards on the terminal too")
     ap.add_argument("worker_args", nargs="*", help="after --: flags for every worker")
     args = ap.parse_args()
@@ -145,18 +153,28 @@ def main():
         sys.exit("launch.py: no servers or no workers (give --servers and --workers, or --hostfile)")
     if len(set(servers)) != len(servers):
         sys.exit("launch.py: a shard address appears twice in %s" % ",".join(servers))
+    shards = [split_address(a) for a in servers]  # every address checked before any start
+    server_list = ",".join("%s:%s" % (h if ":" not in h else "[%s]" % h, p) for _, h, p in shards)
+    if args.bind_any and "--plaintext" in args.server_args and "--auth_tokens_file" not in args.server_args:
+        print("launch: warning: --bind_any with --plaintext and no --auth_tokens_file: the shards "
+              "accept anyone who reaches their port on any interface (docs/security.md)",
+              file=sys.stderr, flush=True)
     ps_server = args.ps_server or os.path.normpath(os.path.join(args.bin, "server", "ps_server"))
     ps_worker = args.ps_worker or os.path.normpath(os.path.join(args.bin, "worker", "ps_worker"))
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="ps-launch.")
     os.makedirs(log_dir, exist_ok=True)
-    ssh = shlex.split(args.ssh) + ["-o", "BatchMode=yes", "-T"]
-    server_list = ",".join(servers)
+    # No shared master connection (its background process would keep the output open), and
+    # a dead connection noticed within 30 s.
+    ssh = shlex.split(args.ssh) + ["-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o",
+                                   "ControlPath=none", "-o", "ServerAliveInterval=10", "-o",
+                                   "ServerAliveCountMax=3", "-T"]
 
     print("launch: %d shards (%s), %d workers on %s; logs in %s" %
           (len(servers), server_list, len(workers), ",".join(workers), log_dir), flush=True)
     out = queue.Queue()
     remotes = []
     stopping = {"why": None}
+    signals = []  # what the handlers saw; the main loop acts on them (print is not reentrant)
 
     def stop_all(why):
         if stopping["why"] is None:
@@ -165,30 +183,52 @@ def main():
         for r in remotes:
             r.close_stdin()
 
-    signal.signal(signal.SIGINT, lambda *_: stop_all("interrupted"))
-    signal.signal(signal.SIGTERM, lambda *_: stop_all("terminated"))
+    def on_signal(signum, _frame):
+        signals.append(signum)
+        out.put((None, None))  # wakes the main loop
 
-    for i, address in enumerate(servers):
-        host = host_of(address)
-        port = address.rpartition(":")[2]
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    for i, (target, host, port) in enumerate(shards):
+        if signals:
+            break
         argv = [ps_server, "--host=" + ("0.0.0.0" if args.bind_any else host), "--port=" + port,
                 "--shard_index=%d" % i, "--servers=" + server_list] + shlex.split(args.server_args)
-        remotes.append(Remote("server %d" % i, host, argv, ssh, log_dir, out))
-    # The workers wait for their shards (--connect_timeout), so they start at once.
-    for i, host in enumerate(workers):
-        argv = [ps_worker, "--servers=" + server_list, "--worker_index=%d" % i,
-                "--num_workers=%d" % len(workers)] + args.worker_args
-        remotes.append(Remote("worker %d" % i, host, argv, ssh, log_dir, out))
-
+        remotes.append(Remote("server %d" % i, target, argv, ssh, log_dir, out))
+    # The workers wait for their shards (--connect_timeout), so they start at once. Each
+    # gets its rank on its host as LOCAL_RANK, which picks its GPU on a multi-GPU host.
+    per_host = {}
+    for i, target in enumerate(workers):
+        if signals:
+            break
+        local_rank = per_host.get(target, 0)
+        per_host[target] = local_rank + 1
+        argv = ["env", "LOCAL_RANK=%d" % local_rank, ps_worker, "--servers=" + server_list,
+                "--worker_index=%d" % i, "--num_workers=%d" % len(workers)] + args.worker_args
+        remotes.append(Remote("worker %d" % i, target, argv, ssh, log_dir, out))
     open_streams = len(remotes)
+
     worker_codes = {}
     failed = []
     deadline = None
     while open_streams > 0:
         if stopping["why"] is not None and deadline is None:
             deadline = time.monotonic() + args.stop_timeout
+        while signals:
+            signum = signals.pop(0)
+            if stopping["why"] in ("interrupted", "terminated"):
+                print("launch: asked again; killing every ssh session", flush=True)
+                for r in remotes:
+                    r.kill()
+            else:
+                stop_all("interrupted" if signum == signal.SIGINT else "terminated")
+        if stopping["why"] is not None and deadline is None:
+            deadline = time.monotonic() + args.stop_timeout
         try:
             remote, line = out.get(timeout=0.2)
+            if remote is None:
+                continue
         except queue.Empty:
             if deadline is not None and time.monotonic() > deadline:
                 print("launch: processes still running after %gs; killing their ssh sessions" %
@@ -215,6 +255,8 @@ def main():
             stop_all("%s stopped before the workers finished" % remote.name)
         elif len(worker_codes) == len(workers) and stopping["why"] is None:
             stop_all("every worker finished")
+    if signals or (stopping["why"] is None and not remotes):
+        stopping["why"] = stopping["why"] or "interrupted"
     if stopping["why"] == "every worker finished" and not failed:
         print("launch: done; logs in %s" % log_dir, flush=True)
         return 0

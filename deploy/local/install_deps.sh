@@ -12,7 +12,6 @@ PACKAGES=(
   dataset-fashion-mnist
   python3 python3-grpcio python3-yaml curl iproute2 kubectl
   openssl  # TLS certificates: deploy/k8s/make-tls-secret.sh and the TLS tests
-  openssh-client openssh-server  # deploy/hosts/launch.py; its test runs its own sshd
   clang-14 libclang-rt-14-dev lld-14  # tests/run.sh --sanitizers: ASan, UBSan, TSan, libFuzzer
   "$@"
 )
@@ -31,15 +30,23 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Packages install, services do not start: openssh-server would otherwise start an sshd on
-# port 22 of every interface (the launcher's test runs its own, on 127.0.0.1).
+# Packages install, services do not start: openssh-server (tests/run.sh asks for it: the
+# launcher's test runs its own sshd on 127.0.0.1) would otherwise start an sshd on port 22
+# of every interface now, and again at every boot.
 POLICY=/usr/sbin/policy-rc.d
-ADDED_POLICY=0
 if [ ! -e "$POLICY" ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY" && ADDED_POLICY=1
+  trap '$SUDO rm -f "$POLICY"' EXIT
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod +x "$POLICY"
 fi
-rc=0
-{ $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; } || rc=$?
-[ "$ADDED_POLICY" = 1 ] && $SUDO rm -f "$POLICY"
-[ "$rc" -eq 0 ] || exit "$rc"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+if printf '%s\n' "${missing[@]}" | grep -qx openssh-server; then
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  else
+    $SUDO update-rc.d ssh disable >/dev/null 2>&1 || true
+  fi
+  echo "openssh-server: installed for the tests, its service disabled"
+fi
 echo "installed: ${missing[*]}"

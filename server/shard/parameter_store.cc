@@ -63,7 +63,11 @@ std::string DescribeSpecDifference(const v1::TableSpec& a, const v1::TableSpec& 
   std::vector<std::string> lines;
   for (absl::string_view line : absl::StrSplit(fields, '\n', absl::SkipEmpty())) {
     std::string l(absl::StripAsciiWhitespace(line));
-    absl::StrReplaceAll({{" -> ", " vs requested "}, {"modified: ", ""}}, &l);
+    absl::StrReplaceAll({{" -> ", " vs requested "},
+                         {"modified: ", ""},
+                         {"added: ", "requested only: "},
+                         {"deleted: ", "on the shard only: "}},
+                        &l);
     lines.push_back(std::move(l));
     if (lines.size() == 4) break;
   }

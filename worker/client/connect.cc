@@ -18,10 +18,10 @@ bool Contains(absl::string_view message, std::initializer_list<absl::string_view
   return false;
 }
 
-}  // namespace
-
 constexpr std::initializer_list<absl::string_view> kNotGrpc = {
     "http1.x server", "HTTP/1", "Failed parsing HTTP/2"};
+
+}  // namespace
 
 bool MayBeStarting(const absl::Status& s) {
   if (Contains(s.message(), kNotGrpc)) return false;  // another kind of server answers

@@ -52,18 +52,24 @@ absl::Status GrpcPsClient::WaitForShards(absl::Duration timeout) {
   absl::Time last_report = start;
   absl::Duration backoff = absl::Milliseconds(100);
   std::vector<int> pending = stubs_.AllShards();
-  std::vector<v1::GetStatusResponse> answers(servers.size());
   while (!pending.empty()) {
     std::vector<v1::GetStatusResponse> responses;
     std::vector<grpc::Status> statuses;
+    // The statuses say what each shard answered; the first failure is not needed.
     stubs_.OnShards(pending, v1::GetStatusRequest(), kGetStatus, /*wait_for_ready=*/false,
-                    &responses, "connect", &statuses);
+                    &responses, "connect", &statuses)
+        .IgnoreError();
     std::vector<int> still;
     for (size_t i = 0; i < pending.size(); ++i) {
       const int shard = pending[i];
       const absl::Status st = FromGrpcStatus(statuses[i]);
       if (st.ok()) {
-        answers[shard] = std::move(responses[i]);
+        // A list that disagrees with the shards is refused as soon as one says so.
+        if (responses[i].num_shards() > 0) {  // shards older than the field leave it 0
+          absl::Status id = CheckShardIdentity(servers, shard, responses[i].shard_index(),
+                                               responses[i].num_shards());
+          if (!id.ok()) return id;
+        }
         continue;
       }
       if (!MayBeStarting(st)) {
@@ -90,11 +96,6 @@ absl::Status GrpcPsClient::WaitForShards(absl::Duration timeout) {
     if (pending.empty()) break;
     absl::SleepFor(std::min(backoff, deadline - absl::Now()));
     backoff = std::min(2 * backoff, absl::Seconds(2));
-  }
-  for (size_t shard = 0; shard < servers.size(); ++shard) {
-    absl::Status id = CheckShardIdentity(servers, static_cast<int>(shard),
-                                         answers[shard].shard_index(), answers[shard].num_shards());
-    if (!id.ok()) return id;
   }
   LOG(INFO) << "all " << servers.size() << " shards answered after "
             << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)));

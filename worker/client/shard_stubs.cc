@@ -42,9 +42,9 @@ ShardStubs::ShardStubs(const std::vector<std::string>& servers, const ClientOpti
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // A shard that is not up yet is tried again within 2 s (gRPC's default backoff grows to
-  // 120 s), so a worker started before its shards begins soon after they do.
+  // 120 s), so a worker started before its shards begins soon after they do. (Not
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: it is also each attempt's connect timeout.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   const int lanes = std::max(1, options.channels_per_shard);
   for (const std::string& address : servers_) {

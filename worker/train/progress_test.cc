@@ -28,13 +28,8 @@ TEST(ProgressWindowTest, AnEmptyWindowHasZeroLoss) {
 }
 
 ProgressPlan Plan(int worker, int num_workers, int epochs, int64_t steps_per_epoch) {
-  ProgressPlan p;
-  p.worker = worker;
-  p.num_workers = num_workers;
-  p.epochs = epochs;
-  p.steps_per_epoch = steps_per_epoch;
-  p.total_steps = epochs * steps_per_epoch;
-  return p;
+  return PlanOf(worker, num_workers, epochs, steps_per_epoch, /*max_steps=*/0,
+                /*resumed_steps=*/0);
 }
 
 TEST(ProgressLogTest, ALineClosesTheWindowWithoutAHeartbeat) {
@@ -72,6 +67,14 @@ TEST(ProgressLogTest, AResumedRunCountsOnlyWhatIsLeft) {
   f.samples_per_sec = 7.4;
   EXPECT_EQ(log.Format(0, 69, f, absl::Minutes(1)),
             "worker 1 epoch 1/1 step 70/100 logloss 2.0000 samples/s 7 elapsed 1:00 eta 3:00");
+}
+
+TEST(PlanOfTest, MaxStepsCutsTheRunAndResumedStepsCount) {
+  ProgressPlan p = PlanOf(/*worker=*/2, /*num_workers=*/4, /*epochs=*/5, /*steps_per_epoch=*/100,
+                          /*max_steps=*/250, /*resumed_steps=*/300);
+  EXPECT_EQ(p.total_steps, 250);
+  EXPECT_EQ(p.resumed_steps, 250);
+  EXPECT_EQ(PlanOf(0, 1, 5, 100, 0, 0).total_steps, 500);
 }
 
 TEST(FormatClockTest, MinutesAndHours) {

@@ -1,6 +1,7 @@
 #include "worker/train/sparse_trainer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -135,8 +136,9 @@ absl::Status SparseTrainer::EvaluateFinalModel(SparseTrainResult* result) {
   absl::StatusOr<double> test_loss = Evaluate();
   if (!test_loss.ok()) return test_loss.status();
   result->test_logloss = *test_loss;
-  LOG(INFO) << "worker 0 test_logloss " << *test_loss << " on " << test_->size()
-            << " held-out examples";
+  std::printf("worker 0 test_logloss %.4f on %zu held-out examples\n", *test_loss,
+              static_cast<size_t>(test_->size()));
+  std::fflush(stdout);
   return absl::OkStatus();
 }
 
