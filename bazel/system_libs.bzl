@@ -28,6 +28,7 @@ _LIBS = {
     "glog": (["libglog"], ["-lglog"], []),
     "gflags": (["gflags"], ["-lgflags"], []),
     "zlib": (["zlib"], ["-lz"], []),
+    "libzip": (["libzip"], ["-lzip"], []),
     "openblas": (["openblas"], ["-lopenblas"], []),
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], ["-lprometheus-cpp-pull", "-lprometheus-cpp-core"], []),
     "gtest": (["gtest"], ["-lgtest"], ["-lpthread"]),

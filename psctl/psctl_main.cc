@@ -21,6 +21,7 @@
 #include "common/client_security_flags.h"
 #include "common/flags_env.h"
 #include "psctl/admin_client.h"
+#include "psctl/export.h"
 #include "psctl/format.h"
 
 ABSL_FLAG(std::string, servers, "",
@@ -35,6 +36,8 @@ ABSL_FLAG(int64_t, at_version, 0,
           "checkpoint: capture sync tables at this version; 0 picks the newest any shard has.");
 ABSL_FLAG(absl::Duration, checkpoint_timeout, absl::Minutes(2),
           "checkpoint: how long to wait for every shard to write.");
+ABSL_FLAG(std::string, out, "",
+          "export: the .npz file to write (numpy.load, docs/model_files.md).");
 
 namespace {
 
@@ -50,6 +53,7 @@ commands:
   workers     every worker as the shards last heard from it
   watch       status redrawn every --interval (--count N stops after N updates)
   checkpoint  every shard writes a checkpoint, sync tables at one version
+  export      every table into one .npz file (--out=FILE) that numpy and PyTorch load
 )";
 
 // Parses --name=value, --name value, --bool and --nobool anywhere on the command line
@@ -190,6 +194,39 @@ int Checkpoint(ps::psctl::AdminClient& client, bool json) {
   return kOk;
 }
 
+int Export(ps::psctl::AdminClient& client, const ps::ChannelCredentials& credentials) {
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) {
+    PrintError("export needs --out=FILE (an .npz file to write)");
+    return kUsage;
+  }
+  absl::StatusOr<ps::v1::ClusterStatusResponse> cluster = client.ClusterStatus();
+  if (!cluster.ok()) {
+    PrintError(cluster.status().message());
+    return kFailed;
+  }
+  absl::StatusOr<std::vector<ps::psctl::ExportedTable>> tables = ps::psctl::ExportModel(
+      *cluster, credentials, absl::GetFlag(FLAGS_timeout), out,
+      [](const std::string& line) { std::cout << "  " << line << "\n" << std::flush; });
+  if (!tables.ok()) {
+    PrintError(absl::StrCat("export failed: ", absl::StatusCodeToString(tables.status().code()),
+                            ": ", tables.status().message()));
+    return kFailed;
+  }
+  int64_t values = 0;
+  bool moved = false;
+  for (const ps::psctl::ExportedTable& t : *tables) {
+    values += t.values;
+    moved |= t.min_version != t.max_version;
+  }
+  std::cout << "wrote " << out << ": " << tables->size() << " tables, " << values << " values\n";
+  if (moved) {
+    PrintError("the job trained during the export, so a table's parts come from different "
+               "versions; export when the workers are done (or stopped) for one model");
+  }
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -242,6 +279,7 @@ int main(int argc, char** argv) {
   if (command == "workers") return ShowStatus(client, View::kWorkers, json);
   if (command == "watch") return Watch(client, json);
   if (command == "checkpoint") return Checkpoint(client, json);
+  if (command == "export") return Export(client, credentials);
   PrintError(absl::StrCat("unknown command '", command, "'"));
   std::cerr << kUsageText;
   return kUsage;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training benchmark (../shared/MEASURED.md, "Training peers"): the demo's job, MLP
+# The training benchmark (docs/benchmarks.md, 1b): the demo's job, MLP
 # 784-512-256-10 on Fashion-MNIST, batch 64 per worker, plain SGD lr 0.1, against PyTorch
 # peers doing the same job on the same machine. R rounds, interleaved, of:
 #   1. demo TCP:     deploy/local/demo.sh, sync, 2 servers x 2 workers, -- --same_host=false
@@ -9,6 +9,8 @@
 #   4b. demo TCP secure: demo TCP with mutual TLS and tokens (demo.sh --secure)
 #   5. DDP:          tests/peers/torch_ddp.py (DistributedDataParallel, gloo, 2 processes)
 #   6. RPC PS sync:  tests/peers/torch_rpc_ps.py --mode sync (1 PS, 2 trainers)
+#   7. RPC PS async: tests/peers/torch_rpc_ps.py --mode async (1 PS, 2 trainers)
+#   8. single:       tests/peers/torch_ddp.py --processes 1 (one PyTorch process, no peers)
 # then one markdown table: each round's samples/s and test accuracy, the medians, and the
 # ratios the goals use: demo TCP / DDP and demo windows / RPC PS sync (medians, this run),
 # and what bf16 on the wire changes: speed, accuracy, and the bytes the workers pushed.
@@ -22,7 +24,7 @@
 #
 # R: default 3; E: default 5; --quick: 1 round of 1 epoch; --setups: only these (names
 # as in the table's first column: demo_tcp, demo_tcp_bf16, demo_tcp_layers, demo_windows,
-# demo_tcp_secure, ddp, rpc_ps_sync; default all). --demo_flags go to demo.sh
+# demo_tcp_secure, ddp, rpc_ps_sync, rpc_ps_async, torch_single; default all). --demo_flags go to demo.sh
 # itself (e.g. "--servers 1"), the arguments after -- to every demo run's workers (e.g.
 # -- --wire_format=bf16). Logs of every run stay in a mktemp directory, named in the output.
 set -euo pipefail
@@ -33,7 +35,7 @@ EPOCHS=5
 DEMO_FLAGS=()
 EXTRA=()
 ONLY=()
-usage() { sed -n '2,24p' "$0"; }
+usage() { sed -n '2,29p' "$0"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
@@ -86,7 +88,8 @@ REBUILT=0
 
 DEMO=(./deploy/local/demo.sh --mode sync --servers 2 --workers 2 --batch_size 64
       --optimizer sgd --learning_rate 0.1 --epochs "$EPOCHS" "${DEMO_FLAGS[@]+"${DEMO_FLAGS[@]}"}")
-SETUPS=(demo_tcp demo_tcp_bf16 demo_tcp_layers demo_windows demo_tcp_secure ddp rpc_ps_sync)
+SETUPS=(demo_tcp demo_tcp_bf16 demo_tcp_layers demo_windows demo_tcp_secure ddp rpc_ps_sync
+        rpc_ps_async torch_single)
 if [ "${#ONLY[@]}" -gt 0 ]; then
   for s in "${ONLY[@]}"; do
     [[ " ${SETUPS[*]} " == *" $s "* ]] || { echo "tests/bench_train.sh: unknown setup $s" >&2; exit 2; }
@@ -101,6 +104,8 @@ declare -A LABEL=(
   [demo_tcp_secure]="this project, demo, sync, TCP only, mutual TLS + tokens"
   [ddp]="PyTorch DistributedDataParallel, gloo, 2 processes"
   [rpc_ps_sync]="PyTorch RPC parameter server, 2 trainers, sync"
+  [rpc_ps_async]="PyTorch RPC parameter server, 2 trainers, async"
+  [torch_single]="PyTorch, one process (no servers, no peers)"
 )
 
 # Runs setup $1 of round $2, bounded by LIMIT; appends "setup round rate accuracy
@@ -116,6 +121,9 @@ run_setup() {
     ddp) cmd=("$PY" tests/peers/torch_ddp.py --processes 2 --batch_size 64 --lr 0.1 --epochs "$EPOCHS") ;;
     rpc_ps_sync) cmd=("$PY" tests/peers/torch_rpc_ps.py --mode sync --trainers 2 --batch_size 64
                       --lr 0.1 --epochs "$EPOCHS") ;;
+    rpc_ps_async) cmd=("$PY" tests/peers/torch_rpc_ps.py --mode async --trainers 2 --batch_size 64
+                       --lr 0.1 --epochs "$EPOCHS") ;;
+    torch_single) cmd=("$PY" tests/peers/torch_ddp.py --processes 1 --batch_size 64 --lr 0.1 --epochs "$EPOCHS") ;;
   esac
   echo "${cmd[*]}" >"$log"
   local rc=0
@@ -193,7 +201,8 @@ for num, den, name in (("demo_tcp", "ddp", "demo TCP / DDP"),
                        ("demo_tcp_layers", "ddp", "demo TCP with layer overlap / DDP"),
                        ("demo_tcp_layers", "demo_tcp", "demo TCP: layer overlap / whole step"),
                        ("demo_tcp_secure", "demo_tcp", "demo TCP: mutual TLS + tokens / plaintext"),
-                       ("demo_windows", "rpc_ps_sync", "demo windows / RPC PS sync")):
+                       ("demo_windows", "rpc_ps_sync", "demo windows / RPC PS sync"),
+                       ("demo_windows", "torch_single", "demo windows (2 workers) / one PyTorch process")):
     for i, what in ((0, "samples/s"), (2, "samples/s, training only")):
         a, b = median(num, i, int), median(den, i, int)
         ratio = "-" if a is None or not b else f"{a / b:.2f}"

@@ -34,6 +34,7 @@
 #include "common/health_server.h"
 #include "worker/model/mlp.h"
 #include "worker/model/sparse_model.h"
+#include "worker/train/init_from.h"
 #include "worker/train/sparse_trainer.h"
 #include "worker/train/trainer.h"
 
@@ -112,6 +113,9 @@ ABSL_FLAG(absl::Duration, push_retry_timeout, absl::Seconds(60),
           "How long a push is resent (same push id, applied once) while a shard restarts.");
 ABSL_FLAG(bool, resume, true, "Skip the steps the servers recorded this worker index as having done.");
 ABSL_FLAG(bool, eval_only, false, "Only evaluate the servers' current model on the test set.");
+ABSL_FLAG(std::string, init_from, "",
+          "A model file (.npz, as psctl export writes) whose values the tables start from; "
+          "applied only to tables no push has reached (docs/model_files.md).");
 
 namespace {
 
@@ -269,6 +273,28 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// Creates the model's tables (not for --eval_only alone, which reads what is there) and
+// gives them --init_from's values. Tables that trained already keep theirs: a warning.
+absl::Status PrepareTables(const std::vector<ps::v1::TableSpec>& specs, ps::PsClient* client) {
+  const std::string init_from = absl::GetFlag(FLAGS_init_from);
+  if (absl::GetFlag(FLAGS_eval_only) && init_from.empty()) return absl::OkStatus();
+  for (const ps::v1::TableSpec& spec : specs) {
+    if (absl::Status s = client->CreateTable(spec); !s.ok()) return s;
+  }
+  if (init_from.empty()) return absl::OkStatus();
+  absl::StatusOr<ps::InitFromResult> r = ps::InitTablesFromFile(init_from, specs, client);
+  if (r.ok()) {
+    LOG(INFO) << "--init_from=" << init_from << ": " << r->tables << " tables, " << r->values
+              << " values assigned";
+    return absl::OkStatus();
+  }
+  if (absl::IsFailedPrecondition(r.status())) {
+    LOG(WARNING) << "--init_from=" << init_from << " not applied: " << r.status().message();
+    return absl::OkStatus();
+  }
+  return r.status();
+}
+
 // --model=logreg|ctr: trains on LibSVM files with sparse tables.
 int RunSparse(const std::string& model_name, int worker, int workers,
               const std::vector<std::string>& servers, const ps::v1::OptimizerSpec& optimizer,
@@ -322,12 +348,12 @@ int RunSparse(const std::string& model_name, int worker, int workers,
   if (absl::Status s = client->WaitForShards(ConnectTimeout()); !s.ok()) {
     return Fail(s);
   }
-  if (!eval_only) {
-    for (const ps::v1::TableSpec& spec :
-         model->TableSpecs(optimizer, dense_optimizer, mode, absl::GetFlag(FLAGS_staleness_bound),
-                           absl::GetFlag(FLAGS_seed))) {
-      if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
-    }
+  if (absl::Status s = PrepareTables(model->TableSpecs(optimizer, dense_optimizer, mode,
+                                                       absl::GetFlag(FLAGS_staleness_bound),
+                                                       absl::GetFlag(FLAGS_seed)),
+                                     client.get());
+      !s.ok()) {
+    return Fail(s);
   }
   ps::SparseTrainerOptions options;
   options.worker_index = worker;
@@ -436,14 +462,13 @@ int RunDense(int worker, int workers, const std::vector<std::string>& servers,
   if (absl::Status s = client->WaitForShards(ConnectTimeout()); !s.ok()) {
     return Fail(s);
   }
-  if (!absl::GetFlag(FLAGS_eval_only)) {
-    for (ps::v1::TableSpec spec :
-         (*model)->TableSpecs(optimizer, mode, absl::GetFlag(FLAGS_seed))) {
-      if (mode == ps::v1::SSP) spec.set_staleness_bound(absl::GetFlag(FLAGS_staleness_bound));
-      if (mode == ps::v1::SYNC) spec.set_backup_workers(absl::GetFlag(FLAGS_backup_workers));
-      if (absl::Status s = client->CreateTable(spec); !s.ok()) return Fail(s);
-    }
+  std::vector<ps::v1::TableSpec> specs =
+      (*model)->TableSpecs(optimizer, mode, absl::GetFlag(FLAGS_seed));
+  for (ps::v1::TableSpec& spec : specs) {
+    if (mode == ps::v1::SSP) spec.set_staleness_bound(absl::GetFlag(FLAGS_staleness_bound));
+    if (mode == ps::v1::SYNC) spec.set_backup_workers(absl::GetFlag(FLAGS_backup_workers));
   }
+  if (absl::Status s = PrepareTables(specs, client.get()); !s.ok()) return Fail(s);
 
   absl::StatusOr<ps::TrainerOptions> options = TrainerOptionsFromFlags(worker, workers, mode);
   if (!options.ok()) return Fail(options.status());

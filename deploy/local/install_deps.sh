@@ -5,12 +5,12 @@
 set -euo pipefail
 
 PACKAGES=(
-  bazel-bootstrap g++ pkg-config zlib1g-dev
+  bazel-bootstrap g++ pkg-config zlib1g-dev libzip-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev prometheus-cpp-dev
   dataset-fashion-mnist
-  python3 python3-grpcio python3-yaml curl iproute2 kubectl
+  python3 python3-grpcio python3-numpy python3-yaml curl iproute2 kubectl
   openssl  # TLS certificates: deploy/k8s/make-tls-secret.sh and the TLS tests
   clang-14 libclang-rt-14-dev lld-14  # tests/run.sh --sanitizers: ASan, UBSan, TSan, libFuzzer
   "$@"

@@ -24,6 +24,8 @@ bool Admits(Method method, Role role) {
       return true;  // every role monitors
     case Method::kPull:
     case Method::kCreateTable:
+    case Method::kListRows:
+    case Method::kAssign:
       return role == Role::kWorker || role == Role::kOperator;
     case Method::kPush:
     case Method::kPushPull:
@@ -80,6 +82,10 @@ const char* Authorizer::MethodName(Method method) {
       return "GetStatus";
     case Method::kOpenWindow:
       return "OpenWindow";
+    case Method::kListRows:
+      return "ListRows";
+    case Method::kAssign:
+      return "Assign";
     case Method::kClusterStatus:
       return "Admin.ClusterStatus";
     case Method::kWatch:

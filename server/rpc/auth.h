@@ -5,8 +5,8 @@
 //   monitor:  GetStatus, Admin.ClusterStatus, Admin.Watch (open to anyone with
 //             open_monitoring)
 //   worker:   the monitor's, and Pull, Push, PushPull, CreateTable, RegisterWorker,
-//             Heartbeat, LeaveWorker, OpenWindow
-//   operator: the monitor's, and Pull, CreateTable, Admin.Checkpoint
+//             Heartbeat, LeaveWorker, OpenWindow, ListRows, Assign
+//   operator: the monitor's, and Pull, CreateTable, ListRows, Assign, Admin.Checkpoint
 //
 // No token, or one not on the list, is UNAUTHENTICATED; a token whose role the method
 // does not admit is PERMISSION_DENIED; both name the method, and the call changes
@@ -62,6 +62,8 @@ enum class Method {
   kLeaveWorker,
   kGetStatus,
   kOpenWindow,
+  kListRows,
+  kAssign,
   kClusterStatus,
   kWatch,
   kCheckpoint,

@@ -54,16 +54,18 @@ TEST_F(AuthorizerTest, EachRoleCallsItsMethodsAndNoOthers) {
       {"Bearer w-secret",
        {Method::kCreateTable, Method::kPull, Method::kPush, Method::kPushPull,
         Method::kRegisterWorker, Method::kHeartbeat, Method::kLeaveWorker, Method::kGetStatus,
-        Method::kOpenWindow, Method::kClusterStatus, Method::kWatch}},
+        Method::kOpenWindow, Method::kListRows, Method::kAssign, Method::kClusterStatus,
+        Method::kWatch}},
       {"Bearer o-secret",
-       {Method::kCreateTable, Method::kPull, Method::kGetStatus, Method::kClusterStatus,
-        Method::kWatch, Method::kCheckpoint}},
+       {Method::kCreateTable, Method::kPull, Method::kGetStatus, Method::kListRows,
+        Method::kAssign, Method::kClusterStatus, Method::kWatch, Method::kCheckpoint}},
       {"Bearer m-secret", {Method::kGetStatus, Method::kClusterStatus, Method::kWatch}},
   };
   const std::vector<Method> all = {
       Method::kCreateTable,    Method::kPull,          Method::kPush,        Method::kPushPull,
       Method::kRegisterWorker, Method::kHeartbeat,     Method::kLeaveWorker, Method::kGetStatus,
-      Method::kOpenWindow,     Method::kClusterStatus, Method::kWatch,       Method::kCheckpoint};
+      Method::kOpenWindow,     Method::kListRows,      Method::kAssign,      Method::kClusterStatus,
+      Method::kWatch,          Method::kCheckpoint};
   for (const auto& [header, methods] : admitted) {
     for (Method m : all) {
       const bool ok = std::find(methods.begin(), methods.end(), m) != methods.end();

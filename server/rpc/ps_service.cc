@@ -237,4 +237,22 @@ grpc::ServerUnaryReactor* ParameterServerService::OpenWindow(grpc::CallbackServe
   return Answer(context, shard_->OpenWindow(*request, response));
 }
 
+grpc::ServerUnaryReactor* ParameterServerService::ListRows(grpc::CallbackServerContext* context,
+                                                           const v1::ListRowsRequest* request,
+                                                           v1::ListRowsResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Method::kListRows); !s.ok()) {
+    return Answer(context, s);
+  }
+  return Answer(context, shard_->ListRows(*request, response));
+}
+
+grpc::ServerUnaryReactor* ParameterServerService::Assign(grpc::CallbackServerContext* context,
+                                                         const v1::AssignRequest* request,
+                                                         v1::AssignResponse*) {
+  if (absl::Status s = auth_->Check(*context, Method::kAssign); !s.ok()) {
+    return Answer(context, s);
+  }
+  return Answer(context, shard_->Assign(*request));
+}
+
 }  // namespace ps

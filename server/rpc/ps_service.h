@@ -54,6 +54,12 @@ class ParameterServerService final : public ParameterServerServiceBase {
   grpc::ServerUnaryReactor* OpenWindow(grpc::CallbackServerContext* context,
                                        const v1::OpenWindowRequest* request,
                                        v1::OpenWindowResponse* response) override;
+  grpc::ServerUnaryReactor* ListRows(grpc::CallbackServerContext* context,
+                                     const v1::ListRowsRequest* request,
+                                     v1::ListRowsResponse* response) override;
+  grpc::ServerUnaryReactor* Assign(grpc::CallbackServerContext* context,
+                                   const v1::AssignRequest* request,
+                                   v1::AssignResponse* response) override;
 
  private:
   Shard* const shard_;

@@ -17,32 +17,10 @@
 #include "common/value_format.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "server/shard/table_locks.h"
 
 namespace ps {
 namespace {
-
-// Every lock of a push's tables, taken in name order (names are unique across kinds, so
-// two pushes never wait for each other in a cycle) and released in reverse. The
-// thread-safety analysis cannot follow a run-time set of locks; their users assert them.
-template <typename Plan>
-class TableLocks {
- public:
-  explicit TableLocks(const Plan& plan) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    for (const auto* t : plan.dense) locks_.emplace_back(t->name(), t->mu());
-    for (const auto* t : plan.sparse) locks_.emplace_back(t->name(), t->mu());
-    std::sort(locks_.begin(), locks_.end());
-    locks_.erase(std::unique(locks_.begin(), locks_.end()), locks_.end());
-    for (auto& [name, mu] : locks_) mu->Lock();
-  }
-  ~TableLocks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    for (auto it = locks_.rbegin(); it != locks_.rend(); ++it) it->second->Unlock();
-  }
-  TableLocks(const TableLocks&) = delete;
-  TableLocks& operator=(const TableLocks&) = delete;
-
- private:
-  std::vector<std::pair<std::string, absl::Mutex*>> locks_;
-};
 
 // Names what differs between two specs of the same table, for ALREADY_EXISTS messages.
 std::string DescribeSpecDifference(const v1::TableSpec& a, const v1::TableSpec& b) {

@@ -87,6 +87,14 @@ class ParameterStore {
   absl::Status Push(const v1::PushRequest& request, v1::PushResponse* response,
                     const std::vector<const char*>* dense_values = nullptr);
 
+  // Given values for tables no push has reached yet (AssignRequest, docs/model_files.md):
+  // every slice and row is checked (range, length, float32, finite) and every table
+  // named must be untrained, else nothing changes (INVALID_ARGUMENT, NOT_FOUND,
+  // FAILED_PRECONDITION naming the table). In parameter_store_assign.cc.
+  absl::Status Assign(const v1::AssignRequest& request);
+  // A page of a sparse table's rows (ListRowsRequest).
+  absl::Status ListRows(const v1::ListRowsRequest& request, v1::ListRowsResponse* response) const;
+
   // Re-checks every sync table after the live set shrank, so a dropped or departed
   // worker never holds a step back, and wakes SSP pulls waiting on a departed worker.
   void OnMembershipChange();

@@ -60,6 +60,16 @@ absl::Status Shard::CreateTable(const v1::CreateTableRequest& request,
   return LogRejected("CreateTable", -1, store_.CreateTable(request, response));
 }
 
+absl::Status Shard::Assign(const v1::AssignRequest& request) {
+  if (!refusal_.ok()) return refusal_;
+  return LogRejected("Assign", -1, store_.Assign(request));
+}
+
+absl::Status Shard::ListRows(const v1::ListRowsRequest& request, v1::ListRowsResponse* response) {
+  if (!refusal_.ok()) return refusal_;
+  return LogRejected("ListRows", -1, store_.ListRows(request, response));
+}
+
 absl::Status Shard::Register(const v1::RegisterWorkerRequest& request,
                              v1::RegisterWorkerResponse* response) {
   if (!refusal_.ok()) return refusal_;

@@ -88,6 +88,10 @@ class Shard {
   absl::Status PushPull(const v1::PushPullRequest& request, absl::Time deadline,
                         v1::PushPullResponse* response);
   void GetStatus(v1::GetStatusResponse* response) const;
+  // Given values for untrained tables, and a page of a sparse table's rows
+  // (ParameterStore::Assign, ListRows).
+  absl::Status Assign(const v1::AssignRequest& request);
+  absl::Status ListRows(const v1::ListRowsRequest& request, v1::ListRowsResponse* response);
 
   // Drops workers silent for longer than the heartbeat timeout and lets the steps they
   // held back finish. Returns how many were dropped.

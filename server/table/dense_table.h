@@ -113,6 +113,14 @@ class DenseTable {
   bool MaybeFinishStep(const std::vector<int>& live, bool check_finite = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Given values (ps_worker --init_from, docs/model_files.md), in dense_table_assign.cc:
+  // FAILED_PRECONDITION naming the table once any push reached it (an update applied, or
+  // a sync step's gradient held); the values are the table's to keep from then on.
+  absl::Status CheckUntrained() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces a slice's values (checked by CheckSlice with values, float32) of an
+  // untrained table; the optimizer's state stays as created.
+  void Assign(const v1::DenseSlice& slice) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Counters and sizes for status reports.
   void FillStatus(v1::TableStatus* status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountPull() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pulls_; }
@@ -174,6 +182,10 @@ class DenseTable {
   int64_t staleness_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// FAILED_PRECONDITION for given values that reach `table` after training began (its
+// version and the pushes applied or pending), saying what to do.
+absl::Status TrainedError(const std::string& table, int64_t version, int64_t pushes);
 
 // Elements in a dense spec's shape; INVALID_ARGUMENT for an empty or non-positive shape
 // or more than kMaxDenseElements.

@@ -71,6 +71,17 @@ class SparseTable {
   void Push(const PushKey& key, int64_t step, const v1::SparseRows& rows)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Given values and listing (sparse_table_assign.cc). FAILED_PRECONDITION naming the table
+  // once a push reached it.
+  absl::Status CheckUntrained() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the rows of checked (CheckRows with values), prepared (PrepareRows) `rows` of an
+  // untrained table, creating those not there yet; their optimizer state stays initial.
+  void Assign(const v1::SparseRows& rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keys and values of rows [start, start + max_rows) in creation order, into `out`
+  // (which gets the table's name and version); returns the number of rows listed.
+  int64_t ListRows(int64_t start, int64_t max_rows, v1::SparseRows* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   void FillStatus(v1::TableStatus* status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountPull() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pulls_; }
   void CountRejected() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++rejected_; }

@@ -263,6 +263,11 @@ inline constexpr auto kCreateTable =
        v1::CreateTableResponse* resp, std::function<void(grpc::Status)> cb) {
       s.stub->async()->CreateTable(ctx, req, resp, std::move(cb));
     };
+inline constexpr auto kAssign = [](ShardChannel& s, grpc::ClientContext* ctx,
+                                   const v1::AssignRequest* req, v1::AssignResponse* resp,
+                                   std::function<void(grpc::Status)> cb) {
+  s.stub->async()->Assign(ctx, req, resp, std::move(cb));
+};
 
 // A lost reply (the request may have been applied), or a shard that stopped taking calls
 // (CANCELLED: a stopping shard's server cancels what is left): safe to send again with

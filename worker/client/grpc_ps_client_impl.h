@@ -103,6 +103,11 @@ class GrpcPsClient final : public PsClient {
   absl::Status PushSparse(const std::string& table, const std::vector<int64_t>& keys, int width,
                           const float* grads, int64_t step, int worker) override;
 
+  // grpc_assign.cc
+  absl::Status Assign(const std::vector<DenseTensor>& tensors) override;
+  absl::Status AssignSparse(const std::string& table, const std::vector<int64_t>& keys, int width,
+                            const float* rows) override;
+
   int same_host_shards() const override { return transport_.usable_shards(); }
 
  private:

@@ -174,6 +174,18 @@ class PsClient {
   virtual absl::Status PushSparse(const std::string& table, const std::vector<int64_t>& keys,
                                   int width, const float* grads, int64_t step, int worker) = 0;
 
+  // Given values for tables no push has reached yet (docs/model_files.md): each tensor's
+  // data replaces its table's values; AssignSparse sets the rows of distinct `keys`.
+  // FAILED_PRECONDITION (from the shard) once the table has trained. A client that
+  // cannot is UNIMPLEMENTED.
+  virtual absl::Status Assign(const std::vector<DenseTensor>& tensors) {
+    return absl::UnimplementedError("this client cannot assign values");
+  }
+  virtual absl::Status AssignSparse(const std::string& table, const std::vector<int64_t>& keys,
+                                    int width, const float* rows) {
+    return absl::UnimplementedError("this client cannot assign values");
+  }
+
   // One status reply per shard, in shard order.
   virtual absl::StatusOr<std::vector<v1::GetStatusResponse>> GetStatus() = 0;
 

@@ -1,0 +1,128 @@
+#include "worker/train/init_from.h"
+
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/npz.h"
+#include "glog/logging.h"
+
+namespace ps {
+namespace {
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+// The array's values as float32 (from <f4 or <f8).
+absl::StatusOr<std::vector<float>> Floats(const std::string& path, const NpyArray& a) {
+  std::vector<float> out(static_cast<size_t>(a.elements()));
+  if (a.dtype == "<f4") {
+    std::memcpy(out.data(), a.data.data(), out.size() * 4);
+  } else if (a.dtype == "<f8") {
+    for (size_t i = 0; i < out.size(); ++i) {
+      double d;
+      std::memcpy(&d, a.data.data() + i * 8, 8);
+      out[i] = static_cast<float>(d);
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": array '", a.name, "' is ", a.dtype,
+                                                   "; a table's values must be float32 or float64"));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<int64_t>> Keys(const std::string& path, const NpyArray& a) {
+  if (a.dtype != "<i8" && a.dtype != "<u8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": array '", a.name, "' is ", a.dtype, "; keys must be int64"));
+  }
+  if (a.shape.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": array '", a.name, "' has shape ",
+                                                   ShapeText(a.shape), "; keys are 1-D"));
+  }
+  std::vector<int64_t> keys(static_cast<size_t>(a.elements()));
+  std::memcpy(keys.data(), a.data.data(), keys.size() * 8);
+  return keys;
+}
+
+}  // namespace
+
+absl::StatusOr<InitFromResult> InitTablesFromFile(const std::string& path,
+                                                  const std::vector<v1::TableSpec>& specs,
+                                                  PsClient* client) {
+  absl::StatusOr<std::vector<NpyArray>> arrays = ReadNpz(path);
+  if (!arrays.ok()) return arrays.status();
+  std::map<std::string, const NpyArray*> by_name;
+  for (const NpyArray& a : *arrays) by_name[a.name] = &a;
+  auto find = [&](const std::string& name) -> absl::StatusOr<const NpyArray*> {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      std::vector<std::string> names;
+      for (const auto& [n, a] : by_name) names.push_back(n);
+      return absl::InvalidArgumentError(absl::StrCat(path, " has no array '", name,
+                                                     "' for the model's table; it holds: ",
+                                                     names.empty() ? "nothing" : absl::StrJoin(names, ", ")));
+    }
+    const NpyArray* a = it->second;
+    by_name.erase(it);
+    return a;
+  };
+  InitFromResult result;
+  std::vector<std::vector<float>> dense_values;
+  std::vector<DenseTensor> dense;
+  dense_values.reserve(specs.size());
+  for (const v1::TableSpec& spec : specs) {
+    if (spec.kind() == v1::SPARSE) continue;
+    absl::StatusOr<const NpyArray*> a = find(spec.name());
+    if (!a.ok()) return a.status();
+    const std::vector<int64_t> want(spec.shape().begin(), spec.shape().end());
+    if ((*a)->shape != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": array '", spec.name(), "' has shape ", ShapeText((*a)->shape),
+          " but the table is ", ShapeText(want), " (do the model flags, e.g. --layers, match?)"));
+    }
+    absl::StatusOr<std::vector<float>> v = Floats(path, **a);
+    if (!v.ok()) return v.status();
+    dense_values.push_back(*std::move(v));
+    dense.push_back({spec.name(), static_cast<int64_t>(dense_values.back().size()),
+                     dense_values.back().data()});
+    result.values += dense.back().num_elements;
+    ++result.tables;
+  }
+  if (!dense.empty()) {
+    if (absl::Status s = client->Assign(dense); !s.ok()) return s;
+  }
+  for (const v1::TableSpec& spec : specs) {
+    if (spec.kind() != v1::SPARSE) continue;
+    absl::StatusOr<const NpyArray*> k = find(spec.name() + "/keys");
+    if (!k.ok()) return k.status();
+    absl::StatusOr<const NpyArray*> r = find(spec.name() + "/values");
+    if (!r.ok()) return r.status();
+    absl::StatusOr<std::vector<int64_t>> keys = Keys(path, **k);
+    if (!keys.ok()) return keys.status();
+    const std::vector<int64_t> want = {static_cast<int64_t>(keys->size()), spec.row_width()};
+    if ((*r)->shape != want) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": array '", (*r)->name, "' has shape ",
+                                                     ShapeText((*r)->shape), "; ", keys->size(),
+                                                     " keys of table '", spec.name(), "' need ",
+                                                     ShapeText(want)));
+    }
+    absl::StatusOr<std::vector<float>> rows = Floats(path, **r);
+    if (!rows.ok()) return rows.status();
+    if (!keys->empty()) {
+      absl::Status s = client->AssignSparse(spec.name(), *keys, static_cast<int>(spec.row_width()),
+                                            rows->data());
+      if (!s.ok()) return s;
+    }
+    result.values += static_cast<int64_t>(rows->size());
+    ++result.tables;
+  }
+  for (const auto& [name, a] : by_name) {
+    LOG(WARNING) << path << ": array '" << name << "' names no table of this model; left alone";
+  }
+  return result;
+}
+
+}  // namespace ps
