@@ -19,8 +19,9 @@ ARGS=()
 for a in "$@"; do
   if [ "$a" = "--sanitizers" ]; then SANITIZERS=1; else ARGS+=("$a"); fi
 done
-# openssh: tests/launcher_test runs deploy/hosts/launch.py through its own sshd.
-"$ROOT/deploy/local/install_deps.sh" openssh-client openssh-server
+# openssh: tests/launcher_test runs deploy/hosts/launch.py through its own sshd;
+# python3-torch: tests/export_multiprocess_test loads the exported model into an nn.Module.
+"$ROOT/deploy/local/install_deps.sh" openssh-client openssh-server python3-torch
 echo "bazel $(bazel --version 2>/dev/null | awk '{print $2}'): testing //..."
 start=$SECONDS
 bazel test --noshow_progress --test_summary=short //... ${ARGS[@]+"${ARGS[@]}"}

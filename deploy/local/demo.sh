@@ -6,14 +6,15 @@
 #                             [--epochs N] [--optimizer NAME] [--learning_rate X]
 #                             [--batch_size N] [--device auto|cpu|cuda]
 #                             [--staleness_bound N] [--buffer_steps K] [--secure]
-#                             [-- extra worker flags]
+#                             [--export FILE.npz] [-- extra worker flags]
 # The same settings may come from the environment: MODE, SERVERS, WORKERS, EPOCHS,
 # OPTIMIZER, LEARNING_RATE, BATCH_SIZE, DEVICE, STALENESS_BOUND, BUFFER_STEPS.
 # --mode ssp is bounded staleness (default bound 2); --buffer_steps K pushes once every
 # K local steps (buffered gradients). --secure runs everything as a shared cluster
 # should (docs/security.md): mutual TLS with certificates made for this run
 # (deploy/k8s/make-tls-secret.sh --out), and tokens with roles; the default is plaintext
-# without tokens, on 127.0.0.1 only.
+# without tokens, on 127.0.0.1 only. --export writes the trained model with psctl export
+# (docs/model_files.md; deploy/local/eval_model.py FILE measures it with numpy and PyTorch).
 # PS_BIN=<dir> runs <dir>/server/ps_server and <dir>/worker/ps_worker instead of building.
 # It installs missing packages, builds, streams progress, stops every daemon it started
 # (also on Ctrl-C or failure) and ends with one line:
@@ -33,6 +34,7 @@ DEVICE="${DEVICE:-auto}"
 STALENESS_BOUND="${STALENESS_BOUND:-2}"
 BUFFER_STEPS="${BUFFER_STEPS:-1}"
 SECURE="${SECURE:-0}"
+EXPORT="${EXPORT:-}"
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,7 +50,8 @@ while [ $# -gt 0 ]; do
     --buffer_steps) BUFFER_STEPS="$2"; shift 2 ;;
     --secure) SECURE=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --export) EXPORT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -191,6 +194,13 @@ EVAL="$("$BIN/worker/ps_worker" --servers="$SERVER_LIST" --eval_only --device="$
   ${WORKER_SECURITY[@]+"${WORKER_SECURITY[@]}"} 2>"$RUN_DIR/eval.log")" ||
   { echo "evaluation failed:" >&2; cat "$RUN_DIR/eval.log" >&2; exit 1; }
 ACC="$(echo "$EVAL" | sed -n 's/.*test_accuracy=\([0-9.]*\).*/\1/p')"
+if [ -n "$EXPORT" ]; then
+  PSCTL_SECURITY=()
+  [ "$SECURE" = 1 ] && PSCTL_SECURITY=(--token_file="$RUN_DIR/operator.token" --tls_ca_file="$RUN_DIR/tls/ca.crt"
+                                      --tls_cert_file="$RUN_DIR/tls/operator.crt" --tls_key_file="$RUN_DIR/tls/operator.key")
+  "$BIN/psctl/psctl" --servers="$SERVER_LIST" ${PSCTL_SECURITY[@]+"${PSCTL_SECURITY[@]}"} export \
+    --out="$EXPORT" | tail -n 1 || { echo "export failed" >&2; exit 1; }
+fi
 SAMPLES=0
 for ((w = 0; w < WORKERS; w++)); do
   n="$(sed -n 's/.* done .*samples=\([0-9]*\) .*/\1/p' "$RUN_DIR/worker-$w.log")"

@@ -10,8 +10,9 @@
 namespace ps {
 namespace {
 
-// The rows of a page when the request leaves it open: 4 MiB of values.
-constexpr int64_t kPageBytes = 4 << 20;
+// A page's bytes at most (values, keys and their framing), under gRPC's default 4 MiB
+// limit on a message a client receives.
+constexpr int64_t kPageBytes = 3 << 20;
 
 struct AssignPlan {
   std::vector<DenseTable*> dense;
@@ -82,7 +83,7 @@ absl::Status ParameterStore::ListRows(const v1::ListRowsRequest& request,
                                                    request.start(), " and max_rows ",
                                                    request.max_rows(), " must not be negative"));
   }
-  const int64_t page = std::max<int64_t>(1, kPageBytes / (int64_t{4} * (*t)->width()));
+  const int64_t page = std::max<int64_t>(1, kPageBytes / (int64_t{4} * (*t)->width() + 10));
   const int64_t max_rows = request.max_rows() == 0 ? page : std::min(request.max_rows(), page);
   absl::MutexLock lock((*t)->mu());
   const int64_t listed = (*t)->ListRows(request.start(), max_rows, response->mutable_rows());

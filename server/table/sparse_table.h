@@ -77,8 +77,8 @@ class SparseTable {
   // Sets the rows of checked (CheckRows with values), prepared (PrepareRows) `rows` of an
   // untrained table, creating those not there yet; their optimizer state stays initial.
   void Assign(const v1::SparseRows& rows) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Keys and values of rows [start, start + max_rows) in creation order, into `out`
-  // (which gets the table's name and version); returns the number of rows listed.
+  // Keys and values of rows [start, start + max_rows) in creation order, in place of what
+  // `out` held (with the table's name and version); returns the number of rows listed.
   int64_t ListRows(int64_t start, int64_t max_rows, v1::SparseRows* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

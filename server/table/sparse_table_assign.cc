@@ -22,6 +22,7 @@ void SparseTable::Assign(const v1::SparseRows& rows) {
 }
 
 int64_t SparseTable::ListRows(int64_t start, int64_t max_rows, v1::SparseRows* out) const {
+  out->Clear();
   out->set_table(name());
   out->set_version(version_);
   const int64_t begin = std::clamp<int64_t>(start, 0, num_rows_);
