@@ -1,6 +1,6 @@
 // Runs the psctl binary against two real ps_server processes: status as text and JSON,
-// watch, checkpoint without a checkpoint directory, a killed shard, an unreachable
-// server, and usage errors, each with its exit status.
+// watch, checkpoint without a checkpoint directory, export of dense and sparse tables, a
+// killed shard, an unreachable server, and usage errors, each with its exit status.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
@@ -14,6 +14,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/npz.h"
+#include "common/placement.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/v1/ps.grpc.pb.h"
@@ -55,6 +57,41 @@ class PsctlTest : public ::testing::Test {
       v1::CreateTableResponse response;
       grpc::Status s = stub->CreateTable(&context, request, &response);
       ASSERT_TRUE(s.ok()) << address << ": " << s.error_message();
+    }
+  }
+
+  // Creates a sparse table on both shards and gives it rows (keys k, values {k, -k}), each
+  // on the shard that holds its key.
+  void CreateSparseWithRows(const std::string& name, const std::vector<int64_t>& keys) {
+    v1::CreateTableRequest create;
+    create.mutable_spec()->set_name(name);
+    create.mutable_spec()->set_kind(v1::SPARSE);
+    create.mutable_spec()->set_row_width(2);
+    create.mutable_spec()->mutable_optimizer()->set_kind(v1::OptimizerSpec::SGD);
+    create.mutable_spec()->mutable_optimizer()->set_learning_rate(0.1f);
+    create.mutable_spec()->set_consistency(v1::ASYNC);
+    const std::vector<std::string> addresses = cluster_.addresses();
+    for (int shard = 0; shard < static_cast<int>(addresses.size()); ++shard) {
+      auto stub = v1::ParameterServer::NewStub(
+          grpc::CreateChannel(addresses[shard], grpc::InsecureChannelCredentials()));
+      grpc::ClientContext context;
+      v1::CreateTableResponse created;
+      ASSERT_TRUE(stub->CreateTable(&context, create, &created).ok());
+      v1::AssignRequest assign;
+      v1::SparseRows* rows = assign.add_sparse();
+      rows->set_table(name);
+      std::vector<float> values;
+      for (int64_t k : keys) {
+        if (ShardForKey(k, static_cast<int>(addresses.size())) != shard) continue;
+        rows->add_keys(k);
+        values.push_back(static_cast<float>(k));
+        values.push_back(-static_cast<float>(k));
+      }
+      rows->set_values(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4));
+      grpc::ClientContext assign_context;
+      v1::AssignResponse assigned;
+      grpc::Status s = stub->Assign(&assign_context, assign, &assigned);
+      ASSERT_TRUE(s.ok()) << addresses[shard] << ": " << s.error_message();
     }
   }
 
@@ -159,6 +196,64 @@ TEST_F(PsctlTest, CheckpointWithoutCheckpointDirFails) {
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(r.output, HasSubstr("--checkpoint_dir"));
+}
+
+TEST_F(PsctlTest, ExportWritesDenseAndSparseTablesThatReadBack) {
+  CreateTable("w", 10);
+  const std::vector<int64_t> keys = {3, 17, 40, 1 << 20, -5};
+  CreateSparseWithRows("emb", keys);
+  const std::string out = dir_ + "/model.npz";
+  const PsctlRun r = Psctl({Servers(), "export", "--out=" + out});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("emb: 10 values, version 0"));
+  EXPECT_THAT(r.output, HasSubstr("w: 10 values, version 0"));
+  EXPECT_THAT(r.output, HasSubstr(absl::StrCat("wrote ", out, ": 2 tables, 20 values")));
+  std::vector<NpzMember> extra;
+  absl::StatusOr<std::vector<NpyArray>> arrays = ReadNpz(out, &extra);
+  ASSERT_TRUE(arrays.ok()) << arrays.status();
+  ASSERT_EQ(arrays->size(), 3u);
+  const NpyArray& k = (*arrays)[0];
+  const NpyArray& v = (*arrays)[1];
+  const NpyArray& w = (*arrays)[2];
+  EXPECT_EQ(k.name, "emb/keys");
+  EXPECT_EQ(v.name, "emb/values");
+  EXPECT_EQ(w.name, "w");
+  EXPECT_EQ(w.dtype, "<f4");
+  EXPECT_EQ(w.shape, std::vector<int64_t>{10});
+  EXPECT_EQ(w.data, std::string(40, '\0'));  // the default initializer: zeros
+  ASSERT_EQ(k.shape, std::vector<int64_t>{5});
+  ASSERT_EQ(v.shape, (std::vector<int64_t>{5, 2}));
+  const int64_t* got_keys = reinterpret_cast<const int64_t*>(k.data.data());
+  const float* got_rows = reinterpret_cast<const float*>(v.data.data());
+  std::vector<int64_t> seen(got_keys, got_keys + 5);
+  EXPECT_THAT(seen, ::testing::UnorderedElementsAreArray(keys));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(got_rows[2 * i], static_cast<float>(got_keys[i]));
+    EXPECT_EQ(got_rows[2 * i + 1], -static_cast<float>(got_keys[i]));
+  }
+  ASSERT_EQ(extra.size(), 1u);
+  EXPECT_EQ(extra[0].name, "ps_tables.json");
+  EXPECT_THAT(extra[0].data, HasSubstr("\"name\": \"w\", \"version\": 0"));
+  EXPECT_THAT(extra[0].data, HasSubstr("\"kind\":\"SPARSE\""));
+}
+
+TEST_F(PsctlTest, ExportNeedsAFileEveryShardAndTables) {
+  PsctlRun r = Psctl({Servers(), "export"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("psctl: export needs --out=FILE (an .npz file to write)"));
+  const std::string out = dir_ + "/model.npz";
+  r = Psctl({Servers(), "export", "--out=" + out});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.output,
+              HasSubstr("psctl: export failed: NOT_FOUND: the job holds no tables yet: nothing to export"));
+  CreateTable("w", 10);
+  cluster_.shard(1).Signal(SIGKILL);
+  ASSERT_TRUE(cluster_.shard(1).Wait(absl::Seconds(5)).ok());
+  r = Psctl({Servers(), "export", "--out=" + out});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.output, HasSubstr(absl::StrCat("psctl: export failed: UNAVAILABLE: shard 1 (",
+                                               cluster_.addresses()[1], ") could not be asked")));
+  EXPECT_FALSE(ReadNpz(out).ok()) << "a failed export wrote " << out;
 }
 
 TEST_F(PsctlTest, ServersComeFromTheEnvironment) {
