@@ -88,8 +88,8 @@ int DtypeBytes(absl::string_view dtype) {
 std::string NpyHeader(absl::string_view dtype, const std::vector<int64_t>& shape) {
   std::string dims = absl::StrJoin(shape, ", ");
   if (shape.size() == 1) dims += ",";
-  std::string dict = absl::StrCat("{'descr': '", dtype, "', 'fortran_order': False, 'shape': (",
-                                  dims, "), }");
+  std::string dict =
+      absl::StrCat("{'descr': '", dtype, "', 'fortran_order': False, 'shape': (", dims, "), }");
   // magic, 2 version bytes, the length (2 bytes in 1.0, 4 in 2.0), dict, spaces, '\n'.
   const bool v2 = dict.size() + 1 + 10 > 65535;
   const size_t prefix = v2 ? 12 : 10;
@@ -133,7 +133,8 @@ absl::Status ParseNpy(absl::string_view bytes, absl::string_view what, NpyArray*
   }
   out->dtype = descr->substr(1, descr->size() - 2);
   if (*fortran != "False") return bad("it is in Fortran order (save it with np.ascontiguousarray)");
-  if (shape->empty() || (*shape)[0] != '(') return bad(absl::StrCat("its shape ", *shape, " is not a tuple"));
+  if (shape->empty() || (*shape)[0] != '(')
+    return bad(absl::StrCat("its shape ", *shape, " is not a tuple"));
   absl::StatusOr<std::vector<int64_t>> dims = ParseShape(*shape);
   if (!dims.ok()) return bad(dims.status().message());
   out->shape = *std::move(dims);
@@ -149,7 +150,8 @@ absl::Status ParseNpy(absl::string_view bytes, absl::string_view what, NpyArray*
     n *= d;
   }
   if (static_cast<int64_t>(data.size()) != n * width) {
-    return bad(absl::StrCat("its shape needs ", n * width, " bytes of data, it holds ", data.size()));
+    return bad(
+        absl::StrCat("its shape needs ", n * width, " bytes of data, it holds ", data.size()));
   }
   out->data.assign(data.data(), data.size());
   return absl::OkStatus();
@@ -162,7 +164,8 @@ absl::Status WriteNpz(const std::string& path, const std::vector<NpyArray>& arra
   headers.reserve(arrays.size());
   for (const NpyArray& a : arrays) {
     if (a.name.empty() || !names.insert(a.name + kSuffix).second) {
-      return absl::InvalidArgumentError(absl::StrCat("array name '", a.name, "' is empty or repeated"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("array name '", a.name, "' is empty or repeated"));
     }
     const int width = DtypeBytes(a.dtype);
     if (width == 0 || static_cast<int64_t>(a.data.size()) != a.elements() * width) {
@@ -174,7 +177,8 @@ absl::Status WriteNpz(const std::string& path, const std::vector<NpyArray>& arra
   }
   for (const NpzMember& m : extra) {
     if (m.name.empty() || !names.insert(m.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("member name '", m.name, "' is empty or repeated"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("member name '", m.name, "' is empty or repeated"));
     }
   }
   int code = 0;
@@ -243,8 +247,8 @@ absl::StatusOr<std::vector<NpyArray>> ReadNpz(const std::string& path,
     }
     const std::string name = st.name;
     if (st.size > (uint64_t{1} << 36)) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": member ", name,
-                                                     " claims ", st.size, " bytes (64 GiB at most)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot read ", path, ": member ", name, " claims ", st.size, " bytes (64 GiB at most)"));
     }
     std::string bytes(st.size, '\0');
     zip_file_t* file = zip_fopen_index(zip, i, 0);

@@ -28,8 +28,8 @@ NpyArray Floats(const std::string& name, std::vector<int64_t> shape, float first
 TEST(NpyHeaderTest, MatchesWhatNumpyWrites) {
   // numpy 1.24: np.save(f, np.zeros((784, 256), np.float32)) starts with these 128 bytes.
   const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (784, 256), }";
-  const std::string expected =
-      std::string("\x93NUMPY\x01\x00\x76\x00", 10) + dict + std::string(128 - 10 - dict.size() - 1, ' ') + "\n";
+  const std::string expected = std::string("\x93NUMPY\x01\x00\x76\x00", 10) + dict +
+                               std::string(128 - 10 - dict.size() - 1, ' ') + "\n";
   EXPECT_EQ(NpyHeader("<f4", {784, 256}), expected);
   EXPECT_NE(NpyHeader("<i8", {10}).find("'shape': (10,), }"), std::string::npos);
   EXPECT_NE(NpyHeader("<f4", {}).find("'shape': (), }"), std::string::npos);
@@ -107,7 +107,8 @@ TEST(ParseNpyTest, NamesWhatIsWrong) {
     std::string why;
   } cases[] = {
       {"PK\x03\x04 not npy", "it does not start with numpy's magic bytes"},
-      {NpyHeader("<f4", {3}) + std::string(8, '\0'), "its shape needs 12 bytes of data, it holds 8"},
+      {NpyHeader("<f4", {3}) + std::string(8, '\0'),
+       "its shape needs 12 bytes of data, it holds 8"},
       {NpyHeader(">f4", {2}) + std::string(8, '\0'),
        "its dtype '>f4' is not one of <f4, <f8, <i4, <i8, <u8, |u1 (little-endian)"},
       {good.substr(0, 20), "it ends inside its header"},

@@ -1,7 +1,7 @@
 #include "psctl/export.h"
 
-#include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -89,10 +89,11 @@ class Exporter {
         slice->set_length(std::min(kPullElements, p.offset + p.elements - at));
         v1::PullResponse response;
         if (absl::Status s = Call(p.shard, request, &response); !s.ok()) return s;
-        if (response.dense_size() != 1 || response.dense(0).values().size() !=
-                                              static_cast<size_t>(slice->length()) * 4) {
+        if (response.dense_size() != 1 ||
+            response.dense(0).values().size() != static_cast<size_t>(slice->length()) * 4) {
           return absl::DataLossError(absl::StrCat("shard ", p.shard, " answered a pull of '",
-                                                  t.spec.name(), "' at ", at, " with the wrong size"));
+                                                  t.spec.name(), "' at ", at,
+                                                  " with the wrong size"));
         }
         std::copy_n(response.dense(0).values().data(), slice->length() * 4,
                     out->data.data() + at * 4);
@@ -187,8 +188,9 @@ absl::StatusOr<std::vector<ExportedTable>> ExportModel(
     e.sparse = t.spec.kind() == v1::SPARSE;
     if (e.sparse) {
       if (tables.count(name + "/keys") || tables.count(name + "/values")) {
-        return absl::InvalidArgumentError(absl::StrCat("sparse table '", name, "' and a table named '",
-                                                       name, "/keys' or '/values' cannot share a file"));
+        return absl::InvalidArgumentError(absl::StrCat("sparse table '", name,
+                                                       "' and a table named '", name,
+                                                       "/keys' or '/values' cannot share a file"));
       }
       NpyArray keys{name + "/keys"}, values{name + "/values"};
       if (absl::Status s = exporter.ReadSparse(t, &keys, &values, &e); !s.ok()) return s;
@@ -200,8 +202,8 @@ absl::StatusOr<std::vector<ExportedTable>> ExportModel(
       int64_t held = 0;
       for (const Part& p : t.parts) held += p.elements;
       if (held != n) {
-        return absl::DataLossError(absl::StrCat("table '", name, "': the shards hold ", held,
-                                                " of its ", n, " elements"));
+        return absl::DataLossError(
+            absl::StrCat("table '", name, "': the shards hold ", held, " of its ", n, " elements"));
       }
       NpyArray a{name};
       if (absl::Status s = exporter.ReadDense(t, n, &a, &e); !s.ok()) return s;
@@ -209,13 +211,14 @@ absl::StatusOr<std::vector<ExportedTable>> ExportModel(
     }
     if (e.min_version > e.max_version) e.min_version = e.max_version = 0;  // no rows
     described.push_back(absl::StrCat("{\"name\": ", Quoted(name), ", \"version\": ", e.max_version,
-                                     ", \"min_version\": ", e.min_version,
-                                     ", \"shards\": ", t.parts.size(), ", \"spec\": ", JsonOf(t.spec), "}"));
+                                     ", \"min_version\": ", e.min_version, ", \"shards\": ",
+                                     t.parts.size(), ", \"spec\": ", JsonOf(t.spec), "}"));
     if (progress) {
-      progress(absl::StrCat(name, ": ", e.values, " values, version ",
-                            e.min_version == e.max_version
-                                ? absl::StrCat(e.max_version)
-                                : absl::StrCat(e.min_version, "-", e.max_version, " (trained meanwhile)")));
+      progress(absl::StrCat(
+          name, ": ", e.values, " values, version ",
+          e.min_version == e.max_version
+              ? absl::StrCat(e.max_version)
+              : absl::StrCat(e.min_version, "-", e.max_version, " (trained meanwhile)")));
     }
     exported.push_back(e);
   }

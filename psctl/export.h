@@ -22,7 +22,7 @@ namespace psctl {
 struct ExportedTable {
   std::string name;
   bool sparse = false;
-  int64_t values = 0;     // floats written
+  int64_t values = 0;  // floats written
   int64_t min_version = 0;
   int64_t max_version = 0;  // differs from min_version when the job trained meanwhile
 };

@@ -19,7 +19,7 @@ constexpr char kPython[] = "/usr/bin/python3";  // Debian's, with python3-numpy 
 
 // Runs argv to its end (bounded), returning its exit code and output in `log`.
 int RunToEnd(const std::vector<std::string>& argv, const std::string& log_path, std::string* log,
-        absl::Duration timeout = absl::Minutes(2)) {
+             absl::Duration timeout = absl::Minutes(2)) {
   absl::StatusOr<Process> p = Process::Start(argv, log_path);
   EXPECT_TRUE(p.ok()) << p.status();
   if (!p.ok()) return -1;
@@ -30,10 +30,16 @@ int RunToEnd(const std::vector<std::string>& argv, const std::string& log_path, 
 }
 
 std::vector<std::string> Worker(const ServerCluster& servers, int index, int workers) {
-  return {RunfilePath("worker/ps_worker"), "--servers=" + servers.servers_flag(),
-          absl::StrCat("--worker_index=", index), absl::StrCat("--num_workers=", workers),
-          "--mode=sync", "--device=cpu", "--epochs=1", "--log_every=200",
-          "--optimizer=momentum", "--learning_rate=0.02"};
+  return {RunfilePath("worker/ps_worker"),
+          "--servers=" + servers.servers_flag(),
+          absl::StrCat("--worker_index=", index),
+          absl::StrCat("--num_workers=", workers),
+          "--mode=sync",
+          "--device=cpu",
+          "--epochs=1",
+          "--log_every=200",
+          "--optimizer=momentum",
+          "--learning_rate=0.02"};
 }
 
 TEST(ExportMultiprocessTest, TheExportedModelHasTheAccuracyTheWorkersReported) {
@@ -58,15 +64,15 @@ TEST(ExportMultiprocessTest, TheExportedModelHasTheAccuracyTheWorkersReported) {
   const std::string model = dir + "/model.npz";
   std::string log;
   ASSERT_EQ(RunToEnd({RunfilePath("psctl/psctl"), "--servers=" + servers.addresses()[1], "export",
-                 "--out=" + model},
-                dir + "/export.log", &log),
+                      "--out=" + model},
+                     dir + "/export.log", &log),
             0)
       << log;
   EXPECT_NE(log.find("wrote " + model + ": 6 tables, 535818 values"), std::string::npos) << log;
   EXPECT_NE(log.find("fc0.w: 401408 values, version 469"), std::string::npos) << log;
 
   ASSERT_EQ(RunToEnd({kPython, RunfilePath("deploy/local/eval_model.py"), model}, dir + "/eval.log",
-                &log),
+                     &log),
             0)
       << log;
   // The same float32 model and data: the same predictions, up to a tie or two that the
@@ -101,9 +107,10 @@ TEST(ExportMultiprocessTest, TheExportedModelHasTheAccuracyTheWorkersReported) {
   wrong.push_back("--layers=128");
   wrong.push_back("--init_from=" + model);
   EXPECT_EQ(RunToEnd(wrong, dir + "/wrong.log", &log), 1) << log;
-  EXPECT_NE(log.find(model + ": array 'fc0.w' has shape [784,512] but the table is [784,128] (do the "
-                             "model flags, e.g. --layers, match?)"),
-            std::string::npos)
+  EXPECT_NE(
+      log.find(model + ": array 'fc0.w' has shape [784,512] but the table is [784,128] (do the "
+                       "model flags, e.g. --layers, match?)"),
+      std::string::npos)
       << log;
   EXPECT_TRUE(other.shard(0).running());
 }

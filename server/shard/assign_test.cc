@@ -62,7 +62,9 @@ v1::SparseRows Rows(const std::string& table, std::vector<int64_t> keys,
 
 class AssignTest : public ::testing::Test {
  protected:
-  AssignTest() : registry_(absl::Seconds(10), [] { return absl::Now(); }), store_(StoreOptions(), &registry_) {
+  AssignTest()
+      : registry_(absl::Seconds(10), [] { return absl::Now(); }),
+        store_(StoreOptions(), &registry_) {
     EXPECT_TRUE(registry_.Register(0, "host", "cpu").ok());
     EXPECT_TRUE(registry_.Register(1, "host", "cpu").ok());
   }

@@ -47,9 +47,9 @@ absl::Status ParameterStore::Assign(const v1::AssignRequest& request) {
     bytes += static_cast<int64_t>(rows.values().size());
   }
   if (bytes > options_.max_request_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "assign of ", bytes, " bytes exceeds the limit of ", options_.max_request_bytes,
-        " bytes per request; split it into chunks"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("assign of ", bytes, " bytes exceeds the limit of ",
+                     options_.max_request_bytes, " bytes per request; split it into chunks"));
   }
   TableLocks<AssignPlan> locks(plan);
   // Every table untrained and every sparse row given room before anything changes.

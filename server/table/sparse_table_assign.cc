@@ -16,8 +16,7 @@ absl::Status SparseTable::CheckUntrained() const {
 void SparseTable::Assign(const v1::SparseRows& rows) {
   const size_t row_bytes = static_cast<size_t>(width_) * 4;
   for (int i = 0; i < rows.keys_size(); ++i) {
-    std::memcpy(Row(FindOrCreate(rows.keys(i))), rows.values().data() + i * row_bytes,
-                row_bytes);
+    std::memcpy(Row(FindOrCreate(rows.keys(i))), rows.values().data() + i * row_bytes, row_bytes);
   }
 }
 

@@ -30,9 +30,8 @@ absl::Status GrpcPsClient::Assign(const std::vector<DenseTensor>& tensors) {
   return absl::OkStatus();
 }
 
-absl::Status GrpcPsClient::AssignSparse(const std::string& table,
-                                        const std::vector<int64_t>& keys, int width,
-                                        const float* rows) {
+absl::Status GrpcPsClient::AssignSparse(const std::string& table, const std::vector<int64_t>& keys,
+                                        int width, const float* rows) {
   if (width <= 0) return absl::InvalidArgumentError(absl::StrCat("row width ", width, " <= 0"));
   absl::flat_hash_set<int64_t> seen;
   for (int64_t k : keys) {

@@ -27,8 +27,9 @@ absl::StatusOr<std::vector<float>> Floats(const std::string& path, const NpyArra
       out[i] = static_cast<float>(d);
     }
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": array '", a.name, "' is ", a.dtype,
-                                                   "; a table's values must be float32 or float64"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": array '", a.name, "' is ", a.dtype,
+                     "; a table's values must be float32 or float64"));
   }
   return out;
 }
@@ -61,9 +62,9 @@ absl::StatusOr<InitFromResult> InitTablesFromFile(const std::string& path,
     if (it == by_name.end()) {
       std::vector<std::string> names;
       for (const auto& [n, a] : by_name) names.push_back(n);
-      return absl::InvalidArgumentError(absl::StrCat(path, " has no array '", name,
-                                                     "' for the model's table; it holds: ",
-                                                     names.empty() ? "nothing" : absl::StrJoin(names, ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " has no array '", name, "' for the model's table; it holds: ",
+                       names.empty() ? "nothing" : absl::StrJoin(names, ", ")));
     }
     const NpyArray* a = it->second;
     by_name.erase(it);
@@ -104,10 +105,9 @@ absl::StatusOr<InitFromResult> InitTablesFromFile(const std::string& path,
     if (!keys.ok()) return keys.status();
     const std::vector<int64_t> want = {static_cast<int64_t>(keys->size()), spec.row_width()};
     if ((*r)->shape != want) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": array '", (*r)->name, "' has shape ",
-                                                     ShapeText((*r)->shape), "; ", keys->size(),
-                                                     " keys of table '", spec.name(), "' need ",
-                                                     ShapeText(want)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": array '", (*r)->name, "' has shape ", ShapeText((*r)->shape), "; ",
+                       keys->size(), " keys of table '", spec.name(), "' need ", ShapeText(want)));
     }
     absl::StatusOr<std::vector<float>> rows = Floats(path, **r);
     if (!rows.ok()) return rows.status();
