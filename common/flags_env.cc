@@ -134,21 +134,30 @@ std::string FlagsHelp(absl::string_view usage, bool with_glog) {
   return out;
 }
 
+bool SplitFlagArgument(absl::string_view arg, std::string* name,
+                       std::optional<std::string>* value) {
+  if (arg.size() < 2 || arg[0] != '-' || arg == "--") return false;
+  absl::string_view body = arg.substr(absl::StartsWith(arg, "--") ? 2 : 1);
+  const size_t eq = body.find('=');
+  *name = std::string(body.substr(0, eq));
+  if (eq == absl::string_view::npos) {
+    value->reset();
+  } else {
+    *value = std::string(body.substr(eq + 1));
+  }
+  return true;
+}
+
 absl::Status TakeGlogFlags(int* argc, char** argv, std::vector<std::string>* taken) {
   int kept = 1;
   bool flags_done = false;
   for (int i = 1; i < *argc; ++i) {
     absl::string_view arg = argv[i];
     if (arg == "--") flags_done = true;
-    if (flags_done || arg.size() < 2 || arg[0] != '-') {
-      argv[kept++] = argv[i];
-      continue;
-    }
-    absl::string_view body = arg.substr(absl::StartsWith(arg, "--") ? 2 : 1);
-    std::string name(body.substr(0, body.find('=')));
+    std::string name;
     std::optional<std::string> value;
-    if (body.find('=') != absl::string_view::npos) value = std::string(body.substr(name.size() + 1));
-    if (absl::FindCommandLineFlag(name) != nullptr) {
+    if (flags_done || !SplitFlagArgument(arg, &name, &value) ||
+        absl::FindCommandLineFlag(name) != nullptr) {
       argv[kept++] = argv[i];
       continue;
     }

@@ -10,6 +10,7 @@
 #ifndef PS_COMMON_FLAGS_ENV_H_
 #define PS_COMMON_FLAGS_ENV_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,12 @@ std::string FlagsHelp(absl::string_view usage, bool with_glog);
 // order) into glog, and appends their names to `taken` (when not null). Returns
 // INVALID_ARGUMENT naming a glog flag whose value glog refuses.
 absl::Status TakeGlogFlags(int* argc, char** argv, std::vector<std::string>* taken);
+
+// One command-line argument read as a flag: "--name=value" or "-name=value" (value set),
+// "--name" or "-name" (value unset). False for "--", "-" and arguments that do not start
+// with '-'. TakeGlogFlags and psctl's parser share it.
+bool SplitFlagArgument(absl::string_view arg, std::string* name,
+                       std::optional<std::string>* value);
 
 // The daemons' start: --help (-h, --helpfull) prints FlagsHelp(usage) on stdout and exits
 // 0; then the environment, glog's flags and the command line, in that order. Logs go to

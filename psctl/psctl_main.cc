@@ -62,24 +62,21 @@ commands:
 absl::StatusOr<std::vector<std::string>> ParseArgs(int argc, char** argv, bool* help) {
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+    const absl::string_view arg = argv[i];
     if (arg == "--") {
       for (++i; i < argc; ++i) positional.push_back(argv[i]);
       break;
     }
-    if (arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
+    std::string name;
+    std::optional<std::string> value;
+    if (!ps::SplitFlagArgument(arg, &name, &value)) {
+      positional.emplace_back(arg);
       continue;
     }
-    absl::string_view body = arg;
-    body.remove_prefix(absl::StartsWith(body, "--") ? 2 : 1);
-    if (body == "help" || body == "h") {
+    if ((name == "help" || name == "h") && !value.has_value()) {
       *help = true;
       continue;
     }
-    std::string name(body.substr(0, body.find('=')));
-    std::optional<std::string> value;
-    if (body.find('=') != absl::string_view::npos) value = std::string(body.substr(name.size() + 1));
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr && absl::StartsWith(name, "no") && !value.has_value()) {
       flag = absl::FindCommandLineFlag(name.substr(2));
