@@ -24,6 +24,8 @@ inline constexpr absl::string_view kReasonShuttingDown = "SHUTTING_DOWN";
 // The shard restarted without the state the job's other shards have moved on from (no
 // checkpoint restored): it refuses to serve rather than start its tables afresh.
 inline constexpr absl::string_view kReasonStateLost = "STATE_LOST";
+// Given values (Assign) for a table that a push has reached: the table keeps its own.
+inline constexpr absl::string_view kReasonTableTrained = "TABLE_TRAINED";
 
 inline constexpr absl::string_view kErrorDomain = "ps.v1";
 // The payload's type URL, as google.rpc.Status details name an ErrorInfo.

@@ -104,7 +104,8 @@ std::string NpyHeader(absl::string_view dtype, const std::vector<int64_t>& shape
   return out + dict;
 }
 
-absl::Status ParseNpy(absl::string_view bytes, absl::string_view what, NpyArray* out) {
+absl::Status ParseNpyHeader(absl::string_view bytes, absl::string_view what, NpyArray* out,
+                            size_t* data_at_out) {
   auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is not a readable .npy array: ", why));
   };
@@ -153,7 +154,14 @@ absl::Status ParseNpy(absl::string_view bytes, absl::string_view what, NpyArray*
     return bad(
         absl::StrCat("its shape needs ", n * width, " bytes of data, it holds ", data.size()));
   }
-  out->data.assign(data.data(), data.size());
+  *data_at_out = data_at;
+  return absl::OkStatus();
+}
+
+absl::Status ParseNpy(absl::string_view bytes, absl::string_view what, NpyArray* out) {
+  size_t data_at = 0;
+  if (absl::Status s = ParseNpyHeader(bytes, what, out, &data_at); !s.ok()) return s;
+  out->data.assign(bytes.data() + data_at, bytes.size() - data_at);
   return absl::OkStatus();
 }
 
@@ -186,25 +194,29 @@ absl::Status WriteNpz(const std::string& path, const std::vector<NpyArray>& arra
   if (zip == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot write ", path, ": ", ZipError(code)));
   }
-  auto fail = [&](absl::string_view what) {
-    const std::string reason = zip_strerror(zip);
+  auto fail = [&](absl::string_view what, std::string reason = "") {
+    if (reason.empty()) reason = zip_strerror(zip);
     zip_discard(zip);  // leaves `path` as it was
     return absl::InternalError(absl::StrCat("cannot write ", path, ": ", what, ": ", reason));
   };
   // Adds a member from fragments that stay alive until zip_close.
-  auto add = [&](const std::string& name, std::vector<zip_buffer_fragment_t> parts) -> bool {
+  // Adds a member from fragments that stay alive until zip_close; "" or what failed.
+  auto add = [&](const std::string& name, std::vector<zip_buffer_fragment_t> parts) {
     zip_error_t error;
     zip_error_init(&error);
     zip_source_t* source =
         zip_source_buffer_fragment_create(parts.data(), parts.size(), /*freep=*/0, &error);
+    std::string reason = source == nullptr ? zip_error_strerror(&error) : "";
     zip_error_fini(&error);
-    if (source == nullptr) return false;
+    if (source == nullptr) return reason;
     const zip_int64_t index = zip_file_add(zip, name.c_str(), source, ZIP_FL_ENC_UTF_8);
     if (index < 0) {
       zip_source_free(source);
-      return false;
+      return std::string(zip_strerror(zip));
     }
-    return zip_set_file_compression(zip, index, ZIP_CM_STORE, 0) == 0;
+    if (zip_set_file_compression(zip, index, ZIP_CM_STORE, 0) != 0)
+      return std::string(zip_strerror(zip));
+    return std::string();
   };
   for (size_t i = 0; i < arrays.size(); ++i) {
     std::vector<zip_buffer_fragment_t> parts = {
@@ -213,7 +225,9 @@ absl::Status WriteNpz(const std::string& path, const std::vector<NpyArray>& arra
       parts.push_back({reinterpret_cast<zip_uint8_t*>(const_cast<char*>(arrays[i].data.data())),
                        arrays[i].data.size()});
     }
-    if (!add(arrays[i].name + kSuffix, std::move(parts))) return fail(arrays[i].name);
+    if (std::string e = add(arrays[i].name + kSuffix, std::move(parts)); !e.empty()) {
+      return fail(arrays[i].name, e);
+    }
   }
   for (const NpzMember& m : extra) {
     std::vector<zip_buffer_fragment_t> parts;
@@ -221,7 +235,7 @@ absl::Status WriteNpz(const std::string& path, const std::vector<NpyArray>& arra
       parts.push_back(
           {reinterpret_cast<zip_uint8_t*>(const_cast<char*>(m.data.data())), m.data.size()});
     }
-    if (!add(m.name, std::move(parts))) return fail(m.name);
+    if (std::string e = add(m.name, std::move(parts)); !e.empty()) return fail(m.name, e);
   }
   if (zip_close(zip) != 0) return fail("closing the archive");
   return absl::OkStatus();
@@ -246,9 +260,16 @@ absl::StatusOr<std::vector<NpyArray>> ReadNpz(const std::string& path,
           absl::StrCat("cannot read ", path, ": member ", i, ": ", zip_strerror(zip)));
     }
     const std::string name = st.name;
-    if (st.size > (uint64_t{1} << 36)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot read ", path, ": member ", name, " claims ", st.size, " bytes (64 GiB at most)"));
+    // What a member claims is checked before it is allocated: a stored member holds what
+    // it stores, and deflate expands at most about 1032-fold.
+    const bool sized = (st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD);
+    const bool stored = sized && st.comp_method == ZIP_CM_STORE;
+    if (!sized || (stored && st.size != st.comp_size) || st.size > 1100 * st.comp_size + 64 ||
+        st.size > (uint64_t{1} << 36)) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": member ", name,
+                                                     " claims ", st.size,
+                                                     " bytes, which its compressed size or the "
+                                                     "64 GiB limit does not allow"));
     }
     std::string bytes(st.size, '\0');
     zip_file_t* file = zip_fopen_index(zip, i, 0);
@@ -265,9 +286,13 @@ absl::StatusOr<std::vector<NpyArray>> ReadNpz(const std::string& path,
     }
     NpyArray a;
     a.name = name.substr(0, name.size() - (sizeof(kSuffix) - 1));
-    if (absl::Status s = ParseNpy(bytes, absl::StrCat(path, ": member ", name), &a); !s.ok()) {
+    size_t data_at = 0;
+    if (absl::Status s = ParseNpyHeader(bytes, absl::StrCat(path, ": member ", name), &a, &data_at);
+        !s.ok()) {
       return s;
     }
+    a.data = std::move(bytes);  // no second copy: the header is cut off in place
+    a.data.erase(0, data_at);
     arrays.push_back(std::move(a));
   }
   return arrays;

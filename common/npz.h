@@ -37,6 +37,10 @@ std::string NpyHeader(absl::string_view dtype, const std::vector<int64_t>& shape
 // unknown version, a header it cannot read, Fortran order, a data size that disagrees
 // with the shape). `out->name` is left as it was.
 absl::Status ParseNpy(absl::string_view bytes, absl::string_view what, NpyArray* out);
+// The same without the copy: checks everything, sets dtype and shape, and tells where the
+// data starts in `bytes`.
+absl::Status ParseNpyHeader(absl::string_view bytes, absl::string_view what, NpyArray* out,
+                            size_t* data_at);
 // Bytes per element of a dtype this code handles: "<f4", "<f8", "<i4", "<i8", "<u8",
 // "|u1"; 0 for any other.
 int DtypeBytes(absl::string_view dtype);

@@ -73,7 +73,7 @@ TEST(NpzTest, RefusesArraysThatDoNotFitTheirShapeAndRepeatedNames) {
   EXPECT_FALSE(std::ifstream(path).good()) << "a refused write left a file";
 }
 
-TEST(NpzTest, AFailedWriteLeavesTheOldFile) {
+TEST(NpzTest, ARefusedWriteLeavesTheOldFile) {
   const std::string path = TempPath("kept.npz");
   ASSERT_TRUE(WriteNpz(path, {Floats("a", {2}, 1)}).ok());
   EXPECT_FALSE(WriteNpz(path, {Floats("a", {2}, 1), Floats("a", {2}, 1)}).ok());

@@ -1,6 +1,7 @@
 #include "psctl/export.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@ namespace {
 
 // Floats per pull request: 1 MiB of values, well under gRPC's 4 MiB reply limit.
 constexpr int64_t kPullElements = 1 << 18;
+constexpr int kMaxReply = 16 << 20;
 
 struct Part {
   int shard;
@@ -53,13 +55,38 @@ std::string Quoted(const std::string& s) {
   return out + "\"";
 }
 
+// The shards' ranges of a dense table of `n` elements must tile [0, n) exactly: what the
+// export writes into its buffer comes from what they report.
+absl::Status CheckCover(const std::string& name, std::vector<Part> parts, int64_t n) {
+  std::sort(parts.begin(), parts.end(),
+            [](const Part& a, const Part& b) { return a.offset < b.offset; });
+  int64_t at = 0;
+  for (const Part& p : parts) {
+    if (p.elements == 0) continue;
+    if (p.offset != at || p.elements < 0 || p.elements > n - at) {
+      return absl::DataLossError(
+          absl::StrCat("table '", name, "': shard ", p.shard, " reports elements [", p.offset, ", ",
+                       p.offset + p.elements, "), which do not follow [0, ", at, ") within ", n));
+    }
+    at += p.elements;
+  }
+  if (at != n) {
+    return absl::DataLossError(
+        absl::StrCat("table '", name, "': the shards hold ", at, " of its ", n, " elements"));
+  }
+  return absl::OkStatus();
+}
+
 class Exporter {
  public:
   Exporter(const v1::ClusterStatusResponse& cluster, const ChannelCredentials& credentials,
            absl::Duration timeout)
       : cluster_(cluster), timeout_(timeout) {
+    // A page of a very wide sparse table holds at least one row (up to 4 MiB of floats).
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxReply);
     for (const v1::ShardStatus& s : cluster.shards()) {
-      stubs_.push_back(v1::ParameterServer::NewStub(NewChannel(s.address(), credentials)));
+      stubs_.push_back(v1::ParameterServer::NewStub(NewChannel(s.address(), credentials, args)));
     }
   }
 
@@ -171,6 +198,12 @@ absl::StatusOr<std::vector<ExportedTable>> ExportModel(
     }
     for (const v1::TableStatus& t : shard.status().tables()) {
       TableParts& parts = tables[t.spec().name()];
+      if (!parts.parts.empty() &&
+          !google::protobuf::util::MessageDifferencer::Equals(parts.spec, t.spec())) {
+        return absl::DataLossError(absl::StrCat("table '", t.spec().name(), "': shard ", i,
+                                                " reports another spec than shard ",
+                                                parts.parts.front().shard));
+      }
       parts.spec = t.spec();
       parts.parts.push_back({i, t.offset(), t.elements_on_shard()});
     }
@@ -199,12 +232,7 @@ absl::StatusOr<std::vector<ExportedTable>> ExportModel(
     } else {
       int64_t n = 1;
       for (int64_t d : t.spec.shape()) n *= d;
-      int64_t held = 0;
-      for (const Part& p : t.parts) held += p.elements;
-      if (held != n) {
-        return absl::DataLossError(
-            absl::StrCat("table '", name, "': the shards hold ", held, " of its ", n, " elements"));
-      }
+      if (absl::Status s = CheckCover(name, t.parts, n); !s.ok()) return s;
       NpyArray a{name};
       if (absl::Status s = exporter.ReadDense(t, n, &a, &e); !s.ok()) return s;
       arrays.push_back(std::move(a));

@@ -1,8 +1,9 @@
 // The model's file (docs/model_files.md) with real daemons: 2 shards and 2 workers train
 // the demo's MLP for an epoch; `psctl export` writes the model; numpy and a PyTorch
 // nn.Module (deploy/local/eval_model.py) measure the accuracy the workers reported; fresh
-// shards started from the file (ps_worker --init_from) hold the same model; the file is
-// not applied to trained tables, and a file of another shape is refused by name.
+// shards started from the file (ps_worker --init_from)
+// (and one numpy wrote itself) hold the same model; the file is not applied to trained
+// tables, and a file of another shape is refused by name.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -90,6 +91,25 @@ TEST(ExportMultiprocessTest, TheExportedModelHasTheAccuracyTheWorkersReported) {
   EXPECT_NE(log.find("--init_from=" + model + ": 6 tables, 535818 values assigned"),
             std::string::npos)
       << log;
+  EXPECT_DOUBLE_EQ(NumberField(log, "eval ", "test_accuracy"), trained) << log;
+
+  // A file numpy wrote itself (np.savez_compressed: deflated members, no ps_tables.json)
+  // starts fresh shards the same way.
+  const std::string by_numpy = dir + "/by_numpy.npz";
+  ASSERT_EQ(RunToEnd({kPython, "-c",
+                      "import numpy as np, sys; m = np.load(sys.argv[1]); "
+                      "np.savez_compressed(sys.argv[2], **{k: m[k] for k in m.files "
+                      "if k.startswith('fc')})",
+                      model, by_numpy},
+                     dir + "/numpy.log", &log),
+            0)
+      << log;
+  ServerCluster fresh_numpy;
+  ASSERT_TRUE(fresh_numpy.Start(1, TempDir("export-numpy")).ok());
+  eval = Worker(fresh_numpy, 0, 1);
+  eval.push_back("--eval_only");
+  eval.push_back("--init_from=" + by_numpy);
+  ASSERT_EQ(RunToEnd(eval, dir + "/init_numpy.log", &log), 0) << log;
   EXPECT_DOUBLE_EQ(NumberField(log, "eval ", "test_accuracy"), trained) << log;
 
   // Against the trained shards the file is not applied: they keep their model.

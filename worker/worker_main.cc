@@ -70,7 +70,7 @@ absl::Status PrepareTables(const std::vector<ps::v1::TableSpec>& specs, ps::PsCl
               << " values assigned";
     return absl::OkStatus();
   }
-  if (absl::IsFailedPrecondition(r.status())) {
+  if (ps::HasReason(r.status(), ps::kReasonTableTrained)) {
     LOG(WARNING) << "--init_from=" << init_from << " not applied: " << r.status().message();
     return absl::OkStatus();
   }

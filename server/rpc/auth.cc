@@ -25,7 +25,6 @@ bool Admits(Method method, Role role) {
     case Method::kPull:
     case Method::kCreateTable:
     case Method::kListRows:
-    case Method::kAssign:
       return role == Role::kWorker || role == Role::kOperator;
     case Method::kPush:
     case Method::kPushPull:
@@ -33,6 +32,7 @@ bool Admits(Method method, Role role) {
     case Method::kHeartbeat:
     case Method::kLeaveWorker:
     case Method::kOpenWindow:
+    case Method::kAssign:
       return role == Role::kWorker;
     case Method::kCheckpoint:
       return role == Role::kOperator;

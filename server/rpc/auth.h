@@ -6,7 +6,7 @@
 //             open_monitoring)
 //   worker:   the monitor's, and Pull, Push, PushPull, CreateTable, RegisterWorker,
 //             Heartbeat, LeaveWorker, OpenWindow, ListRows, Assign
-//   operator: the monitor's, and Pull, CreateTable, ListRows, Assign, Admin.Checkpoint
+//   operator: the monitor's, and Pull, CreateTable, ListRows, Admin.Checkpoint
 //
 // No token, or one not on the list, is UNAUTHENTICATED; a token whose role the method
 // does not admit is PERMISSION_DENIED; both name the method, and the call changes

@@ -58,7 +58,7 @@ TEST_F(AuthorizerTest, EachRoleCallsItsMethodsAndNoOthers) {
         Method::kWatch}},
       {"Bearer o-secret",
        {Method::kCreateTable, Method::kPull, Method::kGetStatus, Method::kListRows,
-        Method::kAssign, Method::kClusterStatus, Method::kWatch, Method::kCheckpoint}},
+        Method::kClusterStatus, Method::kWatch, Method::kCheckpoint}},
       {"Bearer m-secret", {Method::kGetStatus, Method::kClusterStatus, Method::kWatch}},
   };
   const std::vector<Method> all = {

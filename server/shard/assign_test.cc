@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error_reason.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/shard/parameter_store.h"
@@ -124,9 +125,10 @@ TEST_F(AssignTest, AfterAPushAssignIsFailedPreconditionAndChangesNothing) {
   absl::Status s = Assign({Slice("w", 0, {9, 9})});
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.message(),
-            "table 'w' has trained (version 1, 1 push requests applied or pending): values can "
+            "table 'w' has trained (version 1, 1 pushed parts applied or pending): values can "
             "be given only before the first push; the shards keep the trained model (stop them, "
             "or use a new --checkpoint_dir, to start from the file)");
+  EXPECT_TRUE(HasReason(s, kReasonTableTrained)) << s;
   EXPECT_THAT(PullDense("w", 2), Each(0.0f));
 }
 
@@ -208,6 +210,19 @@ TEST_F(AssignTest, SparseAssignAfterAPushAndBadListingsAreRefused) {
   request.set_start(0);
   request.set_table("nope");
   EXPECT_EQ(store_.ListRows(request, &page).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(AssignTest, APageOfVeryWideRowsHoldsOneRow) {
+  const int width = 1 << 20;  // 4 MiB a row: more than a page's 3 MiB
+  MustCreate(Sparse("wide", width));
+  ASSERT_TRUE(Assign({}, {Rows("wide", {1, 2}, std::vector<float>(2 * width, 0.5f))}).ok());
+  v1::ListRowsRequest request;
+  request.set_table("wide");
+  v1::ListRowsResponse page;
+  ASSERT_TRUE(store_.ListRows(request, &page).ok());
+  EXPECT_THAT(page.rows().keys(), ElementsAre(1));
+  EXPECT_EQ(page.next(), 1);
+  EXPECT_EQ(page.total_rows(), 2);
 }
 
 }  // namespace

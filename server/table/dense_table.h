@@ -183,8 +183,8 @@ class DenseTable {
   int64_t staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// FAILED_PRECONDITION for given values that reach `table` after training began (its
-// version and the pushes applied or pending), saying what to do.
+// FAILED_PRECONDITION, reason TABLE_TRAINED, for given values that reach `table` after
+// training began (its version and the pushed parts applied or pending), saying what to do.
 absl::Status TrainedError(const std::string& table, int64_t version, int64_t pushes);
 
 // Elements in a dense spec's shape; INVALID_ARGUMENT for an empty or non-positive shape

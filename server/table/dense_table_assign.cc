@@ -2,17 +2,20 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
 #include "server/table/dense_table.h"
 
 namespace ps {
 
 // FAILED_PRECONDITION for given values that come after training began.
 absl::Status TrainedError(const std::string& table, int64_t version, int64_t pushes) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      "table '", table, "' has trained (version ", version, ", ", pushes,
-      " push requests applied or pending): values can be given only before the first push; the "
-      "shards keep the trained model (stop them, or use a new --checkpoint_dir, to start "
-      "from the file)"));
+  return WithReason(
+      absl::FailedPreconditionError(absl::StrCat(
+          "table '", table, "' has trained (version ", version, ", ", pushes,
+          " pushed parts applied or pending): values can be given only before the first push; "
+          "the shards keep the trained model (stop them, or use a new --checkpoint_dir, to "
+          "start from the file)")),
+      kReasonTableTrained);
 }
 
 absl::Status DenseTable::CheckUntrained() const {

@@ -40,7 +40,11 @@ absl::Status GrpcPsClient::AssignSparse(const std::string& table, const std::vec
           absl::StrCat("table '", table, "': key ", k, " is given twice"));
     }
   }
-  std::vector<SparseChunk> chunks = PlanSparse(keys);
+  // As many rows per request as fit in a chunk (at least one), within the key limit.
+  const int64_t rows_per_request =
+      std::max<int64_t>(1, std::min<int64_t>(options_.max_sparse_keys_per_request,
+                                             options_.max_chunk_bytes / (int64_t{4} * width)));
+  std::vector<SparseChunk> chunks = ps::PlanSparse(keys, num_shards(), rows_per_request);
   std::vector<Call<v1::AssignRequest, v1::AssignResponse>> calls(chunks.size());
   const size_t row_bytes = static_cast<size_t>(width) * 4;
   for (size_t i = 0; i < chunks.size(); ++i) {

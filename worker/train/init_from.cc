@@ -35,7 +35,7 @@ absl::StatusOr<std::vector<float>> Floats(const std::string& path, const NpyArra
 }
 
 absl::StatusOr<std::vector<int64_t>> Keys(const std::string& path, const NpyArray& a) {
-  if (a.dtype != "<i8" && a.dtype != "<u8") {
+  if (a.dtype != "<i8") {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": array '", a.name, "' is ", a.dtype, "; keys must be int64"));
   }
