@@ -1,7 +1,7 @@
 // Fuzzes every request handler of the transport-free Shard (server/shard/shard.h): each
 // input is a sequence of up to 64 calls (CreateTable, Register, Heartbeat, Leave, Push,
-// Pull, PushPull, OpenWindow, GetStatus, ExpireStale, a clock step) whose fields come from
-// the input's bytes (common/fuzz_input_testing.h), against one shard with a 16 MiB memory
+// Pull, PushPull, OpenWindow, GetStatus, ExpireStale, a clock step, Assign, ListRows)
+// whose fields come from the input's bytes (common/fuzz_input_testing.h), against one shard with a 16 MiB memory
 // budget and a clock the input moves. A call may be refused, but only with a code a
 // client can act on; the shard must not crash, leak, trip a sanitizer, answer UNKNOWN or
 // INTERNAL, hold more memory than its budget, leave a pull parked past its deadline or serve
@@ -34,7 +34,7 @@ class Session {
 
   void Run() {
     for (int call = 0; call < 64 && !in_.done(); ++call) {
-      switch (in_.Byte() % 11) {
+      switch (in_.Byte() % 13) {
         case 0: Check(CreateTable()); break;
         case 1: Check(Register()); break;
         case 2: Check(Heartbeat()); break;
@@ -46,6 +46,8 @@ class Session {
         case 8: CheckStatus(); break;
         case 9: shard_.ExpireStale(); break;
         case 10: now_ += absl::Milliseconds(in_.Int(0, 20000)); break;
+        case 11: Check(Assign()); break;
+        case 12: Check(ListRows()); break;
       }
     }
     CheckStatus();
@@ -132,6 +134,30 @@ class Session {
     request.set_bytes(in_.Int(-1, 4 << 20));
     v1::OpenWindowResponse response;
     return shard_.OpenWindow(request, &response);
+  }
+
+  absl::Status Assign() {
+    v1::AssignRequest request;
+    for (int64_t n = in_.Int(0, 3); n > 0; --n) AddDense(request.add_dense(), true);
+    for (int64_t n = in_.Int(0, 2); n > 0; --n) AddSparse(request.add_sparse(), true);
+    return shard_.Assign(request);
+  }
+
+  absl::Status ListRows() {
+    v1::ListRowsRequest request;
+    request.set_table(Name());
+    request.set_start(in_.Int(-2, 20));
+    request.set_max_rows(in_.Int(-2, 20));
+    v1::ListRowsResponse response;
+    absl::Status s = shard_.ListRows(request, &response);
+    if (s.ok() && (response.next() > response.total_rows() ||
+                   static_cast<int64_t>(response.rows().keys_size()) > response.total_rows())) {
+      std::fprintf(stderr, "ListRows: next %lld, %d rows of %lld\n",
+                   static_cast<long long>(response.next()), response.rows().keys_size(),
+                   static_cast<long long>(response.total_rows()));
+      std::abort();
+    }
+    return s;
   }
 
   void AddDense(v1::DenseSlice* d, bool values) {
