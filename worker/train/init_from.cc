@@ -48,6 +48,78 @@ absl::StatusOr<std::vector<int64_t>> Keys(const std::string& path, const NpyArra
   return keys;
 }
 
+// The file's arrays by name; each is taken once, and what is left names no table.
+class FileArrays {
+ public:
+  FileArrays(const std::string& path, const std::vector<NpyArray>& arrays) : path_(path) {
+    for (const NpyArray& a : arrays) by_name_[a.name] = &a;
+  }
+
+  absl::StatusOr<const NpyArray*> Take(const std::string& name) {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) {
+      std::vector<std::string> names;
+      for (const auto& [n, a] : by_name_) names.push_back(n);
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, " has no array '", name, "' for the model's table; it holds: ",
+                       names.empty() ? "nothing" : absl::StrJoin(names, ", ")));
+    }
+    const NpyArray* a = it->second;
+    by_name_.erase(it);
+    return a;
+  }
+
+  void WarnAboutTheRest() const {
+    for (const auto& [name, a] : by_name_) {
+      LOG(WARNING) << path_ << ": array '" << name << "' names no table of this model; left alone";
+    }
+  }
+
+ private:
+  const std::string path_;
+  std::map<std::string, const NpyArray*> by_name_;
+};
+
+// A dense table's values from the file, checked against its spec.
+absl::StatusOr<std::vector<float>> DenseValues(const std::string& path, const v1::TableSpec& spec,
+                                               FileArrays* file) {
+  absl::StatusOr<const NpyArray*> a = file->Take(spec.name());
+  if (!a.ok()) return a.status();
+  const std::vector<int64_t> want(spec.shape().begin(), spec.shape().end());
+  if ((*a)->shape != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": array '", spec.name(), "' has shape ", ShapeText((*a)->shape),
+        " but the table is ", ShapeText(want), " (do the model flags, e.g. --layers, match?)"));
+  }
+  return Floats(path, **a);
+}
+
+struct SparseValues {
+  const v1::TableSpec* spec;
+  std::vector<int64_t> keys;
+  std::vector<float> rows;
+};
+
+// A sparse table's keys and rows from the file, checked against its spec.
+absl::StatusOr<SparseValues> SparseValuesOf(const std::string& path, const v1::TableSpec& spec,
+                                            FileArrays* file) {
+  absl::StatusOr<const NpyArray*> k = file->Take(spec.name() + "/keys");
+  if (!k.ok()) return k.status();
+  absl::StatusOr<const NpyArray*> r = file->Take(spec.name() + "/values");
+  if (!r.ok()) return r.status();
+  absl::StatusOr<std::vector<int64_t>> keys = Keys(path, **k);
+  if (!keys.ok()) return keys.status();
+  const std::vector<int64_t> want = {static_cast<int64_t>(keys->size()), spec.row_width()};
+  if ((*r)->shape != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": array '", (*r)->name, "' has shape ", ShapeText((*r)->shape), "; ",
+                     keys->size(), " keys of table '", spec.name(), "' need ", ShapeText(want)));
+  }
+  absl::StatusOr<std::vector<float>> rows = Floats(path, **r);
+  if (!rows.ok()) return rows.status();
+  return SparseValues{&spec, *std::move(keys), *std::move(rows)};
+}
+
 }  // namespace
 
 absl::StatusOr<InitFromResult> InitTablesFromFile(const std::string& path,
@@ -55,73 +127,39 @@ absl::StatusOr<InitFromResult> InitTablesFromFile(const std::string& path,
                                                   PsClient* client) {
   absl::StatusOr<std::vector<NpyArray>> arrays = ReadNpz(path);
   if (!arrays.ok()) return arrays.status();
-  std::map<std::string, const NpyArray*> by_name;
-  for (const NpyArray& a : *arrays) by_name[a.name] = &a;
-  auto find = [&](const std::string& name) -> absl::StatusOr<const NpyArray*> {
-    auto it = by_name.find(name);
-    if (it == by_name.end()) {
-      std::vector<std::string> names;
-      for (const auto& [n, a] : by_name) names.push_back(n);
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, " has no array '", name, "' for the model's table; it holds: ",
-                       names.empty() ? "nothing" : absl::StrJoin(names, ", ")));
-    }
-    const NpyArray* a = it->second;
-    by_name.erase(it);
-    return a;
-  };
+  FileArrays file(path, *arrays);
+  // Every table is checked before anything is sent.
   InitFromResult result;
   std::vector<std::vector<float>> dense_values;
   std::vector<DenseTensor> dense;
+  std::vector<SparseValues> sparse;
   dense_values.reserve(specs.size());
   for (const v1::TableSpec& spec : specs) {
-    if (spec.kind() == v1::SPARSE) continue;
-    absl::StatusOr<const NpyArray*> a = find(spec.name());
-    if (!a.ok()) return a.status();
-    const std::vector<int64_t> want(spec.shape().begin(), spec.shape().end());
-    if ((*a)->shape != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": array '", spec.name(), "' has shape ", ShapeText((*a)->shape),
-          " but the table is ", ShapeText(want), " (do the model flags, e.g. --layers, match?)"));
+    if (spec.kind() == v1::SPARSE) {
+      absl::StatusOr<SparseValues> v = SparseValuesOf(path, spec, &file);
+      if (!v.ok()) return v.status();
+      result.values += static_cast<int64_t>(v->rows.size());
+      sparse.push_back(*std::move(v));
+    } else {
+      absl::StatusOr<std::vector<float>> v = DenseValues(path, spec, &file);
+      if (!v.ok()) return v.status();
+      dense_values.push_back(*std::move(v));
+      dense.push_back({spec.name(), static_cast<int64_t>(dense_values.back().size()),
+                       dense_values.back().data()});
+      result.values += dense.back().num_elements;
     }
-    absl::StatusOr<std::vector<float>> v = Floats(path, **a);
-    if (!v.ok()) return v.status();
-    dense_values.push_back(*std::move(v));
-    dense.push_back({spec.name(), static_cast<int64_t>(dense_values.back().size()),
-                     dense_values.back().data()});
-    result.values += dense.back().num_elements;
     ++result.tables;
   }
   if (!dense.empty()) {
     if (absl::Status s = client->Assign(dense); !s.ok()) return s;
   }
-  for (const v1::TableSpec& spec : specs) {
-    if (spec.kind() != v1::SPARSE) continue;
-    absl::StatusOr<const NpyArray*> k = find(spec.name() + "/keys");
-    if (!k.ok()) return k.status();
-    absl::StatusOr<const NpyArray*> r = find(spec.name() + "/values");
-    if (!r.ok()) return r.status();
-    absl::StatusOr<std::vector<int64_t>> keys = Keys(path, **k);
-    if (!keys.ok()) return keys.status();
-    const std::vector<int64_t> want = {static_cast<int64_t>(keys->size()), spec.row_width()};
-    if ((*r)->shape != want) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": array '", (*r)->name, "' has shape ", ShapeText((*r)->shape), "; ",
-                       keys->size(), " keys of table '", spec.name(), "' need ", ShapeText(want)));
-    }
-    absl::StatusOr<std::vector<float>> rows = Floats(path, **r);
-    if (!rows.ok()) return rows.status();
-    if (!keys->empty()) {
-      absl::Status s = client->AssignSparse(spec.name(), *keys, static_cast<int>(spec.row_width()),
-                                            rows->data());
-      if (!s.ok()) return s;
-    }
-    result.values += static_cast<int64_t>(rows->size());
-    ++result.tables;
+  for (const SparseValues& v : sparse) {
+    if (v.keys.empty()) continue;
+    absl::Status s = client->AssignSparse(v.spec->name(), v.keys,
+                                          static_cast<int>(v.spec->row_width()), v.rows.data());
+    if (!s.ok()) return s;
   }
-  for (const auto& [name, a] : by_name) {
-    LOG(WARNING) << path << ": array '" << name << "' names no table of this model; left alone";
-  }
+  file.WarnAboutTheRest();
   return result;
 }
 

@@ -24,10 +24,11 @@ struct InitFromResult {
 
 // Reads `path` and assigns every table of `specs` (created before) through `client`.
 // INVALID_ARGUMENT naming the file and the array when one is missing, of another shape
-// or type, or when the file cannot be read (nothing sent then); FAILED_PRECONDITION with
-// reason TABLE_TRAINED (a shard's) when a table has trained already. A table goes in
-// several requests (by shard and chunk), so parts sent before the refusal may have been
-// given: harmless when every worker gives the same file, as it must.
+// or type, or when the file cannot be read (every table is checked before anything is
+// sent); FAILED_PRECONDITION with reason TABLE_TRAINED (a shard's) when a table has
+// trained already. A table goes in several requests (by shard and chunk), so parts sent
+// before the refusal may have been given: harmless when every worker gives the same
+// file, as it must.
 absl::StatusOr<InitFromResult> InitTablesFromFile(const std::string& path,
                                                   const std::vector<v1::TableSpec>& specs,
                                                   PsClient* client);
