@@ -236,6 +236,20 @@ absl::Duration ConnectTimeout() {
   return std::max(absl::Seconds(1), absl::GetFlag(FLAGS_connect_timeout));
 }
 
+SparseTrainerOptions SparseTrainerOptionsFromFlags(int worker, int workers,
+                                                   v1::ConsistencyMode mode) {
+  SparseTrainerOptions options;
+  options.worker_index = worker;
+  options.num_workers = workers;
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.epochs = absl::GetFlag(FLAGS_epochs);
+  options.max_steps = absl::GetFlag(FLAGS_max_steps);
+  options.mode = mode;
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
+  return options;
+}
+
 absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(int worker, int workers,
                                                            v1::ConsistencyMode mode) {
   TrainerOptions options;

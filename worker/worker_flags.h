@@ -13,6 +13,7 @@
 #include "kernels/backend.h"
 #include "proto/v1/ps.pb.h"
 #include "worker/client/ps_client.h"
+#include "worker/train/sparse_trainer.h"
 #include "worker/train/trainer.h"
 
 ABSL_DECLARE_FLAG(std::string, servers);
@@ -87,6 +88,9 @@ absl::Duration ConnectTimeout();
 // The training loop's options for worker `worker` of `workers`.
 absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(int worker, int workers,
                                                        v1::ConsistencyMode mode);
+// The same for the sparse models' loop.
+SparseTrainerOptions SparseTrainerOptionsFromFlags(int worker, int workers,
+                                                   v1::ConsistencyMode mode);
 
 }  // namespace ps
 

@@ -137,16 +137,7 @@ int RunSparse(const std::string& model_name, int worker, int workers,
       !s.ok()) {
     return Fail(s);
   }
-  ps::SparseTrainerOptions options;
-  options.worker_index = worker;
-  options.num_workers = workers;
-  options.batch_size = absl::GetFlag(FLAGS_batch_size);
-  options.epochs = absl::GetFlag(FLAGS_epochs);
-  options.max_steps = absl::GetFlag(FLAGS_max_steps);
-  options.mode = mode;
-  options.seed = absl::GetFlag(FLAGS_seed);
-  options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
-  ps::SparseTrainer trainer(options, client.get(), model.get(), &*train,
+  ps::SparseTrainer trainer(ps::SparseTrainerOptionsFromFlags(worker, workers, mode), client.get(), model.get(), &*train,
                             test->size() > 0 ? &*test : nullptr, backend->name());
   if (eval_only) {
     absl::StatusOr<double> loss = trainer.Evaluate();

@@ -10,6 +10,7 @@
 #include "server/shard/parameter_store.h"
 #include "server/shard/worker_registry.h"
 #include "server/table/optimizer.h"
+#include "server/table/spec_testing.h"
 #include "server/table/tensor_bytes_testing.h"
 
 namespace ps {
@@ -22,15 +23,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 v1::TableSpec Dense(const std::string& name, int64_t n, v1::ConsistencyMode mode) {
-  v1::TableSpec spec;
-  spec.set_name(name);
-  spec.set_kind(v1::DENSE);
-  spec.add_shape(n);
-  spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
-  spec.mutable_initializer()->set_value(1.0f);
-  *spec.mutable_optimizer() = DefaultOptimizerSpec(v1::OptimizerSpec::SGD, 0.5f);
-  spec.set_consistency(mode);
-  return spec;
+  return ::ps::testing::OnesSgdSpec(name, n, mode);
 }
 
 v1::TableSpec Sparse(const std::string& name, int width) {
