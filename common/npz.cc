@@ -1,7 +1,9 @@
 #include "common/npz.h"
 
+#include <sys/stat.h>
 #include <zip.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 
@@ -249,6 +251,12 @@ absl::StatusOr<std::vector<NpyArray>> ReadNpz(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": ", ZipError(code)));
   }
   std::unique_ptr<zip_t, int (*)(zip_t*)> closer(zip, zip_close);
+  struct stat file_stat;
+  if (::stat(path.c_str(), &file_stat) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  const uint64_t file_size = static_cast<uint64_t>(file_stat.st_size);
   std::vector<NpyArray> arrays;
   const zip_int64_t n = zip_get_num_entries(zip, 0);
   for (zip_int64_t i = 0; i < n; ++i) {
@@ -260,12 +268,13 @@ absl::StatusOr<std::vector<NpyArray>> ReadNpz(const std::string& path,
           absl::StrCat("cannot read ", path, ": member ", i, ": ", zip_strerror(zip)));
     }
     const std::string name = st.name;
-    // What a member claims is checked before it is allocated: a stored member holds what
-    // it stores, and deflate expands at most about 1032-fold.
+    // What a member claims is checked before it is allocated: its compressed bytes lie in
+    // the file, a stored member holds what it stores, and deflate expands at most about
+    // 1032-fold.
     const bool sized = (st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD);
     const bool stored = sized && st.comp_method == ZIP_CM_STORE;
-    if (!sized || (stored && st.size != st.comp_size) || st.size > 1100 * st.comp_size + 64 ||
-        st.size > (uint64_t{1} << 36)) {
+    if (!sized || st.comp_size > file_size || (stored && st.size != st.comp_size) ||
+        st.size > 1100 * st.comp_size + 64 || st.size > (uint64_t{1} << 36)) {
       return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": member ", name,
                                                      " claims ", st.size,
                                                      " bytes, which its compressed size or the "
