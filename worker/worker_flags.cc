@@ -236,9 +236,12 @@ absl::Duration ConnectTimeout() {
   return std::max(absl::Seconds(1), absl::GetFlag(FLAGS_connect_timeout));
 }
 
-SparseTrainerOptions SparseTrainerOptionsFromFlags(int worker, int workers,
-                                                   v1::ConsistencyMode mode) {
-  SparseTrainerOptions options;
+namespace {
+
+// The fields both training loops' options share.
+template <typename Options>
+Options LoopOptionsFromFlags(int worker, int workers, v1::ConsistencyMode mode) {
+  Options options;
   options.worker_index = worker;
   options.num_workers = workers;
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
@@ -250,17 +253,16 @@ SparseTrainerOptions SparseTrainerOptionsFromFlags(int worker, int workers,
   return options;
 }
 
+}  // namespace
+
+SparseTrainerOptions SparseTrainerOptionsFromFlags(int worker, int workers,
+                                                   v1::ConsistencyMode mode) {
+  return LoopOptionsFromFlags<SparseTrainerOptions>(worker, workers, mode);
+}
+
 absl::StatusOr<TrainerOptions> TrainerOptionsFromFlags(int worker, int workers,
                                                            v1::ConsistencyMode mode) {
-  TrainerOptions options;
-  options.worker_index = worker;
-  options.num_workers = workers;
-  options.batch_size = absl::GetFlag(FLAGS_batch_size);
-  options.epochs = absl::GetFlag(FLAGS_epochs);
-  options.max_steps = absl::GetFlag(FLAGS_max_steps);
-  options.mode = mode;
-  options.seed = absl::GetFlag(FLAGS_seed);
-  options.log_every = std::max(1, absl::GetFlag(FLAGS_log_every));
+  TrainerOptions options = LoopOptionsFromFlags<TrainerOptions>(worker, workers, mode);
   options.buffer_steps = absl::GetFlag(FLAGS_buffer_steps);
   options.buffer_bytes = absl::GetFlag(FLAGS_buffer_bytes);
   options.buffer_time = absl::GetFlag(FLAGS_buffer_time);
