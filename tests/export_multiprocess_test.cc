@@ -93,13 +93,13 @@ TEST(ExportMultiprocessTest, TheExportedModelHasTheAccuracyTheWorkersReported) {
       << log;
   EXPECT_DOUBLE_EQ(NumberField(log, "eval ", "test_accuracy"), trained) << log;
 
-  // A file numpy wrote itself (np.savez_compressed: deflated members, no ps_tables.json)
-  // starts fresh shards the same way.
+  // A file numpy wrote itself (np.savez_compressed: deflated members, float64 values, no
+  // ps_tables.json) starts fresh shards the same way: float32 -> float64 -> float32 is exact.
   const std::string by_numpy = dir + "/by_numpy.npz";
   ASSERT_EQ(RunToEnd({kPython, "-c",
                       "import numpy as np, sys; m = np.load(sys.argv[1]); "
-                      "np.savez_compressed(sys.argv[2], **{k: m[k] for k in m.files "
-                      "if k.startswith('fc')})",
+                      "np.savez_compressed(sys.argv[2], **{k: m[k].astype(np.float64) "
+                      "for k in m.files if k.startswith('fc')})",
                       model, by_numpy},
                      dir + "/numpy.log", &log),
             0)
